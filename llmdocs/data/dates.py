@@ -1,0 +1,146 @@
+"""A generated translation task: English dates -> German or Chinese dates (Unicode CLDR formats).
+
+The quick task of the Transformer chapter. It trains in minutes on a CPU, needs no download, and is a
+real translation problem with **reordering**, which makes cross-attention maps worth looking at:
+
+| locale | `"full"` format of 2024-03-03 | what moves |
+|---|---|---|
+| `en` (source) | `Sunday, March 3, 2024` | |
+| `de` | `Sonntag, 3. März 2024` | day before month, words translated |
+| `zh` | `2024年3月3日星期日` | year first, weekday last |
+
+The strings come from the CLDR data in `babel` (`babel.dates.format_date`). Dates are drawn without
+replacement from a range of days, so the train and held-out sets never share a date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from babel.dates import format_date
+
+__all__ = ["date_pair", "date_task_split", "make_date_pairs"]
+
+DEFAULT_START = dt.date(1900, 1, 1)
+DEFAULT_END = dt.date(2099, 12, 31)
+
+
+def date_pair(
+    day: dt.date,
+    target_locale: str = "de",
+    source_locale: str = "en",
+    source_format: str = "full",
+    target_format: str = "full",
+) -> tuple[str, str]:
+    """One `(source, target)` pair: the same day written in two locales.
+
+    Args:
+        day: The date.
+        target_locale: A CLDR locale, e.g. `"de"`, `"zh"`, `"es"`, `"fr"`, `"ja"`.
+        source_locale: The source locale.
+        source_format: `"full"`, `"long"`, `"medium"` or `"short"` (a CLDR width), or a CLDR pattern
+            such as `"d MMMM y"`.
+        target_format: Likewise for the target.
+
+    Returns:
+        The two strings.
+
+    Examples:
+        >>> date_pair(dt.date(2024, 3, 3))
+        ('Sunday, March 3, 2024', 'Sonntag, 3. März 2024')
+        >>> date_pair(dt.date(2024, 3, 3), "zh")
+        ('Sunday, March 3, 2024', '2024年3月3日星期日')
+    """
+    source = format_date(day, format=source_format, locale=source_locale)
+    target = format_date(day, format=target_format, locale=target_locale)
+    return source, target
+
+
+def make_date_pairs(
+    n: int,
+    seed: int = 0,
+    target_locale: str = "de",
+    source_locale: str = "en",
+    start: dt.date = DEFAULT_START,
+    end: dt.date = DEFAULT_END,
+    source_format: str = "full",
+    target_format: str = "full",
+) -> list[tuple[str, str]]:
+    """`n` pairs of distinct days drawn uniformly from `[start, end]`; the same seed gives the same pairs.
+
+    Args:
+        n: Number of pairs.
+        seed: Seed of the draw.
+        target_locale: Target CLDR locale.
+        source_locale: Source CLDR locale.
+        start: First possible day.
+        end: Last possible day (inclusive).
+        source_format: CLDR width or pattern of the source.
+        target_format: CLDR width or pattern of the target.
+
+    Returns:
+        The pairs, in draw order.
+
+    Raises:
+        ValueError: If `n` is negative or larger than the number of days in the range.
+
+    Examples:
+        >>> make_date_pairs(2, seed=1) == make_date_pairs(2, seed=1)
+        True
+        >>> len(make_date_pairs(3, target_locale="zh"))
+        3
+    """
+    days = _draw_days(n, seed, start, end)
+    return [date_pair(d, target_locale, source_locale, source_format, target_format) for d in days]
+
+
+def date_task_split(
+    n_train: int = 20_000,
+    n_test: int = 1_000,
+    seed: int = 0,
+    target_locale: str = "de",
+    source_locale: str = "en",
+    start: dt.date = DEFAULT_START,
+    end: dt.date = DEFAULT_END,
+    source_format: str = "full",
+    target_format: str = "full",
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Train and held-out pairs over *disjoint* sets of days.
+
+    Args:
+        n_train: Training pairs.
+        n_test: Held-out pairs.
+        seed: Seed of the draw (the same seed gives the same split).
+        target_locale: Target CLDR locale.
+        source_locale: Source CLDR locale.
+        start: First possible day.
+        end: Last possible day (inclusive).
+        source_format: CLDR width or pattern of the source.
+        target_format: CLDR width or pattern of the target.
+
+    Returns:
+        `(train, test)`; no date (hence no source string of a full format) is in both.
+
+    Raises:
+        ValueError: If the range has fewer than `n_train + n_test` days.
+
+    Examples:
+        >>> train, test = date_task_split(n_train=50, n_test=10, seed=0, target_locale="zh")
+        >>> len(train), len(test), set(train) & set(test)
+        (50, 10, set())
+    """
+    days = _draw_days(n_train + n_test, seed, start, end)
+    pairs = [date_pair(d, target_locale, source_locale, source_format, target_format) for d in days]
+    return pairs[:n_train], pairs[n_train:]
+
+
+def _draw_days(n: int, seed: int, start: dt.date, end: dt.date) -> list[dt.date]:
+    """`n` distinct days from `[start, end]`, deterministic in `seed`."""
+    n_days = (end - start).days + 1
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n > n_days:
+        raise ValueError(f"cannot draw {n} distinct days from {start}..{end} ({n_days} days)")
+    offsets = random.Random(seed).sample(range(n_days), n)
+    return [start + dt.timedelta(days=k) for k in offsets]

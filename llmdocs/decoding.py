@@ -1,0 +1,227 @@
+"""Greedy decoding and beam search for the encoder-decoder [Transformer][llmdocs.transformer.Transformer].
+
+Both are batched over source sentences and, by default, decode incrementally: the source is
+encoded once, and each step feeds only the newest target token through the decoder, whose
+[DecoderCache][llmdocs.transformer.DecoderCache] holds the keys and values of all earlier tokens.
+A step then costs O(T) attention work instead of re-running the O(T^2) full forward.
+
+Beam search ranks finished hypotheses by the length-normalised log-probability of GNMT
+(Wu et al., 2016, section 7):
+
+    score(Y) = log P(Y | X) / lp(Y),   lp(Y) = ((5 + |Y|) / 6) ** alpha
+
+where |Y| counts the generated tokens including EOS and alpha is ``length_penalty``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from llmdocs.attention import padding_mask
+from llmdocs.transformer import DecoderCache, Transformer
+
+
+def _length_penalty(length: int, alpha: float) -> float:
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _check_args(model: Transformer, bos_id: int, eos_id: int, max_new_tokens: int) -> None:
+    V = model.config.tgt_vocab_size
+    for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
+        if not 0 <= value < V:
+            raise ValueError(f"{name}={value} is not in [0, tgt_vocab_size={V})")
+    if not 1 <= max_new_tokens <= model.config.max_len:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be in [1, max_len={model.config.max_len}]")
+
+
+def _cut_at_eos(ids: list[int], eos_id: int) -> list[int]:
+    return ids[: ids.index(eos_id)] if eos_id in ids else ids
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: Transformer,
+    src: Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int = 64,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Translate a batch by always choosing the most probable next token.
+
+    y_t = argmax_v P(v | y_<t, X); stops at EOS or after ``max_new_tokens`` tokens.
+
+    Args:
+        model: an encoder-decoder Transformer (run in eval mode here, then restored).
+        src: source ids (B, S), padded with ``model.config.pad_id``.
+        bos_id: token that starts every target.
+        eos_id: token that ends a target.
+        max_new_tokens: most tokens generated per sentence (at most ``config.max_len``).
+        use_cache: decode incrementally with a key/value cache (False re-runs the full decoder
+            each step: same result, quadratic cost; kept for teaching and tests).
+
+    Returns:
+        One list of generated ids per sentence, without BOS and EOS.
+
+    Examples:
+        >>> import torch
+        >>> from llmdocs.transformer import Transformer, TransformerConfig
+        >>> _ = torch.manual_seed(0)
+        >>> model = Transformer(TransformerConfig.tiny(src_vocab_size=20, tgt_vocab_size=20))
+        >>> out = greedy_decode(model, torch.randint(3, 20, (2, 6)), bos_id=1, eos_id=2, max_new_tokens=5)
+        >>> len(out), all(len(ids) <= 5 for ids in out)
+        (2, True)
+    """
+    _check_args(model, bos_id, eos_id, max_new_tokens)
+    was_training = model.training
+    model.eval()
+    try:
+        B = src.size(0)
+        src_mask = padding_mask(src, model.config.pad_id)  # (B, 1, 1, S)
+        memory = model.encode(src, src_mask)  # (B, S, D)
+        tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
+        finished = torch.zeros(B, dtype=torch.bool, device=src.device)  # (B,)
+        cache = model.new_cache() if use_cache else None
+        for _ in range(max_new_tokens):
+            inputs = tokens[:, -1:] if cache is not None else tokens  # (B, 1) or (B, t)
+            logits = model.decode(inputs, memory, src_mask, cache)[:, -1]  # (B, V)
+            next_token = logits.argmax(dim=-1)  # (B,)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (B, t + 1)
+            finished |= next_token == eos_id
+            if bool(finished.all()):
+                break
+    finally:
+        model.train(was_training)
+    return [_cut_at_eos(row, eos_id) for row in tokens[:, 1:].tolist()]
+
+
+@torch.no_grad()
+def beam_search(
+    model: Transformer,
+    src: Tensor,
+    bos_id: int,
+    eos_id: int,
+    beam_size: int = 4,
+    max_new_tokens: int = 64,
+    length_penalty: float = 0.6,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Translate a batch keeping the ``beam_size`` most probable partial targets per sentence.
+
+    Each step extends every live beam by every token, keeps the 2K best candidates of each
+    sentence, moves those ending in EOS (if among the top K) to the sentence's finished list with
+    score log P / lp, and continues with the K best that do not end in EOS. A sentence is done when
+    it has K finished hypotheses and its best live beam, normalised at the current length, cannot
+    beat the worst of them (the usual heuristic); after ``max_new_tokens`` steps the live beams of
+    unfinished sentences compete too. ``beam_size=1`` reproduces greedy decoding.
+
+    Args:
+        model: an encoder-decoder Transformer (run in eval mode here, then restored).
+        src: source ids (B, S), padded with ``model.config.pad_id``.
+        bos_id: token that starts every target.
+        eos_id: token that ends a target.
+        beam_size: beams per sentence K.
+        max_new_tokens: most tokens generated per sentence (at most ``config.max_len``).
+        length_penalty: alpha of the GNMT length penalty; 0 ranks by raw log-probability, larger
+            values favour longer outputs.
+        use_cache: decode incrementally with a key/value cache.
+
+    Returns:
+        The best hypothesis of each sentence, as ids without BOS and EOS.
+
+    References:
+        Wu et al., "Google's Neural Machine Translation System", 2016, section 7.
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017, section 6.1 (K=4, alpha=0.6).
+
+    Examples:
+        >>> import torch
+        >>> from llmdocs.transformer import Transformer, TransformerConfig
+        >>> _ = torch.manual_seed(0)
+        >>> model = Transformer(TransformerConfig.tiny(src_vocab_size=20, tgt_vocab_size=20))
+        >>> src = torch.randint(3, 20, (2, 6))
+        >>> out = beam_search(model, src, bos_id=1, eos_id=2, beam_size=3, max_new_tokens=5)
+        >>> len(out), all(len(ids) <= 5 for ids in out)
+        (2, True)
+    """
+    _check_args(model, bos_id, eos_id, max_new_tokens)
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        return _beam_search(model, src, bos_id, eos_id, beam_size, max_new_tokens, length_penalty, use_cache)
+    finally:
+        model.train(was_training)
+
+
+def _beam_search(
+    model: Transformer,
+    src: Tensor,
+    bos_id: int,
+    eos_id: int,
+    K: int,
+    max_new_tokens: int,
+    alpha: float,
+    use_cache: bool,
+) -> list[list[int]]:
+    B, device = src.size(0), src.device
+    src_mask = padding_mask(src, model.config.pad_id)  # (B, 1, 1, S)
+    memory = model.encode(src, src_mask).repeat_interleave(K, dim=0)  # (B*K, S, D)
+    src_mask = src_mask.repeat_interleave(K, dim=0)  # (B*K, 1, 1, S)
+    tokens = torch.full((B * K, 1), bos_id, dtype=torch.long, device=device)  # (B*K, 1)
+    # All K beams start identical: only the first is live, or the top K would be K copies.
+    beam_scores = torch.full((B, K), float("-inf"), device=device)  # (B, K) sum of log-probs
+    beam_scores[:, 0] = 0.0
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (score, ids)
+    done = [False] * B
+    cache: DecoderCache | None = model.new_cache() if use_cache else None
+    batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
+
+    for step in range(1, max_new_tokens + 1):
+        inputs = tokens[:, -1:] if cache is not None else tokens  # (B*K, 1) or (B*K, t)
+        logits = model.decode(inputs, memory, src_mask, cache)[:, -1]  # (B*K, V)
+        log_probs = logits.float().log_softmax(dim=-1)  # (B*K, V)
+        V = log_probs.size(-1)
+        candidates = beam_scores[:, :, None] + log_probs.view(B, K, V)  # (B, K, V)
+        top_scores, top_index = candidates.view(B, K * V).topk(min(2 * K, K * V), dim=-1)
+        top_beam, top_token = top_index // V, top_index % V  # (B, 2K) each
+
+        # 1) Candidates ending in EOS and ranked in the top K finish (score normalised by length).
+        is_eos = top_token == eos_id  # (B, 2K)
+        rank = torch.arange(top_token.size(1), device=device)  # (2K,)
+        finishing = is_eos & (rank < K) & torch.isfinite(top_scores)  # (B, 2K)
+        for b, j in finishing.nonzero().tolist():
+            if not done[b]:
+                ids = tokens[b * K + int(top_beam[b, j]), 1:].tolist()
+                score = float(top_scores[b, j]) / _length_penalty(step, alpha)
+                finished[b] = sorted([*finished[b], (score, ids)], reverse=True)[:K]
+
+        # 2) The K best candidates that do not end in EOS become the next beams.
+        live_scores, order = top_scores.masked_fill(is_eos, float("-inf")).topk(K, dim=-1)
+        rows = (batch_offset + top_beam.gather(1, order)).view(-1)  # (B*K,) parent rows
+        next_token = top_token.gather(1, order).view(-1, 1)  # (B*K, 1)
+        tokens = torch.cat([tokens.index_select(0, rows), next_token], dim=1)  # (B*K, t + 1)
+        beam_scores = live_scores  # (B, K)
+        if cache is not None:
+            cache.reorder(rows, cross_attn=False)  # beams of a sentence share its memory
+
+        # 3) Done: K finished and the best live beam cannot beat the worst finished one.
+        best_live = (beam_scores[:, 0] / _length_penalty(step, alpha)).tolist()  # (B,)
+        for b in range(B):
+            if not done[b] and len(finished[b]) >= K and best_live[b] <= finished[b][-1][0]:
+                done[b] = True
+        if all(done):
+            break
+
+    results = []
+    for b in range(B):
+        hypotheses = list(finished[b])
+        if not done[b]:  # out of steps: live beams compete with the finished ones
+            for k in range(K):
+                score = float(beam_scores[b, k])
+                if score > float("-inf"):
+                    ids = tokens[b * K + k, 1:].tolist()
+                    hypotheses.append((score / _length_penalty(len(ids), alpha), ids))
+        results.append(max(hypotheses, key=lambda h: h[0])[1])
+    return results

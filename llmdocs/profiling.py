@@ -1,0 +1,174 @@
+"""Measuring what a layer costs: wall time, peak memory and parameter counts.
+
+The chapters quote costs (attention is quadratic in the sequence length, a KV cache makes decoding linear, ...)
+and every such number is measured by these functions when the page is built, never typed in by hand.
+
+Peak memory on CPU comes from the PyTorch profiler's allocation events: the running sum of allocations minus
+frees, maximised over the measured call. On CUDA it is ``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from llmdocs.attention import MultiHeadAttention, causal_mask
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model``, each shared tensor counted once.
+
+    Args:
+        model: Any module.
+        trainable_only: Count only parameters with ``requires_grad``.
+
+    Returns:
+        The parameter count.
+
+    Examples:
+        >>> count_parameters(nn.Linear(4, 3))  # 4 * 3 weights + 3 biases
+        15
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the C++ profiler's own start/stop log lines, which it writes straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+    """Peak bytes allocated while ``fn()`` runs, above what was allocated before the call.
+
+    Args:
+        fn: The work to measure, e.g. a forward and backward pass.
+        device: Where the work runs (``cpu`` or ``cuda``).
+
+    Returns:
+        Peak extra bytes.
+
+    Examples:
+        >>> peak_memory_bytes(lambda: torch.zeros(1024, 1024)) >= 4 * 1024 * 1024  # one float32 MiB x 4
+        True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _quiet_native_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    # Each op records the bytes it allocated minus those it freed (its "self" memory); frees between ops are
+    # "[memory]" events. Replaying them in time order gives the allocation curve, whose maximum is the peak.
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return int(peak)
+
+
+def seconds_per_call(fn: Callable[[], object], repeats: int = 5, device: torch.device | str = "cpu") -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call.
+
+    Args:
+        fn: The work to time.
+        repeats: Number of timed calls (at least 1).
+        device: Where the work runs; CUDA work is synchronised before the clock is read.
+
+    Returns:
+        Seconds per call.
+
+    Examples:
+        >>> seconds_per_call(lambda: sum(range(1000)), repeats=3) < 1.0
+        True
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be at least 1")
+    device = torch.device(device)
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def attention_cost(
+    lengths: list[int],
+    d_model: int = 64,
+    n_heads: int = 4,
+    batch_size: int = 1,
+    need_weights: bool = True,
+    repeats: int = 3,
+) -> list[dict[str, float]]:
+    """Measure causal self-attention's forward + backward time and peak memory at several sequence lengths.
+
+    With ``need_weights=True`` the explicit path materialises the (B, H, T, T) weight matrix, so memory grows
+    as $T^2$; the fused kernel avoids storing it, but the work is still quadratic.
+
+    Args:
+        lengths: Sequence lengths T to measure.
+        d_model: Model width D.
+        n_heads: Number of heads H.
+        batch_size: Batch size B.
+        need_weights: Use the explicit path that returns the attention weights.
+        repeats: Timed repeats per length.
+
+    Returns:
+        One row per length: ``length``, ``seconds``, ``peak_bytes`` and the ``weights_bytes`` that one
+        (B, H, T, T) float32 matrix takes.
+
+    Examples:
+        >>> rows = attention_cost([8, 16], repeats=1)
+        >>> [r["length"] for r in rows], rows[1]["weights_bytes"] / rows[0]["weights_bytes"]
+        ([8, 16], 4.0)
+    """
+    torch.manual_seed(0)
+    layer = MultiHeadAttention(d_model, n_heads)
+    rows = []
+    for T in lengths:
+        x = torch.randn(batch_size, T, d_model, requires_grad=True)  # (B, T, D)
+        mask = causal_mask(T)  # (T, T)
+
+        def step(x: torch.Tensor = x, mask: torch.Tensor = mask) -> None:
+            out, _ = layer(x, mask=mask, need_weights=need_weights)  # (B, T, D)
+            out.sum().backward()
+
+        rows.append(
+            {
+                "length": T,
+                "seconds": seconds_per_call(step, repeats),
+                "peak_bytes": float(peak_memory_bytes(step)),
+                "weights_bytes": float(batch_size * n_heads * T * T * 4),
+            }
+        )
+    return rows

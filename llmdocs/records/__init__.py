@@ -1,0 +1,52 @@
+"""Recorded results of the runs that are too long for a page: benchmarks and full training runs.
+
+A chapter that quotes a 15-minute training run does not re-run it at every build: it reads the JSON record that
+the run wrote, and shows the command that wrote it beside the numbers. Each record is produced by a script in
+``examples/`` (its ``"command"`` field says which), never typed in by hand; re-running the command refreshes it.
+
+| record | written by |
+|---|---|
+| ``norm_placement`` | ``python examples/benchmarks/norm_placement.py`` |
+| ``translation`` | ``python examples/train_translation.py`` (copied from its ``results.json``) |
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["available_records", "load_record"]
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def available_records() -> list[str]:
+    """Names of the recorded runs.
+
+    Examples:
+        >>> "norm_placement" in available_records()
+        True
+    """
+    return sorted(p.stem for p in _root().glob("*.json"))
+
+
+def load_record(name: str) -> dict[str, Any]:
+    """The JSON record of a long run.
+
+    Args:
+        name: One of :func:`available_records`.
+
+    Returns:
+        The record; every record has a ``"command"`` field with the command that produced it.
+
+    Examples:
+        >>> load_record("norm_placement")["command"].startswith("python examples/benchmarks/norm_placement.py")
+        True
+    """
+    path = _root() / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"no record named {name!r}; available: {available_records()}")
+    return json.loads(path.read_text(encoding="utf-8"))

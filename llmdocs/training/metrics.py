@@ -1,0 +1,140 @@
+"""Metrics logs (JSON lines and CSV) and the training-curve figure.
+
+A *history* is a list of flat dicts, one per logged step, e.g.
+`{"step": 10, "loss": 2.31, "lr": 3e-4, "grad_norm": 0.8, "tokens_per_s": 5400.0}`; evaluation rows add
+keys such as `"val_loss"`. The same rows go to `metrics.jsonl` (one JSON object per line, appended as
+training runs, readable while it runs) and `metrics.csv` (written at the end, for spreadsheets).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["append_jsonl", "plot_history", "read_jsonl", "write_csv", "write_jsonl"]
+
+
+def append_jsonl(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """Append one row to a JSON-lines file (created with its folder if needed).
+
+    Args:
+        path: The `.jsonl` file.
+        row: A flat, JSON-friendly dict.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Write rows to a JSON-lines file, replacing it.
+
+    Args:
+        path: The `.jsonl` file.
+        rows: Flat, JSON-friendly dicts.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a JSON-lines file back into a history.
+
+    Args:
+        path: The `.jsonl` file.
+
+    Returns:
+        One dict per non-empty line.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     append_jsonl(f"{tmp}/m.jsonl", {"step": 1, "loss": 2.5})
+        ...     read_jsonl(f"{tmp}/m.jsonl")
+        [{'step': 1, 'loss': 2.5}]
+    """
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_csv(path: str | os.PathLike[str], history: Sequence[dict[str, Any]]) -> None:
+    """Write a history as CSV; the columns are the union of all keys (missing values left empty).
+
+    Args:
+        path: The `.csv` file.
+        history: The rows.
+    """
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_history(
+    history: Sequence[dict[str, Any]],
+    keys: Sequence[str] = ("loss", "val_loss"),
+    *,
+    log_y: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Training curve: each key against `step`, plus the learning rate on a second axis when logged.
+
+    Args:
+        history: Rows with a `"step"` key (as returned by `train`).
+        keys: Metrics to draw; keys absent from every row are skipped.
+        log_y: Logarithmic loss axis.
+        title: Optional figure title.
+
+    Returns:
+        A matplotlib `Figure` (created without pyplot, so no global state; save it with `fig.savefig`).
+
+    Raises:
+        ValueError: If no row holds any of `keys`.
+
+    Examples:
+        >>> fig = plot_history([{"step": 1, "loss": 2.0, "lr": 1e-3}, {"step": 2, "loss": 1.5, "lr": 1e-3}])
+        >>> [line.get_label() for line in fig.axes[0].get_lines()]
+        ['loss']
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    drawn = 0
+    for key in keys:
+        points = [(row["step"], row[key]) for row in history if row.get(key) is not None]
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, label=key, marker="o" if len(points) < 20 else None)
+            drawn += 1
+    if not drawn:
+        raise ValueError(f"history has none of the keys {list(keys)}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if log_y:
+        ax.set_yscale("log")
+    lr_points = [(row["step"], row["lr"]) for row in history if row.get("lr") is not None]
+    if lr_points:
+        ax_lr = ax.twinx()
+        steps, lrs = zip(*lr_points, strict=True)
+        ax_lr.plot(steps, lrs, color="0.6", linestyle="--", linewidth=1.0)
+        ax_lr.set_ylabel("learning rate", color="0.4")
+    ax.legend(loc="upper right")
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,303 @@
+"""Open every page of the built site in headless Chromium and check what a reader would see.
+
+For each page: it loads; no request fails or gets an HTTP error; nothing is requested from any host but the
+local server (the site must work offline: MathJax and mermaid are vendored, fonts are the system's); no console
+error; math is typeset (`mjx-container`, no raw `\\(`, no MathJax error); every mermaid diagram is drawn as
+an SVG. Also checks the built HTML and CSS statically for resources on other hosts.
+
+The site is built once per run with `mkdocs build --strict` into a temporary directory, or taken from
+`LLMDOCS_SITE_DIR` (an already built site). Chromium is Debian's (`apt-get install chromium`, or `make system`),
+driven through Playwright; `playwright install` is never needed. Set `LLMDOCS_CHROMIUM` to use another binary.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HOST = "127.0.0.1"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+HOW_TO_ENABLE = (
+    "install Debian's chromium (`apt-get install -y --no-install-recommends chromium`, or `make system` as "
+    "root) or set LLMDOCS_CHROMIUM=/path/to/chromium; the Python package `playwright` must be installed "
+    "(never run `playwright install`)"
+)
+
+
+def find_chromium() -> str | None:
+    candidates = [
+        os.environ.get("LLMDOCS_CHROMIUM"),
+        "/usr/lib/chromium/chromium",  # Debian's binary (the /usr/bin/chromium wrapper only adds flags)
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+@pytest.fixture(scope="module")
+def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reuse = os.environ.get("LLMDOCS_SITE_DIR")
+    if reuse:
+        path = Path(reuse)
+        assert (path / "index.html").is_file(), f"LLMDOCS_SITE_DIR={reuse} holds no built site"
+        return path
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-5000:]}"
+    return out
+
+
+def html_pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+# -- static check: no resource from another host in the built HTML/CSS ---------------------------------
+
+_RESOURCE_RELS = {"stylesheet", "preload", "modulepreload", "icon", "apple-touch-icon", "manifest", "prefetch"}
+
+
+class _ResourceCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline_css: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag in {"script", "img", "iframe", "source", "audio", "video", "embed", "track"}:
+            self.urls += [a[k] for k in ("src", "srcset") if a.get(k)]
+        elif tag == "link" and _RESOURCE_RELS & set(a.get("rel", "").lower().split()):
+            self.urls.append(a.get("href", ""))
+        elif tag == "object" and a.get("data"):
+            self.urls.append(a["data"])
+        if a.get("style"):
+            self.inline_css.append(a["style"])
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.inline_css.append(data)
+
+
+_CSS_REMOTE = re.compile(r"""(?:url\(\s*["']?|@import\s+["'])\s*((?:https?:)?//[^"')\s]+)""", re.I)
+
+
+def _is_remote(url: str) -> bool:
+    return url.strip().lower().startswith(("http://", "https://", "//"))
+
+
+def test_built_site_loads_resources_only_from_itself(site_dir: Path) -> None:
+    problems = []
+    for page in html_pages(site_dir):
+        parser = _ResourceCollector()
+        parser.feed(page.read_text(encoding="utf-8"))
+        remote = [u for u in parser.urls if _is_remote(u)]
+        for url in parser.urls:
+            target = urlparse(url)
+            if _is_remote(url) or target.scheme or not target.path:
+                continue
+            base = site_dir if target.path.startswith("/") else page.parent
+            resolved = (base / target.path.lstrip("/")).resolve()
+            if not resolved.is_file():
+                problems.append(f"{page.relative_to(site_dir)}: missing local resource {url}")
+        remote += [m for css in parser.inline_css for m in _CSS_REMOTE.findall(css)]
+        problems += [f"{page.relative_to(site_dir)}: {url}" for url in remote]
+    for css in sorted(site_dir.rglob("*.css")):
+        problems += [f"{css.relative_to(site_dir)}: {u}" for u in _CSS_REMOTE.findall(css.read_text())]
+    assert not problems, "resources loaded from another host:\n" + "\n".join(problems)
+
+
+# -- the real browser ------------------------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base_url(site_dir: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(site_dir))
+    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOCAL_HOST}:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser_page() -> Iterator[object]:
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip(f"Chromium not found: to run the browser test, {HOW_TO_ENABLE}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip(f"playwright is not installed (pip install playwright): {HOW_TO_ENABLE}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(service_workers="block")
+            # Material draws each mermaid diagram into a *closed* shadow root; open them so the test can look.
+            context.add_init_script(
+                "const attach = Element.prototype.attachShadow;"
+                "Element.prototype.attachShadow = function (init) {"
+                "  return attach.call(this, Object.assign({}, init, {mode: 'open'})); };"
+            )
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+# Runs in the page once it has loaded: waits for MathJax and mermaid, then reports what the reader sees.
+_INSPECT = """
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const deadline = Date.now() + 20000;
+  while (document.querySelector("pre.mermaid") && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  const hosts = [...document.querySelectorAll(".mermaid")];
+  const rawMath = [...document.querySelectorAll(".arithmatex, .jp-RenderedMarkdown")]
+    .map((el) => {
+      const clone = el.cloneNode(true);
+      clone.querySelectorAll("mjx-container, code, pre").forEach((c) => c.remove());
+      return clone.textContent;
+    })
+    .filter((text) => /\\\\\\(|\\\\\\[|\\$\\$|\\$[^$\\s][^$]*\\$/.test(text));
+  return {
+    title: document.querySelector("h1") ? document.querySelector("h1").textContent.trim() : "",
+    mathContainers: document.querySelectorAll("mjx-container").length,
+    mathErrors: document.querySelectorAll("mjx-merror").length,
+    arithmatex: document.querySelectorAll(".arithmatex").length,
+    rawMath: rawMath.map((t) => t.trim().slice(0, 80)),
+    mermaidSource: document.querySelectorAll("pre.mermaid").length,
+    mermaidHosts: hosts.length,
+    mermaidDrawn: hosts.filter((h) => h.shadowRoot && h.shadowRoot.querySelector("svg")).length,
+    mermaidErrors: hosts.filter((h) => h.shadowRoot && /Syntax error/i.test(h.shadowRoot.textContent)).length,
+  };
+}
+"""
+
+
+def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str, browser_page: object) -> None:
+    page = browser_page
+    pages = html_pages(site_dir)
+    assert len(pages) >= 4, f"only {len(pages)} pages in {site_dir}"
+    events: list[str] = []
+    page.on("console", lambda m: events.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: events.append(f"page error: {e}"))
+    # Leaving a page (to about:blank, after checking it) aborts its late requests, e.g. the favicon that
+    # Chromium fetches after "load": not an error.
+    leaving = [False]
+    page.on(
+        "requestfailed",
+        lambda r: (
+            None
+            if leaving[0] and "ERR_ABORTED" in str(r.failure)
+            else events.append(f"request failed: {r.url} ({r.failure})")
+        ),
+    )
+    page.on("response", lambda r: events.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+
+    def check_host(request: object) -> None:
+        url = urlparse(request.url)
+        if url.scheme in {"data", "blob", "about"}:
+            return
+        if url.hostname != LOCAL_HOST:
+            events.append(f"request to another host: {request.url}")
+
+    page.on("request", check_host)
+    # In-flight requests, to wait until the page (MathJax fonts, search index) has stopped loading; cheaper
+    # than Playwright's "networkidle", which always waits 500 ms.
+    pending: set[object] = set()
+    page.on("request", lambda r: pending.add(r))
+    page.on("requestfinished", lambda r: pending.discard(r))
+    page.on("requestfailed", lambda r: pending.discard(r))
+
+    problems: list[str] = []
+    stats = {"math": 0, "mermaid": 0}
+    for html in pages:
+        rel = html.relative_to(site_dir).as_posix()
+        source = html.read_text(encoding="utf-8")
+        events.clear()
+        leaving[0] = False
+        response = page.goto(base_url + rel, wait_until="load", timeout=30_000)
+        if response is None or not response.ok:
+            problems.append(f"{rel}: did not load ({response and response.status})")
+            continue
+        seen = page.evaluate(_INSPECT)
+        for _ in range(250):  # up to 5 s
+            if not pending:
+                break
+            page.wait_for_timeout(20)
+        else:
+            events.append(f"requests still pending after 5 s: {[r.url for r in pending]}")
+        leaving[0] = True
+        page.goto("about:blank")
+        pending.clear()
+        found = [f"{rel}: {event}" for event in events]
+        if rel != "404.html" and not seen["title"]:
+            found.append(f"{rel}: no <h1>")
+        expects_math = 'class="arithmatex"' in source
+        if expects_math:
+            stats["math"] += 1
+            if not seen["mathContainers"]:
+                found.append(f"{rel}: math not typeset (no mjx-container)")
+        if seen["rawMath"]:
+            found.append(f"{rel}: raw TeX left on the page: {seen['rawMath']}")
+        if seen["mathErrors"]:
+            found.append(f"{rel}: {seen['mathErrors']} MathJax error(s) (mjx-merror)")
+        expected_diagrams = source.count('class="mermaid"')
+        if expected_diagrams:
+            stats["mermaid"] += 1
+            if seen["mermaidSource"] or seen["mermaidDrawn"] < expected_diagrams:
+                found.append(
+                    f"{rel}: {seen['mermaidDrawn']}/{expected_diagrams} mermaid diagrams drawn, "
+                    f"{seen['mermaidSource']} left as source"
+                )
+            if seen["mermaidErrors"]:
+                found.append(f"{rel}: mermaid syntax error in {seen['mermaidErrors']} diagram(s)")
+        problems += found
+    assert not problems, f"{len(problems)} problem(s) in {len(pages)} pages:\n" + "\n".join(problems)
+    # The checks above must have had something to check: Conventions has math and a diagram.
+    assert stats["math"] >= 1 and stats["mermaid"] >= 1, stats

@@ -1,0 +1,249 @@
+"""Tests of llmdocs.training.checkpoint: round trip, atomicity, no pickle, and exact resume."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+import llmdocs.training.checkpoint as checkpoint_module
+from llmdocs.data import IndexedBatches
+from llmdocs.training import (
+    TrainConfig,
+    build_adamw,
+    build_scheduler,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_jsonl,
+    save_checkpoint,
+    train,
+)
+
+
+class _TinyNet(nn.Module):
+    """Embedding -> dropout -> linear head tied to the embedding (exercises tied weights and RNG)."""
+
+    def __init__(self, vocab: int = 11, d_model: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(0.2)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+        self.head.weight = self.embed.weight  # tied
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
+        return self.head(self.drop(self.norm(self.embed(ids))))
+
+
+def _loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    ids, labels = batch  # (B, T), (B, T)
+    logits = model(ids)  # (B, T, V)
+    return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 11, (40, 6), generator=g)  # (N, T)
+    return ids, (ids + 1) % 11  # learn "next symbol"
+
+
+def _trained_objects() -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+    torch.manual_seed(0)
+    model = _TinyNet()
+    opt = build_adamw(model, lr=1e-2)
+    sched = build_scheduler(opt, TrainConfig(steps=10, warmup=2))
+    ids, labels = _data()
+    for _ in range(3):
+        _loss(model, (ids, labels)).backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    return model, opt, sched
+
+
+def _fresh_objects(seed: int = 99) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+    torch.manual_seed(seed)
+    model = _TinyNet()
+    opt = build_adamw(model, lr=1e-2)
+    return model, opt, build_scheduler(opt, TrainConfig(steps=10, warmup=2))
+
+
+def _assert_same_state(a: Any, b: Any) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same_state(a[key], b[key])
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same_state(x, y)
+    else:
+        assert a == b
+
+
+def test_round_trip_restores_model_optimizer_scheduler_rng(tmp_path: Path) -> None:
+    model, opt, sched = _trained_objects()
+    cfg = TrainConfig(steps=10, warmup=2)
+    path = save_checkpoint(tmp_path, model, opt, sched, step=3, extra={"pos": 6}, config=cfg)
+    expected_rand = torch.rand(4)  # drawn after the RNG snapshot
+
+    model2, opt2, sched2 = _fresh_objects()
+    info = load_checkpoint(tmp_path, model2, opt2, sched2)
+    assert info["path"] == path and info["step"] == 3 and info["extra"] == {"pos": 6}
+    assert TrainConfig.from_dict(info["config"]) == cfg
+    assert torch.equal(torch.rand(4), expected_rand)
+    _assert_same_state(model.state_dict(), model2.state_dict())
+    _assert_same_state(opt.state_dict(), opt2.state_dict())  # incl. betas as a tuple, int state keys
+    _assert_same_state(sched.state_dict(), sched2.state_dict())
+    assert model2.head.weight is model2.embed.weight  # still tied
+
+
+def test_files_are_safetensors_and_json_without_pickle(tmp_path: Path) -> None:
+    model, opt, sched = _trained_objects()
+    path = save_checkpoint(tmp_path, model, opt, sched, step=3)
+    assert sorted(p.name for p in path.iterdir()) == ["state.json", "tensors.safetensors"]
+    state = json.loads((path / "state.json").read_text())
+    assert state["step"] == 3 and state["model_aliases"] == {"head.weight": "embed.weight"}
+    assert len(state["rng"]["torch"]) > 0 and all(isinstance(v, int) for v in state["rng"]["torch"])
+    with safe_open(str(path / "tensors.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    assert "model/embed.weight" in keys and "model/head.weight" not in keys  # tied: stored once
+    assert "optimizer/state/0/exp_avg" in keys and "optimizer/state/0/exp_avg_sq" in keys
+
+
+def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt, sched = _trained_objects()
+    save_checkpoint(tmp_path, model, opt, sched, step=3)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pickle must not be used to load a checkpoint")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    model2, opt2, sched2 = _fresh_objects()
+    assert load_checkpoint(tmp_path, model2, opt2, sched2)["step"] == 3
+
+
+def test_crash_mid_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt, sched = _trained_objects()
+    good = save_checkpoint(tmp_path, model, opt, sched, step=1)
+    good_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.embed.weight.add_(1.0)
+
+    real_write = checkpoint_module._write_bytes
+
+    def crash_on_state_json(path: Path, data: bytes) -> None:
+        if path.name == "state.json":  # the tensors are written; the crash hits the JSON half-way
+            real_write(path, data[: len(data) // 2])
+            raise OSError("simulated crash: no space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(checkpoint_module, "_write_bytes", crash_on_state_json)
+    with pytest.raises(OSError, match="simulated crash"):
+        save_checkpoint(tmp_path, model, opt, sched, step=2)
+    monkeypatch.undo()
+
+    # leftovers of a hard kill (a temporary folder, a folder missing state.json) must be ignored too
+    stale = tmp_path / ".step_00000003.tmp-kill"
+    stale.mkdir()
+    (stale / "tensors.safetensors").write_bytes(b"\x00" * 10)
+    (tmp_path / "step_00000004").mkdir()
+    (tmp_path / "step_00000004" / "tensors.safetensors").write_bytes(b"partial")
+
+    assert latest_checkpoint(tmp_path) == good
+    assert list_checkpoints(tmp_path) == [good]
+    assert not (tmp_path / "step_00000002").exists()
+    model2, _, _ = _fresh_objects()
+    assert load_checkpoint(tmp_path, model2)["step"] == 1
+    _assert_same_state(good_weights, model2.state_dict())
+
+
+def test_corrupt_tensor_file_is_detected(tmp_path: Path) -> None:
+    model, _, _ = _trained_objects()
+    path = save_checkpoint(tmp_path, model, step=1)
+    data = bytearray((path / "tensors.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "tensors.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(path, _TinyNet())
+
+
+def test_resave_same_step_and_keep(tmp_path: Path) -> None:
+    model, opt, sched = _trained_objects()
+    for step in (1, 2, 3, 3):
+        save_checkpoint(tmp_path, model, opt, sched, step=step, extra={"step": step}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000002", "step_00000003"]
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        load_checkpoint(tmp_path / "empty", _TinyNet())
+
+
+def test_unstorable_extra_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="cannot store object"):
+        save_checkpoint(tmp_path, _TinyNet(), step=0, extra={"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run(out_dir: Path, *, crash_at_step: int | None = None, resume: bool = False) -> list[dict]:
+    """Train the tied, dropout-using model with shuffled data, grad accumulation and a cosine schedule."""
+    torch.manual_seed(1234 if not resume else 4321)  # a resumed run starts from different weights
+    model = _TinyNet()
+    ids, labels = _data()
+    batches = IndexedBatches(ids, labels, batch_size=4, seed=7)  # 10 batches per epoch: epochs cross
+
+    def get_batch(index: int) -> tuple[torch.Tensor, ...]:
+        if crash_at_step is not None and index == crash_at_step * 2:
+            raise KeyboardInterrupt  # the run dies while reading step `crash_at_step + 1`
+        return batches(index)
+
+    cfg = TrainConfig(
+        steps=12,
+        lr=1e-2,
+        warmup=2,
+        grad_accum=2,
+        log_every=2,
+        eval_every=4,
+        checkpoint_every=5,
+        grad_clip=0.5,
+        seed=3,
+        device="cpu",
+        out_dir=str(out_dir),
+    )
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        return {"val_loss": _loss(m, (ids, labels)).item()}
+
+    history = train(model, get_batch, _loss, cfg, evaluate=evaluate, resume=resume, progress=False)
+    history.append({"weights": {k: v.clone() for k, v in model.state_dict().items()}})
+    return history
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "tokens_per_s"} for row in rows]
+
+
+def test_resume_is_bit_identical_to_the_unbroken_run(tmp_path: Path) -> None:
+    unbroken = _run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", crash_at_step=7)  # checkpoints at 5; steps 6, 7 are lost
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_00000005"
+    resumed = _run(tmp_path / "b", resume=True)
+
+    weights_a, weights_b = unbroken.pop()["weights"], resumed.pop()["weights"]
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name  # bit-identical
+    assert _without_timing(resumed) == _without_timing(unbroken)  # same losses, lrs, grad norms
+    logged = read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    assert _without_timing(logged) == _without_timing(unbroken)  # no duplicated rows after resume

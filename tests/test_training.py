@@ -1,0 +1,288 @@
+"""Tests of llmdocs.training: seeding, devices, schedules, config, the loop, metrics and the figure."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from llmdocs.data import IndexedBatches
+from llmdocs.training import (
+    TrainConfig,
+    build_adamw,
+    build_scheduler,
+    inverse_sqrt,
+    inverse_sqrt_lambda,
+    lambda_scheduler,
+    mean_loss,
+    plot_history,
+    read_jsonl,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    train,
+    warmup_cosine,
+    warmup_cosine_lambda,
+)
+
+
+def _mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return nn.functional.mse_loss(model(x), y)
+
+
+def _regression(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(n, 4, generator=g)  # (N, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])  # (N, 1)
+    return x, y
+
+
+def _mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+# --- seeding and devices -------------------------------------------------------------------------
+
+
+def test_seed_everything_seeds_python_numpy_torch() -> None:
+    seed_everything(7)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    generator = seed_everything(7)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+    assert isinstance(generator, torch.Generator)
+    assert generator.initial_seed() == 7
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_seed_everything_rejects_bad_seeds(bad: object) -> None:
+    with pytest.raises((ValueError, TypeError), match="seed"):
+        seed_everything(bad)  # type: ignore[arg-type]
+
+
+def test_rng_state_round_trips_through_json() -> None:
+    seed_everything(3)
+    state = json.loads(json.dumps(rng_state()))
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    set_rng_state(state)
+    got = (random.random(), np.random.rand(), torch.rand(2))
+    assert got[:2] == expected[:2]
+    assert torch.equal(got[2], expected[2])
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, mps, got 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def test_warmup_cosine_hand_values() -> None:
+    values = [warmup_cosine(s, warmup=4, total=12) for s in (0, 1, 3, 4, 8, 12, 20)]
+    # warm-up (s+1)/4; then 0.5 * (1 + cos(pi * (s-4)/8)): s=8 is halfway, s=12 the end
+    assert values == pytest.approx([0.25, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0])
+    assert warmup_cosine(6, warmup=4, total=12) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert warmup_cosine(12, 4, 12, min_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(8, 4, 12, min_ratio=0.1) == pytest.approx(0.55)
+    assert warmup_cosine(5, warmup=0, total=10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_warmup_cosine_validation() -> None:
+    with pytest.raises(ValueError, match="total=4 must be greater than warmup=4"):
+        warmup_cosine(0, warmup=4, total=4)
+    with pytest.raises(ValueError, match="min_ratio"):
+        warmup_cosine(0, 1, 4, min_ratio=1.5)
+    with pytest.raises(ValueError, match="step"):
+        warmup_cosine(-1, 1, 4)
+
+
+def test_inverse_sqrt_hand_values() -> None:
+    # lr = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), d_model=512, warmup=4000
+    assert inverse_sqrt(4000, 512, 4000) == pytest.approx(6.987712429686844e-4)  # 1/sqrt(512*4000)
+    assert inverse_sqrt(16000, 512, 4000) == pytest.approx(3.493856214843422e-4)  # half the peak
+    assert inverse_sqrt(1, 512, 4000) == pytest.approx(1.746928107421711e-07)
+    assert inverse_sqrt(2000, 512, 4000) == pytest.approx(0.5 * 6.987712429686844e-4)  # linear
+    assert inverse_sqrt(0, 512, 4000) == 0.0
+    with pytest.raises(ValueError, match="d_model"):
+        inverse_sqrt(1, 0, 10)
+
+
+def test_lambda_helpers_drive_lambda_lr() -> None:
+    param = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = lambda_scheduler(opt, inverse_sqrt_lambda(d_model=512, warmup=10))
+    for step in range(1, 30):  # the lr used by update number `step` is the paper's lrate(step)
+        assert opt.param_groups[0]["lr"] == pytest.approx(inverse_sqrt(step, 512, 10))
+        opt.step()
+        sched.step()
+    normalized = inverse_sqrt_lambda(512, warmup=10, normalize=True)
+    assert normalized(9) == 1.0
+    assert normalized(39) == pytest.approx(0.5)
+    cosine = warmup_cosine_lambda(warmup=2, total=4, min_ratio=0.0)
+    assert [cosine(s) for s in range(7)] == pytest.approx([0.5, 1, 1, 0.5, 0, 0, 0])
+
+
+def test_build_scheduler_constant_and_cosine() -> None:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = build_scheduler(opt, TrainConfig(steps=10, warmup=2, schedule="constant"))
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([1.0, 2.0, 2.0, 2.0])
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = build_scheduler(opt, TrainConfig(steps=10, warmup=2, min_lr_ratio=0.5))
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)
+
+
+# --- config --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": 0}, "steps must be a positive int"),
+        ({"grad_accum": 0}, "grad_accum must be a positive int"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"warmup": 10, "steps": 10}, "warmup=10 must be smaller than steps=10"),
+        ({"schedule": "linear"}, "schedule must be one of"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+        ({"device": "tpu"}, "device"),
+        ({"eval_every": -1}, "eval_every must be a non-negative int"),
+    ],
+)
+def test_train_config_validation(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_train_config_round_trip_and_frozen() -> None:
+    cfg = TrainConfig(steps=20, warmup=2, out_dir="runs/x")
+    data = json.loads(json.dumps(cfg.to_dict()))  # betas become a list in JSON
+    assert TrainConfig.from_dict(data) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(AttributeError):
+        cfg.lr = 1.0  # type: ignore[misc]
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def test_build_adamw_groups() -> None:
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 4), nn.LayerNorm(4))
+    opt = build_adamw(model, lr=1e-3, weight_decay=0.2)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.2 and len(decay["params"]) == 2  # embedding + linear weight
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 3  # bias + LN weight, bias
+
+
+def test_train_learns_and_writes_logs(tmp_path: Path) -> None:
+    x, y = _regression()
+    batches = IndexedBatches(x, y, batch_size=8, seed=0)
+    evaluations = []
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        assert not model.training and not torch.is_grad_enabled()
+        evaluations.append(1)
+        return {"val_loss": mean_loss(model, [(x, y)], _mse)}
+
+    cfg = TrainConfig(steps=40, lr=0.05, warmup=2, log_every=10, eval_every=20, device="cpu", out_dir=str(tmp_path))
+    history = train(_mlp(), batches, _mse, cfg, evaluate=evaluate, progress=False)
+    assert [row["step"] for row in history] == [10, 20, 30, 40]
+    assert len(evaluations) == 2 and "val_loss" in history[1] and "val_loss" not in history[0]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert history[-1]["val_loss"] < history[1]["val_loss"]
+    for row in history:
+        assert row["tokens_per_s"] > 0 and row["grad_norm"] >= 0 and row["lr"] > 0
+    assert read_jsonl(tmp_path / "metrics.jsonl") == history
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["step", "loss"] and "val_loss" in header
+    assert (tmp_path / "checkpoints" / "step_00000040" / "state.json").is_file()
+
+
+def test_grad_accumulation_equals_the_big_batch() -> None:
+    x, y = _regression(32)
+    cfg_small = TrainConfig(steps=6, lr=0.05, warmup=1, grad_accum=2, log_every=1, device="cpu")
+    cfg_big = TrainConfig(steps=6, lr=0.05, warmup=1, grad_accum=1, log_every=1, device="cpu")
+    small, big = _mlp(), _mlp()
+    h_small = train(small, IndexedBatches(x, y, batch_size=4, seed=1), _mse, cfg_small, progress=False)
+    h_big = train(big, IndexedBatches(x, y, batch_size=8, seed=1), _mse, cfg_big, progress=False)
+    for a, b in zip(small.parameters(), big.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert [r["loss"] for r in h_small] == pytest.approx([r["loss"] for r in h_big], rel=1e-5)
+
+
+def test_grad_clipping_bounds_the_update() -> None:
+    x, y = _regression(8)
+    model = _mlp()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    cfg = TrainConfig(steps=1, warmup=0, grad_clip=0.01, schedule="constant", device="cpu")
+    history = train(model, lambda i: (x, y), _mse, cfg, optimizer=opt, progress=False)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert history[0]["grad_norm"] > 0.01  # the logged norm is the one before clipping
+    assert (after - before).norm().item() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_train_counts_tokens_from_loss_fn() -> None:
+    x, y = _regression(8)
+
+    def loss_with_tokens(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+        return _mse(model, batch), 1000
+
+    cfg = TrainConfig(steps=2, warmup=0, log_every=2, device="cpu")
+    history = train(_mlp(), lambda i: (x, y), loss_with_tokens, cfg, progress=False)
+    assert history[0]["tokens_per_s"] > 2000 * 10  # 2000 tokens in well under 0.1 s
+
+
+def test_resume_true_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
+    x, y = _regression(8)
+    cfg = TrainConfig(steps=2, warmup=0, log_every=1, device="cpu", out_dir=str(tmp_path))
+    history = train(_mlp(), lambda i: (x, y), _mse, cfg, resume=True, progress=False)
+    assert [row["step"] for row in history] == [1, 2]
+    with pytest.raises(ValueError, match="needs config"):
+        train(_mlp(), lambda i: (x, y), _mse, TrainConfig(steps=2, warmup=0), resume=True)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        train(_mlp(), lambda i: (x, y), _mse, cfg, resume=tmp_path / "nowhere", progress=False)
+
+
+def test_plot_history() -> None:
+    history = [
+        {"step": 10, "loss": 2.0, "lr": 1e-3},
+        {"step": 20, "loss": 1.5, "lr": 5e-4, "val_loss": 1.7},
+    ]
+    fig = plot_history(history, log_y=True, title="run")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["loss", "val_loss"]
+    assert len(fig.axes) == 2  # the learning-rate axis
+    with pytest.raises(ValueError, match="none of the keys"):
+        plot_history([{"step": 1, "acc": 0.5}])
+
+
+def test_fresh_run_refuses_an_out_dir_with_checkpoints(tmp_path: Path) -> None:
+    x, y = _regression(8)
+    cfg = TrainConfig(steps=2, warmup=0, device="cpu", out_dir=str(tmp_path))
+    train(_mlp(), lambda i: (x, y), _mse, cfg, progress=False)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train(_mlp(), lambda i: (x, y), _mse, cfg, progress=False)
