@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,15 +12,6 @@ from llmdocs.decoding import beam_search, greedy_decode
 from llmdocs.transformer import DecoderCache, Transformer, TransformerConfig
 
 BOS, EOS, PAD = 1, 2, 0
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors run fastest on one thread (and do not fight other jobs for cores)."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 @pytest.fixture

@@ -27,14 +27,6 @@ def load_script(relative: str) -> ModuleType:
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_train_dates_smoke_and_resume(tmp_path):
     script = load_script("train_dates.py")
     out = tmp_path / "run"

@@ -22,15 +22,6 @@ D, H, F, PAD = 16, 4, 24, 0
 TOL = dict(atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors run fastest on one thread (and do not fight other jobs for cores)."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 @pytest.fixture(autouse=True)
 def _seed_and_no_grad() -> Iterator[None]:
     torch.manual_seed(0)
