@@ -21,9 +21,10 @@ from llmdocs.viz import plot_attention
 torch.set_num_threads(1)
 model, src_vocab, tgt_vocab, meta = load_date_translator()
 config = model.config
-print(f"{config.n_encoder_layers}+{config.n_decoder_layers} layers, D={config.d_model}, H={config.n_heads}")
+print(config)
 print("trained by:", meta["results"]["command"])
-print(f"exact match on {meta['results']['n_test']} held-out dates: {meta['results']['exact_match']:.1%}")
+results = meta["results"]
+print(f"exact match on {results['n_test']} held-out dates: {results['exact_match']:.1%}")
 
 # %% [markdown]
 # ## Translate one date
@@ -42,8 +43,9 @@ print(source, "->", target)
 tgt_in = torch.tensor([[tgt_vocab.bos_id, *ids]])  # (1, T): <bos> + the output
 with torch.no_grad():
     model(src, tgt_in, need_weights=True)
-src_labels, tgt_labels = list(source), ["<bos>", *target]  # what each decoder position reads
-written = [*target, "<eos>"]  # what each decoder position writes (the next token)
+src_labels = list(source)
+tgt_labels = ["<bos>", *target]  # what each decoder position reads
+written = [*target, "<eos>"]  # what each decoder position writes
 
 # %% [markdown]
 # ## Encoder self-attention
@@ -53,7 +55,7 @@ written = [*target, "<eos>"]  # what each decoder position writes (the next toke
 # %%
 for i, layer in enumerate(model.encoder.layers):
     weights = layer.last_self_weights[0]  # (H, S, S)
-    fig = plot_attention(weights, x_labels=src_labels, y_labels=src_labels, title=f"encoder layer {i}")
+    fig = plot_attention(weights, src_labels, src_labels, title=f"encoder layer {i}")
     display(fig)
 
 # %% [markdown]
@@ -65,7 +67,7 @@ for i, layer in enumerate(model.encoder.layers):
 for i, layer in enumerate(model.decoder.layers):
     weights = layer.last_self_weights[0]  # (H, T, T)
     assert torch.all(weights.triu(diagonal=1) == 0)  # the causal mask at work
-    fig = plot_attention(weights, x_labels=tgt_labels, y_labels=tgt_labels, title=f"decoder layer {i}")
+    fig = plot_attention(weights, tgt_labels, tgt_labels, title=f"decoder layer {i}")
     display(fig)
 
 # %% [markdown]
@@ -77,7 +79,7 @@ for i, layer in enumerate(model.decoder.layers):
 # %%
 for i, layer in enumerate(model.decoder.layers):
     weights = layer.last_cross_weights[0]  # (H, T, S)
-    fig = plot_attention(weights, x_labels=src_labels, y_labels=written, title=f"cross-attention, layer {i}")
+    fig = plot_attention(weights, src_labels, written, title=f"cross-attention, layer {i}")
     display(fig)
 
 # %% [markdown]
@@ -89,7 +91,8 @@ for i, layer in enumerate(model.decoder.layers):
 cross = model.decoder.layers[-1].last_cross_weights[0].mean(dim=0)  # (T, S)
 for label, row in zip(written, cross, strict=True):
     j = int(row.argmax())
-    print(f"{label!r} reads {source[max(0, j - 3) : j + 4]!r} (weight {row[j]:.2f})")
+    context = source[max(0, j - 3) : j + 4]
+    print(f"{label!r} reads {context!r} (weight {row[j]:.2f})")
 
 # %% [markdown]
 # ## Things to try
