@@ -13,12 +13,29 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
-"""Activation functions accepted by name."""
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    """GELU with GPT-2's tanh approximation.
+
+    GELU(x) ~= 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+
+    References:
+        Hendrycks and Gimpel, "Gaussian Error Linear Units (GELUs)", 2016, section 2.
+
+    Examples:
+        >>> import torch
+        >>> gelu_tanh(torch.tensor([-1.0, 0.0, 1.0])).round(decimals=4)
+        tensor([-0.1588,  0.0000,  0.8412])
+    """
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": gelu_tanh}
+"""Activation functions accepted by name: ReLU (the 2017 paper), exact GELU (BERT), GELU's tanh form (GPT-2)."""
 
 
 def get_activation(name: str) -> Callable[[Tensor], Tensor]:
-    """Look up an activation function by name (``"relu"`` or ``"gelu"``).
+    """Look up an activation function by name (``"relu"``, ``"gelu"`` or ``"gelu_tanh"``).
 
     Examples:
         >>> import torch
@@ -37,7 +54,8 @@ class PositionwiseFeedForward(nn.Module):
         d_model: model width D.
         d_ff: hidden width F (4 * D in the paper: 2048 for D = 512).
         dropout: dropout on the hidden activations (training only).
-        activation: ``"relu"`` (the paper) or ``"gelu"`` (BERT, GPT).
+        activation: ``"relu"`` (the paper), ``"gelu"`` (BERT) or ``"gelu_tanh"`` (GPT-2).
+        bias: whether both linear maps have a bias (GPT-2 does; nanoGPT and LLaMA-style models often don't).
 
     Shape:
         x (B, T, D) -> (B, T, D).
@@ -56,12 +74,14 @@ class PositionwiseFeedForward(nn.Module):
         True
     """
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu") -> None:
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu", bias: bool = True
+    ) -> None:
         super().__init__()
         self.activation_name = activation
         self.activation = get_activation(activation)
-        self.fc1 = nn.Linear(d_model, d_ff)  # W_1, b_1
-        self.fc2 = nn.Linear(d_ff, d_model)  # W_2, b_2
+        self.fc1 = nn.Linear(d_model, d_ff, bias=bias)  # W_1, b_1
+        self.fc2 = nn.Linear(d_ff, d_model, bias=bias)  # W_2, b_2
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:

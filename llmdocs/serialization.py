@@ -21,10 +21,12 @@ from typing import Any
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from llmdocs.gpt import GPT, GPTConfig
 from llmdocs.transformer import Transformer, TransformerConfig
 
 MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "Transformer": (TransformerConfig, Transformer),
+    "GPT": (GPTConfig, GPT),
 }
 """Model name -> (config dataclass, model class) of every model that :func:`load_pretrained` can build."""
 

@@ -3,8 +3,20 @@
 Foreign parameter names live only in these modules: [torch_nn][llmdocs.interop.torch_nn] maps to
 ``torch.nn`` (``MultiheadAttention``, ``TransformerEncoderLayer``, ``TransformerDecoderLayer``,
 ``TransformerEncoder``, ``TransformerDecoder``, ``Transformer``).
+[hf][llmdocs.interop.hf] maps [GPT][llmdocs.gpt.GPT] to Hugging Face's ``GPT2LMHeadModel`` (``transformers`` is
+imported only when a Hugging Face model is built).
 """
 
+from llmdocs.interop.hf import (
+    HF_NAMES,
+    config_from_hf,
+    config_to_hf,
+    from_hf,
+    load_gpt2_checkpoint,
+    state_dict_from_hf,
+    state_dict_to_hf,
+    to_hf,
+)
 from llmdocs.interop.torch_nn import (
     TORCH_NAMES,
     copy_from_torch,
@@ -26,7 +38,10 @@ from llmdocs.interop.torch_nn import (
 )
 
 __all__ = [
+    "HF_NAMES",
     "TORCH_NAMES",
+    "config_from_hf",
+    "config_to_hf",
     "copy_from_torch",
     "copy_to_torch",
     "decoder_from_torch",
@@ -37,10 +52,15 @@ __all__ = [
     "encoder_layer_from_torch",
     "encoder_layer_to_torch",
     "encoder_to_torch",
+    "from_hf",
+    "load_gpt2_checkpoint",
     "mha_from_torch",
     "mha_to_torch",
+    "state_dict_from_hf",
     "state_dict_from_torch",
+    "state_dict_to_hf",
     "state_dict_to_torch",
+    "to_hf",
     "transformer_from_torch",
     "transformer_to_torch",
 ]

@@ -1,0 +1,31 @@
+"""Tokenizers written from scratch: characters, and GPT-2's byte-level BPE (training, encoding, GPT-2 files).
+
+- `llmdocs.tokenizers.char`: one token per character, the baseline.
+- `llmdocs.tokenizers.byte_unicode`: GPT-2's printable spelling of the 256 bytes (`Ġ` is the space).
+- `llmdocs.tokenizers.pretokenize`: GPT-2's regular expression that cuts text into chunks.
+- `llmdocs.tokenizers.bpe_training`: the BPE training algorithm, incremental and fast.
+- `llmdocs.tokenizers.bpe`: the tokenizer itself: encode, decode, special tokens, save, load, GPT-2 files.
+"""
+
+from llmdocs.tokenizers.bpe import ENDOFTEXT, BPETokenizer
+from llmdocs.tokenizers.bpe_training import MergeStep, merge_pair, pair_counts, train_bpe
+from llmdocs.tokenizers.byte_unicode import bytes_to_unicode, token_bytes, token_str
+from llmdocs.tokenizers.char import CharTokenizer
+from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, pretokenize, split_special
+
+__all__ = [
+    "ENDOFTEXT",
+    "GPT2_SPLIT_PATTERN",
+    "GPT4_SPLIT_PATTERN",
+    "BPETokenizer",
+    "CharTokenizer",
+    "MergeStep",
+    "bytes_to_unicode",
+    "merge_pair",
+    "pair_counts",
+    "pretokenize",
+    "split_special",
+    "token_bytes",
+    "token_str",
+    "train_bpe",
+]

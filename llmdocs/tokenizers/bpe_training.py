@@ -1,0 +1,273 @@
+"""Training byte-pair encoding: repeatedly merge the most frequent adjacent pair of tokens into a new token.
+
+Start from the 256 byte values as tokens. Count every adjacent pair of tokens in the corpus, merge the most
+frequent pair everywhere into a new token, and repeat until the vocabulary has the wanted size. The list of
+merges, in the order they were learnt, *is* the tokenizer (Sennrich et al., 2016, for words; GPT-2 on bytes).
+
+Done naively, every merge recounts every pair of the whole corpus: O(corpus) per merge, hours for a real
+vocabulary. `train_bpe` is incremental, the way production trainers work:
+
+1. **Words, not text.** Pre-tokenization cuts the corpus into chunks ("words") and BPE never merges across a
+   chunk boundary, so the corpus is a table `word -> frequency`. A word that occurs 10,000 times is processed once,
+   with weight 10,000.
+2. **Pair counts and an index.** `counts[pair]` is the weighted number of occurrences of `pair`;
+   `where[pair]` is the set of words that contain it. A merge of `(a, b)` visits only `where[(a, b)]`, and in each
+   such word only the neighbours of each occurrence change: in `x a b y`, the pairs `(x, a)` and `(b, y)` lose
+   one occurrence and `(x, ab)` and `(ab, y)` gain one.
+3. **A heap with lazy updates.** The most frequent pair is popped from a max-heap. A count that drops leaves its
+   old, too-large entry in the heap; when such a stale entry comes out on top, it is pushed back with its true count
+   instead of being used. A count can only grow for pairs that contain the new token, and those get a fresh entry.
+
+Ties between equally frequent pairs go to the smallest pair `(a, b)`, so training is deterministic.
+
+References:
+    Sennrich, Haddow and Birch, "Neural Machine Translation of Rare Words with Subword Units" (ACL 2016);
+    Radford et al., "Language Models are Unsupervised Multitask Learners" (2019), section 2.2.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
+from typing import NamedTuple
+
+__all__ = ["MergeStep", "Pair", "merge_pair", "pair_counts", "train_bpe"]
+
+Pair = tuple[int, int]
+"""Two adjacent token ids."""
+
+
+class MergeStep(NamedTuple):
+    """One merge learnt by `train_bpe`.
+
+    Attributes:
+        pair: The two token ids that were merged.
+        new_id: The id of the merged token (an existing id if the same bytes were already a token).
+        count: How often the pair occurred in the corpus when it was chosen.
+    """
+
+    pair: Pair
+    new_id: int
+    count: int
+
+
+def pair_counts(ids: Sequence[int], counts: dict[Pair, int] | None = None, weight: int = 1) -> dict[Pair, int]:
+    """Count the adjacent pairs of a token sequence.
+
+    Args:
+        ids: Token ids, length T.
+        counts: A dict to add to (updated in place); a new one if `None`.
+        weight: How much each occurrence counts (the frequency of the word `ids`).
+
+    Returns:
+        `counts`, with `weight` added per occurrence; T - 1 occurrences in all.
+
+    Examples:
+        >>> pair_counts([1, 2, 3, 1, 2])
+        {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+        >>> pair_counts([1, 2], {(1, 2): 5}, weight=10)
+        {(1, 2): 15}
+    """
+    counts = {} if counts is None else counts
+    for pair in pairwise(ids):
+        counts[pair] = counts.get(pair, 0) + weight
+    return counts
+
+
+def merge_pair(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
+    """Replace every occurrence of `pair` in `ids` by `new_id`, scanning left to right.
+
+    Overlapping occurrences are merged from the left: `[5, 5, 5]` with pair `(5, 5)` gives `[new, 5]`.
+
+    Args:
+        ids: Token ids, length T.
+        pair: The two ids to merge.
+        new_id: The id of the merged token.
+
+    Returns:
+        The merged sequence, length T minus the number of merges.
+
+    Examples:
+        >>> merge_pair([1, 2, 3, 1, 2], (1, 2), 4)
+        [4, 3, 4]
+        >>> merge_pair([5, 5, 5], (5, 5), 6)
+        [6, 5]
+    """
+    first, second = pair
+    merged: list[int] = []
+    i, n = 0, len(ids)
+    while i < n:
+        if i < n - 1 and ids[i] == first and ids[i + 1] == second:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+def train_bpe(
+    word_counts: Mapping[bytes, int] | Iterable[tuple[bytes, int]],
+    vocab_size: int,
+    min_frequency: int = 2,
+) -> tuple[list[MergeStep], dict[int, bytes]]:
+    """Learn byte-level BPE merges from a table of pre-tokenized words and their frequencies.
+
+    Tokens `0..255` are the bytes; each new token gets the next id, unless its bytes are already a token (two
+    different merges can spell the same bytes; like the `tokenizers` library, the existing id is reused).
+
+    Args:
+        word_counts: `word bytes -> frequency` (e.g. a `Counter` of the UTF-8 encoded pre-tokenized chunks), or
+            `(word, frequency)` pairs.
+        vocab_size: Stop when the vocabulary (bytes included) has this many tokens; at least 256.
+        min_frequency: Stop earlier when the most frequent pair occurs fewer times than this.
+
+    Returns:
+        The merges in the order they were learnt, and the vocabulary `id -> bytes`.
+
+    Raises:
+        ValueError: If `vocab_size < 256` or `min_frequency < 1`.
+        TypeError: If a word is not `bytes`.
+
+    Examples:
+        >>> merges, vocab = train_bpe({b"low": 5, b"lower": 2, b"newest": 6, b"widest": 3}, vocab_size=259)
+        >>> [(vocab[a] + vocab[b], count) for (a, b), new_id, count in merges]
+        [(b'es', 9), (b'est', 9), (b'lo', 7)]
+        >>> vocab[256], vocab[257], vocab[258]
+        (b'es', b'est', b'lo')
+    """
+    if vocab_size < 256:
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the 256 byte tokens")
+    if min_frequency < 1:
+        raise ValueError(f"min_frequency={min_frequency} must be at least 1")
+    items = word_counts.items() if isinstance(word_counts, Mapping) else word_counts
+    words: list[list[int]] = []
+    freqs: list[int] = []
+    for word, freq in items:
+        if not isinstance(word, bytes | bytearray):
+            raise TypeError(f"words must be bytes (UTF-8 encoded chunks), got {type(word).__name__}: {word!r}")
+        if freq > 0 and len(word) > 1:  # a single byte has no pair: it can never be merged
+            words.append(list(word))
+            freqs.append(freq)
+
+    # counts[pair]: weighted occurrences; where[pair]: indices of the words that contain the pair
+    counts: dict[Pair, int] = defaultdict(int)
+    where: dict[Pair, set[int]] = defaultdict(set)
+    for index, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+        for pair in pairwise(word):
+            counts[pair] += freq
+            where[pair].add(index)
+    heap = [(-count, pair) for pair, count in counts.items()]  # max-heap by count, then smallest pair
+    heapq.heapify(heap)
+
+    vocab = {i: bytes([i]) for i in range(256)}
+    id_of = {token: i for i, token in vocab.items()}
+    merges: list[MergeStep] = []
+    while len(vocab) < vocab_size and heap:
+        neg_count, pair = heapq.heappop(heap)
+        count = counts.get(pair, 0)
+        if -neg_count != count:  # stale entry: the count has dropped since it was pushed
+            if count > 0:
+                heapq.heappush(heap, (-count, pair))
+            continue
+        if count < min_frequency:
+            break
+        new_bytes = vocab[pair[0]] + vocab[pair[1]]
+        new_id = id_of.get(new_bytes)
+        if new_id is None:
+            new_id = len(vocab)
+            vocab[new_id] = new_bytes
+            id_of[new_bytes] = new_id
+        merges.append(MergeStep(pair, new_id, count))
+
+        grown: set[Pair] = set()  # pairs whose count went up: they all contain new_id
+        for index in where.pop(pair):
+            word = words[index]
+            starts = _occurrences(word, pair)
+            if not starts:  # a stale index entry: the word lost the pair to an earlier merge
+                continue
+            words[index] = _update_word(word, starts, pair, new_id, freqs[index], counts, where, index, grown)
+        counts.pop(pair, None)
+        for p in grown:
+            if counts.get(p, 0) > 0:
+                heapq.heappush(heap, (-counts[p], p))
+    return merges, vocab
+
+
+def _occurrences(word: list[int], pair: Pair) -> list[int]:
+    """Start positions of the non-overlapping occurrences of `pair`, left to right (`list.index` scans in C)."""
+    first, second = pair
+    starts: list[int] = []
+    i, last = 0, len(word) - 1
+    while True:
+        try:
+            i = word.index(first, i)
+        except ValueError:
+            return starts
+        if i < last and word[i + 1] == second:
+            starts.append(i)
+            i += 2
+        else:
+            i += 1
+
+
+def _update_word(
+    word: list[int],
+    starts: list[int],
+    pair: Pair,
+    new_id: int,
+    freq: int,
+    counts: dict[Pair, int],
+    where: dict[Pair, set[int]],
+    index: int,
+    grown: set[Pair],
+) -> list[int]:
+    """Merge `pair` at `starts` in one word, updating the pair counts around each merge only.
+
+    At an occurrence `x a b y` the pairs `(x, a)` and `(b, y)` disappear and `(x, n)` and `(n, y)` appear.
+    Adjacent occurrences share a neighbour (`a b a b -> n n` loses one `(b, a)` and gains one `(n, n)`), which
+    must be counted once. The pair `(a, b)` itself is removed by the caller. Pairs that vanish from this word
+    stay in `where` (a later visit finds nothing and skips the word); pairs whose count drops to zero are deleted.
+    This is the innermost loop of training: it is written for speed (no helper calls).
+    """
+    first, second = pair
+    n = len(word)
+    new_word: list[int] = []
+    begin = 0
+    n_starts = len(starts)
+    for k, i in enumerate(starts):
+        follows_previous = k > 0 and starts[k - 1] == i - 2  # ... a b a b ...: the previous occurrence ends at i-1
+        if i > 0 and not follows_previous:  # (x, a) disappears
+            p = (word[i - 1], first)
+            count = counts[p] - freq
+            if count:
+                counts[p] = count
+            else:
+                del counts[p]
+                where.pop(p, None)
+        followed = k + 1 < n_starts and starts[k + 1] == i + 2  # the next occurrence starts right after
+        if i + 2 < n:  # (b, y) disappears
+            p = (second, word[i + 2])
+            count = counts[p] - freq
+            if count:
+                counts[p] = count
+            else:
+                del counts[p]
+                where.pop(p, None)
+        new_word += word[begin:i]
+        if new_word:  # (x, n) appears; (n, n) when the left neighbour was merged too
+            p = (new_word[-1], new_id)
+            counts[p] = counts.get(p, 0) + freq
+            where[p].add(index)
+            grown.add(p)
+        new_word.append(new_id)
+        if i + 2 < n and not followed:  # (n, y) appears
+            p = (new_id, word[i + 2])
+            counts[p] = counts.get(p, 0) + freq
+            where[p].add(index)
+            grown.add(p)
+        begin = i + 2
+    new_word += word[begin:]
+    return new_word

@@ -1,0 +1,331 @@
+"""Tests for generation: logits processors (by hand and against transformers), generate, streaming, padding,
+cropping, the cache, beam search and input validation."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from llmdocs.generation import beam_search, generate, kv_cache_speedup, left_pad, stream_generate
+from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.sampling import (
+    apply_repetition_penalty,
+    apply_temperature,
+    process_logits,
+    top_k_filter,
+    top_p_filter,
+)
+
+V = 29
+INF = float("-inf")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> Iterator[None]:
+    torch.manual_seed(0)
+    yield
+
+
+def perturb(model: nn.Module, scale: float = 3.0) -> nn.Module:
+    """Random weights large enough that logits differ clearly between tokens."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * scale / p.shape[-1] ** 0.5)
+    return model.eval()
+
+
+@pytest.fixture
+def model() -> GPT:
+    return perturb(GPT(GPTConfig.tiny(V, context_length=16)))  # type: ignore[return-value]
+
+
+# ---- processors, by hand ----------------------------------------------------------------------------------------
+
+
+def test_temperature_by_hand() -> None:
+    z = torch.tensor([[2.0, 0.0, -1.0]])
+    torch.testing.assert_close(apply_temperature(z, 2.0), torch.tensor([[1.0, 0.0, -0.5]]))
+    sharp, flat = apply_temperature(z, 0.5).softmax(-1), apply_temperature(z, 5.0).softmax(-1)
+    assert sharp.max() > z.softmax(-1).max() > flat.max()
+
+
+def test_top_k_by_hand() -> None:
+    z = torch.tensor([[1.0, 4.0, 3.0, 2.0], [0.0, 1.0, 1.0, 0.5]])
+    assert top_k_filter(z, 2).tolist() == [[INF, 4.0, 3.0, INF], [INF, 1.0, 1.0, INF]]
+    assert top_k_filter(z, 1).tolist() == [[INF, 4.0, INF, INF], [INF, 1.0, 1.0, INF]]  # ties with the k-th stay
+    assert torch.equal(top_k_filter(z, 10), z)  # k >= V keeps everything
+
+
+def test_top_p_by_hand() -> None:
+    probs = torch.tensor([[0.1, 0.6, 0.3]])
+    z = probs.log()
+    keep = lambda p: torch.isfinite(top_p_filter(z, p)).int().tolist()  # noqa: E731
+    assert keep(0.5) == [[0, 1, 0]]  # 0.6 alone reaches 0.5
+    assert keep(0.6) == [[0, 1, 0]]  # ... and exactly 0.6
+    assert keep(0.7) == [[0, 1, 1]]  # 0.6 + 0.3
+    assert keep(0.95) == [[1, 1, 1]]
+    assert keep(0.01) == [[0, 1, 0]]  # the most likely token always stays
+    assert torch.equal(top_p_filter(z, 1.0), z)
+
+
+def test_repetition_penalty_by_hand() -> None:
+    z = torch.tensor([[3.0, -2.0, 1.0, 0.5]])
+    ids = torch.tensor([[0, 1, 1, 0]])  # tokens 0 and 1 occurred (twice): penalised once each
+    torch.testing.assert_close(apply_repetition_penalty(z, ids, 2.0), torch.tensor([[1.5, -4.0, 1.0, 0.5]]))
+    mask = torch.tensor([[False, True, True, True]])  # the first 0 is padding, but a later 0 is real
+    torch.testing.assert_close(apply_repetition_penalty(z, ids, 2.0, mask), torch.tensor([[1.5, -4.0, 1.0, 0.5]]))
+    only_pad = torch.tensor([[False, True, True, False]])
+    torch.testing.assert_close(apply_repetition_penalty(z, ids, 2.0, only_pad), torch.tensor([[3.0, -4.0, 1.0, 0.5]]))
+
+
+# ---- processors against transformers ----------------------------------------------------------------------------
+
+
+def assert_same_filtered(ours: Tensor, theirs: Tensor) -> None:
+    assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+    torch.testing.assert_close(ours[torch.isfinite(ours)], theirs[torch.isfinite(theirs)])
+
+
+@pytest.mark.parametrize("trial", range(5))
+def test_processors_agree_with_transformers(trial: int) -> None:
+    tf = pytest.importorskip("transformers")
+    g = torch.Generator().manual_seed(trial)
+    logits = torch.randn(4, 50, generator=g) * (1 + trial)
+    ids = torch.randint(0, 50, (4, 12), generator=g)
+    for tau in (0.3, 0.7, 1.5):
+        assert_same_filtered(apply_temperature(logits, tau), tf.TemperatureLogitsWarper(tau)(ids, logits.clone()))
+    for k in (1, 5, 17, 50):
+        assert_same_filtered(top_k_filter(logits, k), tf.TopKLogitsWarper(k)(ids, logits.clone()))
+    for p in (0.05, 0.3, 0.75, 0.9, 0.99):
+        assert_same_filtered(top_p_filter(logits, p), tf.TopPLogitsWarper(p)(ids, logits.clone()))
+    for penalty in (0.8, 1.3, 2.0):
+        expected = tf.RepetitionPenaltyLogitsProcessor(penalty)(ids, logits.clone())
+        assert_same_filtered(apply_repetition_penalty(logits, ids, penalty), expected)
+    chain = tf.LogitsProcessorList(
+        [
+            tf.RepetitionPenaltyLogitsProcessor(1.2),
+            tf.TemperatureLogitsWarper(0.8),
+            tf.TopKLogitsWarper(20),
+            tf.TopPLogitsWarper(0.9),
+        ]
+    )
+    ours = process_logits(logits, ids, temperature=0.8, top_k=20, top_p=0.9, repetition_penalty=1.2)
+    assert_same_filtered(ours, chain(ids, logits.clone()))
+
+
+# ---- generate ---------------------------------------------------------------------------------------------------
+
+
+def test_greedy_equals_argmax_of_full_forward(model: GPT) -> None:
+    prompt = torch.randint(0, V, (1, 4))
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(8):
+            ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert generate(model, prompt, 8) == ids[:, 4:].tolist()
+    assert generate(model, prompt[0].tolist(), 8) == ids[:, 4:].tolist()  # a plain list works too
+
+
+def test_cache_gives_same_tokens_as_no_cache(model: GPT) -> None:
+    ids = torch.randint(0, V, (3, 5))
+    for settings in (dict(), dict(top_p=0.9, seed=1), dict(repetition_penalty=1.4)):
+        cached = generate(model, ids, 10, use_cache=True, **settings)  # type: ignore[arg-type]
+        assert cached == generate(model, ids, 10, use_cache=False, **settings)  # type: ignore[arg-type]
+
+
+def test_sampling_is_seeded_and_leaves_global_rng_alone(model: GPT) -> None:
+    state = torch.get_rng_state()
+    a = generate(model, [1, 2, 3], 10, temperature=1.5, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert a == generate(model, [1, 2, 3], 10, temperature=1.5, generator=torch.Generator().manual_seed(0))
+    others = [generate(model, [1, 2, 3], 10, temperature=1.5, seed=s) for s in range(1, 4)]
+    assert any(o != a for o in others)
+    assert generate(model, [1, 2, 3], 10, top_k=1, seed=5) == generate(model, [1, 2, 3], 10)  # top-1 = greedy
+
+
+def test_do_sample_default_follows_the_settings(model: GPT) -> None:
+    greedy = generate(model, [1, 2], 10)
+    assert generate(model, [1, 2], 10, do_sample=False, temperature=3.0, top_k=3) == greedy
+    draws = {tuple(generate(model, [1, 2], 10, temperature=3.0, seed=s)[0]) for s in range(4)}
+    assert len(draws) > 1
+
+
+def test_stop_tokens_end_each_row(model: GPT) -> None:
+    ids = torch.randint(0, V, (3, 4))
+    full = generate(model, ids, 10)
+    stop = full[0][3]  # the 4th token of row 0
+    out = generate(model, ids, 10, stop_tokens=[stop])
+    for row_full, row in zip(full, out, strict=True):
+        cut = row_full.index(stop) if stop in row_full else len(row_full)
+        assert row == row_full[:cut]
+    assert list(stream_generate(model, ids[0], 10, stop_tokens=[stop])) == out[0]
+
+
+def test_stream_yields_the_same_tokens(model: GPT) -> None:
+    stream = stream_generate(model, [3, 4, 5], 6, top_p=0.8, seed=2)
+    first = next(stream)
+    assert isinstance(first, int)
+    assert [first, *stream] == generate(model, [3, 4, 5], 6, top_p=0.8, seed=2)[0]
+    with pytest.raises(ValueError, match="streams one prompt"):
+        list(stream_generate(model, [[1, 2], [3, 4]], 3))
+
+
+def test_left_padded_batch_equals_each_prompt_alone(model: GPT) -> None:
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
+    for settings in (dict(), dict(repetition_penalty=1.5)):
+        batched = generate(model, prompts, 8, **settings)  # type: ignore[arg-type]
+        assert batched == [generate(model, p, 8, **settings)[0] for p in prompts]  # type: ignore[arg-type]
+        ids, mask = left_pad(prompts, pad_id=3)  # any pad id: the mask hides it
+        assert generate(model, ids, 8, attention_mask=mask, **settings) == batched  # type: ignore[arg-type]
+    assert beam_search(model, prompts, 6, beam_size=3) == [beam_search(model, p, 6, beam_size=3)[0] for p in prompts]
+
+
+def test_generation_restores_training_mode(model: GPT) -> None:
+    model.train()
+    generate(model, [1, 2], 3)
+    beam_search(model, [1, 2], 3)
+    assert model.training
+
+
+# ---- context cropping -------------------------------------------------------------------------------------------
+
+
+def test_crop_conditions_on_the_last_context_length_tokens(model: GPT) -> None:
+    long_prompt = torch.randint(0, V, (2, 20))  # context_length is 16
+    # the window is always the last 16 tokens, so the dropped prefix never matters
+    assert generate(model, long_prompt, 3) == generate(model, long_prompt[:, -16:], 3)
+    # generating past the context: the cache is rebuilt each step, and equals the uncached run
+    ids = torch.randint(0, V, (2, 10))
+    assert generate(model, ids, 12, use_cache=True) == generate(model, ids, 12, use_cache=False)
+    assert beam_search(model, ids, 10, beam_size=2, use_cache=True) == beam_search(
+        model, ids, 10, beam_size=2, use_cache=False
+    )
+    with pytest.raises(ValueError, match=r"prompt length 10 \+ max_new_tokens 12 exceeds context_length=16"):
+        generate(model, ids, 12, crop=False)
+
+
+# ---- beam search ------------------------------------------------------------------------------------------------
+
+
+class BigramLM(nn.Module):
+    """A toy model whose next-token logits depend on the last token only (a lookup table)."""
+
+    def __init__(self, table: Tensor) -> None:
+        super().__init__()
+        self.table = table  # (V, V) log-probabilities
+        self.config = GPTConfig.tiny(table.size(0), context_length=32)
+
+    def new_cache(self) -> Any:
+        raise AssertionError("used with use_cache=False")
+
+    def forward(self, ids: Tensor, cache: Any = None, attention_mask: Tensor | None = None) -> Tensor:
+        return self.table[ids]  # (B, T, V)
+
+
+def test_beam_search_finds_what_greedy_misses() -> None:
+    p = torch.full((4, 4), 1e-6)
+    p[0, 1], p[0, 2] = 0.6, 0.4  # greedy takes 1 ...
+    p[1, 0], p[1, 1], p[1, 3] = 0.34, 0.33, 0.33  # ... which has no likely continuation
+    p[2, 3] = 0.9  # 2 -> 3 is likely: 0.4 * 0.9 = 0.36 > 0.6 * 0.34
+    p[3, 3] = 1.0
+    lm = BigramLM(p.log())
+    assert generate(lm, [0], 2, use_cache=False) == [[1, 0]]  # type: ignore[arg-type]
+    assert beam_search(lm, [0], 2, beam_size=2, use_cache=False) == [[2, 3]]  # type: ignore[arg-type]
+
+
+def test_beam_search_with_all_beams_is_exhaustive() -> None:
+    small = perturb(GPT(GPTConfig.tiny(5, context_length=8)))
+    prompt = torch.tensor([[1, 2]])
+    with torch.no_grad():
+        best, best_score = None, float("-inf")
+        for seq in itertools.product(range(5), repeat=3):
+            ids = torch.cat([prompt, torch.tensor([seq])], dim=1)
+            log_probs = small(ids)[0, 1:-1].log_softmax(-1)  # predictions for the 3 new tokens
+            score = log_probs.gather(-1, torch.tensor(seq)[:, None]).sum().item()
+            if score > best_score:
+                best, best_score = list(seq), score
+    assert beam_search(small, prompt, 3, beam_size=25) == [best]  # K >= V^2 keeps every prefix
+
+
+def test_beam_search_stop_tokens_and_length_penalty() -> None:
+    p = torch.full((4, 4), 1e-6)
+    p[0, 3], p[0, 1] = 0.5, 0.5 - 2e-6  # from 0: stop at once, or a hair less likely token 1 ...
+    p[1, 1] = 1.0 - 3e-6  # ... followed by near-certain 1s
+    lm = BigramLM(p.log())
+
+    def best(length_penalty: float) -> list[int]:
+        out = beam_search(lm, [0], 4, beam_size=2, stop_tokens=[3], length_penalty=length_penalty, use_cache=False)  # type: ignore[arg-type]
+        return out[0]
+
+    assert best(0.0) == []  # raw log-probability: log 0.5 beats log(0.5 - 2e-6) + 3 log(1 - 3e-6)
+    assert best(1.0) == [1, 1, 1, 1]  # normalised by length: about log(0.5) / 4 beats log(0.5) / 1
+
+
+# ---- measuring the cache ----------------------------------------------------------------------------------------
+
+
+def test_kv_cache_speedup_reports_both_timings(model: GPT) -> None:
+    result = kv_cache_speedup(model, prompt_length=4, max_new_tokens=8, repeats=1)
+    assert set(result) == {"cached_s", "uncached_s", "speedup"}
+    assert result["cached_s"] > 0 and result["speedup"] == pytest.approx(result["uncached_s"] / result["cached_s"])
+
+
+# ---- bad input --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kwargs", "error", "message"),
+    [
+        ([], {}, ValueError, "empty prompt"),
+        ([[1, 2], []], {}, ValueError, "empty prompt"),
+        (torch.zeros(1, 0, dtype=torch.long), {}, ValueError, "empty prompt"),
+        ([1, V], {}, ValueError, f"contains id {V} but vocab_size={V}"),
+        ([1, -2], {}, ValueError, "negative id -2"),
+        (torch.tensor([[1.0, 2.0]]), {}, TypeError, "integer tensor"),
+        ([1, 2], dict(top_p=0.0), ValueError, r"top_p must be in \(0, 1\]"),
+        ([1, 2], dict(top_p=1.5), ValueError, r"top_p must be in \(0, 1\]"),
+        ([1, 2], dict(temperature=0.0), ValueError, "temperature must be > 0 for sampling"),
+        ([1, 2], dict(temperature=-1.0, do_sample=True), ValueError, "temperature must be > 0 for sampling"),
+        ([1, 2], dict(top_k=0), ValueError, "top_k must be >= 1"),
+        ([1, 2], dict(repetition_penalty=0.0), ValueError, "repetition_penalty must be > 0"),
+        ([1, 2], dict(max_new_tokens=0), ValueError, "max_new_tokens must be >= 1"),
+        ([1, 2], dict(stop_tokens=[V]), ValueError, "stop_tokens"),
+        ([1, 2], dict(seed=0, generator=torch.Generator()), ValueError, "either seed or generator"),
+        (list(range(10)), dict(max_new_tokens=7, crop=False), ValueError, "exceeds context_length=16"),
+        (list(range(17)), dict(crop=False), ValueError, "prompt length 17"),
+    ],
+)
+def test_bad_input_raises(model: GPT, prompt: Any, kwargs: dict[str, Any], error: type, message: str) -> None:
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        generate(model, prompt, **kwargs)
+
+
+def test_bad_attention_mask_and_beam_size_raise(model: GPT) -> None:
+    ids = torch.randint(0, V, (2, 4))
+    right_padded = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    with pytest.raises(ValueError, match="LEFT padding"):
+        generate(model, ids, 3, attention_mask=right_padded)
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        generate(model, ids, 3, attention_mask=torch.ones(2, 5))
+    with pytest.raises(ValueError, match="beam_size must be >= 1"):
+        beam_search(model, ids, 3, beam_size=0)
+    with pytest.raises(ValueError, match="empty prompt"):
+        beam_search(model, [], 3)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        top_p_filter(torch.zeros(1, 3), 0.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        apply_temperature(torch.zeros(1, 3), 0.0)

@@ -1,0 +1,250 @@
+"""Tests for GPTConfig and the GPT model: shapes, causality, cache == full forward, padding, init, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from llmdocs.feedforward import gelu_tanh
+from llmdocs.gpt import GPT, Block, CausalSelfAttention, GPTConfig
+from llmdocs.serialization import load_pretrained, save_pretrained
+
+V = 37
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def perturb(model: nn.Module, scale: float = 3.0) -> nn.Module:
+    """Random weights large enough that logits differ clearly between tokens (a wrong detail cannot hide)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * scale / p.shape[-1] ** 0.5)
+    return model.eval()
+
+
+def tiny_model(**overrides: Any) -> GPT:
+    return perturb(GPT(GPTConfig.tiny(V, **overrides)))
+
+
+# ---- config -----------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_presets() -> None:
+    assert GPTConfig(vocab_size=10, d_model=16, n_heads=2).d_ff == 64  # 4 * d_model
+    assert GPTConfig(vocab_size=10, d_model=16, n_heads=2, d_ff=24).d_ff == 24
+    small = GPTConfig.gpt2_small()
+    assert (small.vocab_size, small.context_length, small.d_model, small.n_heads, small.n_layers) == (
+        50257,
+        1024,
+        768,
+        12,
+        12,
+    )
+    assert small.d_ff == 3072 and small.d_head == 64 and small.bias and small.tie_embeddings
+    shakespeare = GPTConfig.nanogpt_shakespeare_cpu()
+    assert (shakespeare.vocab_size, shakespeare.context_length, shakespeare.d_model, shakespeare.n_layers) == (
+        65,
+        64,
+        128,
+        4,
+    )
+    assert GPTConfig.tiny(d_model=64).d_ff == 256  # the default follows an overridden width
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        small.d_model = 10  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(d_model=10, n_heads=3), "d_model=10 is not divisible by n_heads=3"),
+        (dict(vocab_size=0), "vocab_size must be an integer >= 1"),
+        (dict(n_layers=0), "n_layers must be an integer >= 1"),
+        (dict(context_length=-1), "context_length must be an integer >= 1"),
+        (dict(d_ff=0), "d_ff must be an integer >= 1"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (dict(layer_norm_eps=0.0), "layer_norm_eps must be > 0"),
+    ],
+)
+def test_config_validation(overrides: dict[str, Any], message: str) -> None:
+    fields: dict[str, Any] = dict(vocab_size=10, d_model=16, n_heads=2)
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**{**fields, **overrides})
+
+
+# ---- model ------------------------------------------------------------------------------------------------------
+
+
+def test_forward_shape_and_backward_reaches_every_parameter() -> None:
+    model = GPT(GPTConfig.tiny(V, dropout=0.1)).train()
+    ids = torch.randint(0, V, (3, 11))
+    logits = model(ids)
+    assert logits.shape == (3, 11, V)
+    loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_output_head_is_tied_to_token_embedding_unless_disabled() -> None:
+    tied = GPT(GPTConfig.tiny(V))
+    assert tied.lm_head.weight is tied.tok_embed.weight
+    untied = GPT(GPTConfig.tiny(V, tie_embeddings=False))
+    assert untied.lm_head.weight is not untied.tok_embed.weight
+    extra = sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters())
+    assert extra == V * 32
+
+
+def test_causal_earlier_logits_ignore_later_tokens() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, V, (2, 10))
+    changed = ids.clone()
+    changed[:, 6:] = (changed[:, 6:] + 1) % V
+    before, after = model(ids), model(changed)
+    torch.testing.assert_close(before[:, :6], after[:, :6])
+    assert not torch.allclose(before[:, 6:], after[:, 6:])
+
+
+def test_dropout_only_in_training_mode() -> None:
+    model = GPT(GPTConfig.tiny(V, dropout=0.5))
+    ids = torch.randint(0, V, (2, 8))
+    model.eval()
+    torch.testing.assert_close(model(ids), model(ids))
+    model.train()
+    assert not torch.allclose(model(ids), model(ids))
+
+
+def test_gelu_tanh_is_gpt2_formula() -> None:
+    x = torch.linspace(-5, 5, 101)
+    expected = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    torch.testing.assert_close(gelu_tanh(x), expected)
+    ff = GPT(GPTConfig.tiny(V)).blocks[0].ff
+    h = torch.randn(2, 3, 32)
+    torch.testing.assert_close(ff(h), ff.fc2(gelu_tanh(ff.fc1(h))))
+
+
+def test_bias_false_removes_every_bias() -> None:
+    model = GPT(GPTConfig.tiny(V, bias=False))
+    assert not [name for name, _ in model.named_parameters() if name.endswith("bias")]
+    assert model(torch.randint(0, V, (1, 5))).shape == (1, 5, V)
+
+
+def test_gpt2_initialisation() -> None:
+    config = GPTConfig.tiny(V, d_model=256, n_heads=4, n_layers=4, d_ff=512)
+    model = GPT(config)
+    residual_std = 0.02 / math.sqrt(2 * config.n_layers)
+    for name, p in model.named_parameters():
+        if name.endswith(("self_attn.out_proj.weight", "ff.fc2.weight")):
+            assert p.std().item() == pytest.approx(residual_std, rel=0.05), name
+        elif "norm" in name:
+            assert torch.equal(p, torch.ones_like(p) if name.endswith("weight") else torch.zeros_like(p)), name
+        elif name.endswith("bias"):
+            assert torch.equal(p, torch.zeros_like(p)), name
+        else:
+            assert p.std().item() == pytest.approx(0.02, rel=0.05), name
+            assert abs(p.mean().item()) < 2e-3, name
+
+
+# ---- key/value cache --------------------------------------------------------------------------------------------
+
+
+def test_cache_steps_equal_full_forward() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, V, (2, 12))
+    full = model(ids)
+    cache = model.new_cache()
+    chunks = [model(ids[:, :5], cache=cache), model(ids[:, 5:8], cache=cache)]  # a prompt, then a chunk of 3
+    chunks += [model(ids[:, t : t + 1], cache=cache) for t in range(8, 12)]  # then one token at a time
+    assert len(cache) == 12
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_reorder_selects_rows() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, V, (3, 6))
+    cache = model.new_cache()
+    model(ids[:, :5], cache=cache)
+    cache.reorder(torch.tensor([2, 0]))
+    step = model(ids[[2, 0], 5:], cache=cache)
+    torch.testing.assert_close(step, model(ids[[2, 0]])[:, 5:], atol=1e-5, rtol=1e-5)
+
+
+def test_fused_causal_path_equals_masked_path() -> None:
+    attn = perturb(CausalSelfAttention(16, 4))
+    x = torch.randn(2, 7, 16)
+    all_real = torch.ones(2, 7, dtype=torch.bool)
+    torch.testing.assert_close(attn(x), attn(x, key_mask=all_real), atol=1e-6, rtol=1e-6)
+    block = perturb(Block(GPTConfig.tiny(V, d_model=16)))
+    torch.testing.assert_close(block(x), block(x, key_mask=all_real), atol=1e-6, rtol=1e-6)
+
+
+# ---- left padding -----------------------------------------------------------------------------------------------
+
+
+def test_left_padded_batch_equals_each_prompt_alone() -> None:
+    model = tiny_model()
+    prompts = [torch.randint(0, V, (n,)) for n in (7, 3, 5)]
+    ids = torch.zeros(3, 7, dtype=torch.long)
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    for row, p in enumerate(prompts):
+        ids[row, 7 - len(p) :], mask[row, 7 - len(p) :] = p, True
+    batched = model(ids, attention_mask=mask)
+    for row, p in enumerate(prompts):
+        torch.testing.assert_close(batched[row, 7 - len(p) :], model(p[None])[0], atol=1e-5, rtol=1e-5)
+    # ... and incrementally: the mask grows by one column per new token
+    cache = model.new_cache()
+    model(ids, cache=cache, attention_mask=mask)
+    nxt = torch.randint(0, V, (3, 1))
+    step = model(nxt, cache=cache, attention_mask=torch.cat([mask, torch.ones(3, 1, dtype=torch.bool)], 1))
+    for row, p in enumerate(prompts):
+        torch.testing.assert_close(step[row, 0], model(torch.cat([p, nxt[row]])[None])[0, -1], atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(batched).all()  # fully padded query rows do not produce NaN
+
+
+# ---- errors -----------------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_raise_readable_errors() -> None:
+    model = GPT(GPTConfig.tiny(V, context_length=8))
+    with pytest.raises(ValueError, match=f"contains id {V} but vocab_size={V}"):
+        model(torch.tensor([[1, V]]))
+    with pytest.raises(ValueError, match="negative id -1"):
+        model(torch.tensor([[1, -1]]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        model(torch.tensor([[1.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"shape \(B, T\)"):
+        model(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"sequence length 9 .* exceeds context_length=8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    cache = model.new_cache()
+    model(torch.zeros(1, 8, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match=r"cached 8 \+ new 1\) exceeds context_length=8"):
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="attention_mask must be"):
+        model(torch.zeros(2, 3, dtype=torch.long), attention_mask=torch.ones(2, 4))
+
+
+# ---- saving -----------------------------------------------------------------------------------------------------
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path) -> None:
+    config = GPTConfig.tiny(V, tie_embeddings=True)
+    model = tiny_model()
+    path = save_pretrained(tmp_path / "gpt", model, config, {"note": "tiny"})
+    loaded, loaded_config, meta = load_pretrained(path)
+    assert isinstance(loaded, GPT) and loaded_config == config and meta == {"note": "tiny"}
+    assert loaded.lm_head.weight is loaded.tok_embed.weight
+    ids = torch.randint(0, V, (2, 6))
+    torch.testing.assert_close(loaded(ids), model(ids))
