@@ -6,7 +6,7 @@ the same vocabulary size and the same ``min_frequency``; the script prints the t
 many of the learnt merges agree, and the encoding throughput of both tokenizers on the same text.
 
 Usage:
-    python examples/benchmarks/bpe_training.py                      # 1 MB, vocabulary of 8,192
+    python examples/benchmarks/bpe_training.py                      # 1 MB, vocabulary of 8,192 (writes the record)
     python examples/benchmarks/bpe_training.py --vocab-size 4096 --rayon-threads 2
     python examples/benchmarks/bpe_training.py --corpus people-daily --chars 200000 --vocab-size 4096
     python examples/benchmarks/bpe_training.py --smoke              # seconds, for the tests
@@ -20,11 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
+from pathlib import Path
 
 from llmdocs.data.people_daily import load_people_daily
 from llmdocs.data.shakespeare import load_shakespeare
 from llmdocs.tokenizers import BPETokenizer
+
+RECORD = Path(__file__).resolve().parents[2] / "llmdocs" / "records" / "bpe_training.json"
 
 
 def train_theirs(text: str, vocab_size: int, min_frequency: int):  # -> tokenizers.Tokenizer
@@ -58,10 +63,12 @@ def main(argv: list[str] | None = None) -> dict[str, float | int]:
     parser.add_argument("--min-frequency", type=int, default=2, help="rarest pair merged (default: %(default)s)")
     parser.add_argument("--rayon-threads", type=int, default=1, help="threads of `tokenizers` (default: %(default)s)")
     parser.add_argument("--smoke", action="store_true", help="20,000 characters, vocabulary of 400: seconds")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--json", default=str(RECORD), help="where to write the results (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.chars, args.vocab_size = 20_000, 400
+        if args.json == str(RECORD):
+            args.json = None  # a smoke run never overwrites the chapter's record
     os.environ["RAYON_NUM_THREADS"] = str(args.rayon_threads)  # read when `tokenizers` starts its thread pool
 
     text = (load_shakespeare() if args.corpus == "shakespeare" else load_people_daily())[: args.chars]
@@ -93,7 +100,11 @@ def main(argv: list[str] | None = None) -> dict[str, float | int]:
     print(f"  llmdocs: {mb / ours_enc_s:6.2f} MB/s (cold cache), {mb / ours_warm_s:6.2f} MB/s (warm)")
     print(f"  tokenizers: {mb / theirs_enc_s:6.2f} MB/s")
     print(f"  tokens: llmdocs {len(ours_cold):,}, tokenizers {len(theirs_enc.ids):,}")
+    command = ["python", "examples/benchmarks/bpe_training.py", *(sys.argv[1:] if argv is None else argv)]
     results = {
+        "command": shlex.join(command),
+        "corpus": args.corpus,
+        "rayon_threads": args.rayon_threads,
         "chars": len(text),
         "vocab_size": args.vocab_size,
         "ours_train_s": ours_s,
@@ -106,8 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, float | int]:
         "theirs_encode_mb_s": mb / theirs_enc_s,
     }
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
 
 

@@ -7,6 +7,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | record | written by |
 |---|---|
 | ``norm_placement`` | ``python examples/benchmarks/norm_placement.py`` |
+| ``bpe_training`` | ``python examples/benchmarks/bpe_training.py`` |
 | ``translation`` | ``python examples/train_translation.py`` (copied from its ``results.json``) |
 """
 
