@@ -11,6 +11,9 @@ Loads MathJax (1.7 MB) and mermaid (3.5 MB), vendored under docs/assets/vendor/,
 math or a diagram: the scripts are inserted before Material's bundle, which then finds `window.mermaid` and does
 not reach for a CDN. (Incompatible with Material's `navigation.instant`, which would not run them.)
 
+Pages whose figures are not cached yet run in parallel, one process per core, so a cold build costs about the
+slowest page rather than the sum of all of them.
+
 Also keys mkdocs-jupyter's execution cache on the llmdocs sources, so a lab is re-executed when the library
 it imports changes (its own cache key only covers the notebook).
 """
@@ -18,10 +21,12 @@ it imports changes (its own cache key only covers the notebook).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from docs_support import (
@@ -65,9 +70,46 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     return config
 
 
+def _run_pages_in_parallel(pages: list[Path], cache_dir: Path, fingerprint: str) -> None:
+    """Fill the figure cache of several pages at once, one process per core (spawned: no state is shared).
+
+    The workers find docs_support through PYTHONPATH and run torch on one thread each (they share the cores).
+    """
+    workers = min(len(pages), os.cpu_count() or 1)
+    docs_dir = Path(__file__).resolve().parent
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "OMP_NUM_THREADS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(docs_dir), saved["PYTHONPATH"]]))
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            jobs = {page: pool.submit(page_figures, page, cache_dir, fingerprint) for page in pages}
+            for page, job in jobs.items():
+                try:
+                    job.result()
+                except PageError as error:
+                    raise PluginError(f"figures of {page.relative_to(docs_dir)}: {error}") from error
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     cache_dir = Path(config.config_file_path).parent / CACHE_DIR
     fingerprint = code_fingerprint()
+    stale = [
+        Path(f.abs_src_path)
+        for f in files.documentation_pages()
+        if f.abs_src_path is not None
+        and f.src_uri.endswith(".md")
+        and page_calls_save_figure(Path(f.abs_src_path))
+        and not page_cache_dir(Path(f.abs_src_path), cache_dir, fingerprint).is_dir()
+    ]
+    if len(stale) > 1 and (os.cpu_count() or 1) > 1:
+        _run_pages_in_parallel(stale, cache_dir, fingerprint)  # the loop below then finds them cached
     produced: dict[str, str] = {}  # src_uri -> page that made it
     used: set[Path] = set()
     for page_file in list(files.documentation_pages()):

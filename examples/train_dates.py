@@ -1,4 +1,4 @@
-"""The quick task of chapter 1: translate English dates into Chinese (or German) with a small Transformer.
+"""The quick task of the Transformer chapter: translate English dates into Chinese (or German) with a small Transformer.
 
 "Sunday, March 3, 2024" -> "2024年3月3日星期日": the year moves to the front, the weekday to the end, month names
 become numbers. The pairs come from the Unicode CLDR data in ``babel``, so nothing is downloaded, and the 1,000

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Lab: attention explorer
 #
-# Open the date translator of [chapter 1](../chapters/attention.md) and look at every attention map it computes
-# while translating one date: the encoder's self-attention over the English source, the decoder's causal
+# Open the date translator of the [Transformer chapter](../chapters/attention.md) and look at every attention map it
+# computes while translating one date: the encoder's self-attention over the English source, the decoder's causal
 # self-attention over the Chinese it has written so far, and the cross-attention that connects the two.
 #
 # The model ships with the package (`llmdocs.pretrained`), so this runs offline in a few seconds. Change `source`

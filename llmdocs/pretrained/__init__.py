@@ -4,7 +4,7 @@ No model is downloaded at run time: the chapters and labs load these. Each folde
 ``config.json`` and ``meta.json`` (the vocabularies, the scores measured when it was trained and the exact
 command that trained it), written by :func:`llmdocs.serialization.save_pretrained`.
 
-- ``dates-en-zh``: English dates -> Chinese (chapter 1), trained by
+- ``dates-en-zh``: English dates -> Chinese (the Transformer chapter), trained by
   ``python examples/train_dates.py --export llmdocs/pretrained/dates-en-zh``.
 """
 
@@ -52,7 +52,7 @@ def available() -> list[str]:
 
 
 def load_date_translator(name: str = "dates-en-zh") -> tuple[Transformer, CharVocab, CharVocab, dict[str, Any]]:
-    """The date translator of chapter 1, trained by ``examples/train_dates.py``.
+    """The date translator of the Transformer chapter, trained by ``examples/train_dates.py``.
 
     Args:
         name: Which shipped date model.
