@@ -9,7 +9,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``norm_placement`` | ``python examples/benchmarks/norm_placement.py`` |
 | ``bpe_training`` | ``python examples/benchmarks/bpe_training.py`` |
 | ``cbow_vs_gensim`` | ``python examples/benchmarks/cbow_vs_gensim.py`` |
-| ``translation`` | ``python examples/train_translation.py`` (copied from its ``results.json``) |
+| ``translation`` | ``torchrun ... examples/train_translation.py`` (its ``results.json``, copied) |
 """
 
 from __future__ import annotations
