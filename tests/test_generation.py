@@ -13,6 +13,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest
 import torch
 from torch import Tensor, nn
+from weights import perturb
 
 from llmdocs.generation import beam_search, generate, kv_cache_speedup, left_pad, stream_generate
 from llmdocs.gpt import GPT, GPTConfig
@@ -32,19 +33,6 @@ INF = float("-inf")
 def _seed() -> Iterator[None]:
     torch.manual_seed(0)
     yield
-
-
-def perturb(model: nn.Module, scale: float = 3.0) -> nn.Module:
-    """Random weights large enough that logits differ clearly between tokens."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) * scale / p.shape[-1] ** 0.5)
-    return model.eval()
 
 
 @pytest.fixture

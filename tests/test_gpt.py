@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from weights import perturb
 
 from llmdocs.feedforward import gelu_tanh
 from llmdocs.gpt import GPT, Block, CausalSelfAttention, GPTConfig
@@ -20,19 +21,6 @@ V = 37
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
-
-
-def perturb(model: nn.Module, scale: float = 3.0) -> nn.Module:
-    """Random weights large enough that logits differ clearly between tokens (a wrong detail cannot hide)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) * scale / p.shape[-1] ** 0.5)
-    return model.eval()
 
 
 def tiny_model(**overrides: Any) -> GPT:

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel
+from weights import perturb
 
 from llmdocs.generation import beam_search, generate, left_pad
 from llmdocs.gpt import GPT, GPTConfig
@@ -44,18 +44,6 @@ def _seed_and_no_grad() -> Iterator[None]:
     torch.manual_seed(0)
     with torch.no_grad():
         yield
-
-
-def perturb(model: nn.Module, scale: float = 3.0) -> nn.Module:
-    """Random weights large enough that logits differ clearly between tokens (a wrong detail cannot hide)."""
-    for name, p in model.named_parameters():
-        if "norm" in name and name.endswith("weight"):
-            p.copy_(1 + 0.2 * torch.randn_like(p))
-        elif name.endswith("bias"):
-            p.copy_(0.1 * torch.randn_like(p))
-        else:
-            p.copy_(torch.randn_like(p) * scale / p.shape[-1] ** 0.5)
-    return model.eval()
 
 
 def pair(config: GPTConfig) -> tuple[GPT, GPT2LMHeadModel]:
