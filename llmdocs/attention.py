@@ -153,17 +153,38 @@ class KVCache:
         self.static = static
         self.k: Tensor | None = None
         self.v: Tensor | None = None
+        self._buffers: tuple[Tensor, Tensor] | None = None  # (B, H, capacity, Dh) each; k and v are views
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.size(2)
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store new keys/values (B, H, T_new, Dh) and return all of them (B, H, T_past + T_new, Dh)."""
+        """Store new keys/values (B, H, T_new, Dh) and return all of them (B, H, T_past + T_new, Dh).
+
+        The keys and values are written into buffers whose capacity doubles when full, so a step copies only
+        its own T_new positions (appending with ``torch.cat`` would copy the whole past at every step).
+        Under autograd, where writing into a buffer would invalidate saved views, it appends with a copy.
+        """
         if self.k is None or self.v is None or self.static:
-            self.k, self.v = k, v
-        else:
+            self.k, self.v, self._buffers = k, v, None
+            return k, v
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad or self.k.requires_grad):
             self.k = torch.cat([self.k, k], dim=2)  # (B, H, T_past + T_new, Dh)
             self.v = torch.cat([self.v, v], dim=2)  # (B, H, T_past + T_new, Dh)
+            self._buffers = None
+            return self.k, self.v
+        past, new = self.k.size(2), k.size(2)
+        if self._buffers is None or self._buffers[0].size(2) < past + new:
+            B, H, _, Dh = k.shape
+            capacity = max(2 * (past + new), 16)
+            buffers = tuple(x.new_empty(B, H, capacity, Dh) for x in (k, v))  # (B, H, capacity, Dh)
+            buffers[0][:, :, :past] = self.k
+            buffers[1][:, :, :past] = self.v
+            self._buffers = buffers  # type: ignore[assignment]
+        buf_k, buf_v = self._buffers  # type: ignore[misc]
+        buf_k[:, :, past : past + new] = k
+        buf_v[:, :, past : past + new] = v
+        self.k, self.v = buf_k[:, :, : past + new], buf_v[:, :, : past + new]  # (B, H, T_past + T_new, Dh) views
         return self.k, self.v
 
     def reorder(self, index: Tensor) -> None:
@@ -171,6 +192,7 @@ class KVCache:
         if self.k is not None and self.v is not None:
             self.k = self.k.index_select(0, index)  # (N, H, T_past, Dh)
             self.v = self.v.index_select(0, index)  # (N, H, T_past, Dh)
+            self._buffers = None
 
 
 class MultiHeadAttention(nn.Module):

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,12 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.tokenizers import BPETokenizer, CharTokenizer
 from llmdocs.transformer import Transformer, TransformerConfig
+
+__all__ = ["MODEL_CLASSES", "load_language_model", "load_pretrained", "save_language_model", "save_pretrained"]
+
+Tokenizer = CharTokenizer | BPETokenizer
 
 MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "Transformer": (TransformerConfig, Transformer),
@@ -32,7 +38,11 @@ MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
 
 
 def save_pretrained(
-    directory: str | os.PathLike[str], model: nn.Module, config: Any, meta: dict[str, Any] | None = None
+    directory: str | os.PathLike[str],
+    model: nn.Module,
+    config: Any,
+    meta: dict[str, Any] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` (replacing it atomically: a crash never leaves half a model).
 
@@ -41,6 +51,8 @@ def save_pretrained(
         model: One of the models in :data:`MODEL_CLASSES`.
         config: Its config dataclass.
         meta: Extra JSON-friendly data (vocabulary, training command, scores).
+        write_extra: Called with the temporary folder before it is moved into place, to add files that belong
+            to the model (a tokenizer): they appear atomically together with the weights.
 
     Returns:
         The folder written.
@@ -64,9 +76,11 @@ def save_pretrained(
             json.dumps({"model": name, "config": dataclasses.asdict(config)}, indent=2), encoding="utf-8"
         )
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, ensure_ascii=False), encoding="utf-8")
+        if write_extra is not None:
+            write_extra(tmp)
         tmp.chmod(0o755)  # mkdtemp makes a private folder; a saved model is an ordinary, shareable one
-        for file in tmp.iterdir():
-            file.chmod(0o644)
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -113,3 +127,65 @@ def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, 
     meta_file = directory / "meta.json"
     meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     return model.eval(), config, meta
+
+
+def save_language_model(
+    directory: str | os.PathLike[str], model: GPT, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
+) -> Path:
+    """:func:`save_pretrained` for a [GPT][llmdocs.gpt.GPT] together with the tokenizer it was trained with.
+
+    A character tokenizer is stored as its character list in ``meta.json``; a BPE tokenizer as GPT-2-format files
+    in ``tokenizer/`` (``vocab.json``, ``merges.txt``), written inside the same atomic replacement.
+
+    Args:
+        directory: Target folder.
+        model: The language model.
+        tokenizer: Its [CharTokenizer][llmdocs.tokenizers.CharTokenizer] or
+            [BPETokenizer][llmdocs.tokenizers.BPETokenizer].
+        meta: Extra JSON-friendly data (training command, scores, samples).
+
+    Returns:
+        The folder written.
+
+    Examples:
+        >>> import tempfile
+        >>> tok = CharTokenizer.train("to be or not to be")
+        >>> model = GPT(GPTConfig.tiny(tok.vocab_size))
+        >>> path = save_language_model(tempfile.mkdtemp() + "/lm", model, tok, {"note": "untrained"})
+        >>> loaded, loaded_tok, meta = load_language_model(path)
+        >>> loaded_tok.decode(loaded_tok.encode("not to be")), meta["note"]
+        ('not to be', 'untrained')
+    """
+    if not isinstance(tokenizer, CharTokenizer | BPETokenizer):
+        raise TypeError(f"tokenizer must be a CharTokenizer or a BPETokenizer, got {type(tokenizer).__name__}")
+    if tokenizer.vocab_size != model.config.vocab_size:
+        vocab_size = model.config.vocab_size
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model's vocab_size={vocab_size}")
+    if isinstance(tokenizer, CharTokenizer):
+        spec: dict[str, Any] = {"type": "char", "chars": tokenizer.chars, "unk_token": tokenizer.unk_token}
+        return save_pretrained(directory, model, model.config, {**(meta or {}), "tokenizer": spec})
+    spec = {"type": "bpe", "folder": "tokenizer"}
+    meta = {**(meta or {}), "tokenizer": spec}
+    return save_pretrained(directory, model, model.config, meta, lambda tmp: tokenizer.save(tmp / spec["folder"]))
+
+
+def load_language_model(directory: str | os.PathLike[str]) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """The model (eval mode, CPU), its tokenizer and metadata, from a folder of :func:`save_language_model`.
+
+    Args:
+        directory: The folder.
+
+    Returns:
+        ``(model, tokenizer, meta)``.
+    """
+    model, _, meta = load_pretrained(directory)
+    spec = meta.get("tokenizer")
+    if not isinstance(model, GPT) or not isinstance(spec, dict):
+        raise ValueError(f"{directory} holds no language model with a tokenizer (written by save_language_model)")
+    if spec.get("type") == "char":
+        tokenizer: Tokenizer = CharTokenizer(spec["chars"], unk_token=spec.get("unk_token"))
+    elif spec.get("type") == "bpe":
+        tokenizer = BPETokenizer.load(Path(directory) / spec["folder"])
+    else:
+        raise ValueError(f"{directory}/meta.json: unknown tokenizer type {spec.get('type')!r}")
+    return model, tokenizer, meta

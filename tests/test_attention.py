@@ -229,3 +229,27 @@ def test_kv_cache_reorder_selects_batch_rows() -> None:
     cache.update(torch.arange(3.0).view(3, 1, 1, 1), torch.arange(3.0).view(3, 1, 1, 1))
     cache.reorder(torch.tensor([2, 2, 0]))
     assert cache.k is not None and cache.k.flatten().tolist() == [2.0, 2.0, 0.0]
+
+
+def test_kv_cache_appends_into_a_growing_buffer_without_changing_results() -> None:
+    cache = KVCache()
+    chunks = [torch.randn(2, 3, n, 4) for n in (5, 1, 1, 20, 1)]  # a prompt, steps, a long chunk that regrows
+    seen = []
+    with torch.no_grad():
+        for chunk in chunks:
+            k, v = cache.update(chunk, -chunk)
+            seen.append(k)
+    expected = torch.cat(chunks, dim=2)  # (2, 3, 28, 4)
+    torch.testing.assert_close(cache.k, expected, rtol=0, atol=0)
+    torch.testing.assert_close(cache.v, -expected, rtol=0, atol=0)
+    torch.testing.assert_close(seen[1], expected[:, :, :6], rtol=0, atol=0)  # earlier views keep their past
+    assert cache.k is not None and cache.k.untyped_storage().nbytes() >= 28 * 2 * 3 * 4 * 4
+
+
+def test_kv_cache_under_autograd_keeps_the_graph() -> None:
+    cache = KVCache()
+    first = torch.randn(1, 1, 2, 4, requires_grad=True)
+    cache.update(first, first)
+    k, _ = cache.update(torch.randn(1, 1, 1, 4), torch.randn(1, 1, 1, 4))
+    k.sum().backward()  # in-place writes into a buffer would break this backward
+    assert first.grad is not None and torch.equal(first.grad, torch.ones_like(first))

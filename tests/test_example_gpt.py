@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 import llmdocs
+from llmdocs.serialization import load_language_model
+from llmdocs.training import read_jsonl
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_gpt.py"
 
@@ -40,7 +42,7 @@ def smoke(script: ModuleType, out: Path, *flags: str) -> dict:
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])
 def test_smoke_run_writes_results_and_a_loadable_model(script, tmp_path, capsys, corpus, tokenizer):
     out = tmp_path / "run"
-    results = smoke(script, out, "--corpus", corpus, "--tokenizer", tokenizer)
+    results = smoke(script, out, "--corpus", corpus, "--tokenizer", tokenizer, "--record", str(tmp_path / "r.json"))
     assert math.isfinite(results["val_loss"])
     assert results["val_perplexity"] == pytest.approx(math.exp(results["val_loss"]))
     assert results["eval_iters"] == 4 and results["steps"] == 8 and results["params"] > 0
@@ -51,12 +53,18 @@ def test_smoke_run_writes_results_and_a_loadable_model(script, tmp_path, capsys,
     assert (out / "metrics.jsonl").is_file() and (out / "curve.svg").is_file()
     assert "val loss" in capsys.readouterr().out
 
-    model, tok, meta = script.load_exported(out / "model")
+    samples = read_jsonl(out / "samples.jsonl")  # every evaluation: steps 4 and 8
+    assert [row["step"] for row in samples] == [4, 8] and all(isinstance(row["sample"], str) for row in samples)
+    record = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert record["val_loss"] == results["val_loss"] and record["samples_during"] == samples
+    assert [row["step"] for row in record["history"]] == [row["step"] for row in read_jsonl(out / "metrics.jsonl")]
+
+    model, tok, meta = load_language_model(out / "model")
     assert meta["results"]["corpus"] == corpus and meta["tokenizer"]["type"] == tokenizer
     assert model.config.vocab_size == tok.vocab_size == results["vocab_size"]
     if tokenizer == "bpe":
         assert tok.vocab_size == 300
-    ids = torch.tensor([tok.encode("春風\n" if corpus == "tang" else "ROMEO\n")[-8:]])  # (1, <= 8)
+    ids = torch.tensor([tok.encode("春風\n" if corpus == "tang" else "ROMEO:\n")[-8:]])  # (1, <= 8)
     assert model(ids).shape == (1, ids.size(1), tok.vocab_size)
 
 
@@ -74,12 +82,14 @@ def test_resume_continues_exactly(script, tmp_path):
     b = load_file(broken / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["val_loss"] == pytest.approx(json.loads((unbroken / "results.json").read_text())["val_loss"])
+    assert read_jsonl(broken / "samples.jsonl") == read_jsonl(unbroken / "samples.jsonl")  # no duplicated step 4
 
 
 def test_presets_and_aliases(script):
     ref = script.parse_args(["--preset", "nanogpt-cpu"])
     assert (ref.n_layers, ref.n_heads, ref.d_model, ref.context_length, ref.batch_size) == (4, 4, 128, 64, 12)
     assert (ref.steps, ref.lr, ref.dropout, ref.bias, ref.eval_iters) == (2000, 1e-3, 0.0, False, 200)
+    assert ref.activation == "gelu"  # nanoGPT's nn.GELU()
     assert vars(script.parse_args([])) == vars(ref)  # nanogpt-cpu is the default
     args = script.parse_args(["--preset", "tuned", "--n-layer", "6", "--block-size", "256", "--max-iters", "10"])
     assert (args.n_layers, args.context_length, args.steps, args.batch_size, args.lr) == (6, 256, 10, 16, 2e-3)

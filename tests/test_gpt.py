@@ -64,6 +64,7 @@ def test_config_defaults_and_presets() -> None:
         (dict(d_ff=0), "d_ff must be an integer >= 1"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
         (dict(layer_norm_eps=0.0), "layer_norm_eps must be > 0"),
+        (dict(activation="swish"), r"activation must be one of \['gelu', 'gelu_tanh', 'relu'\], got 'swish'"),
     ],
 )
 def test_config_validation(overrides: dict[str, Any], message: str) -> None:

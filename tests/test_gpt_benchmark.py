@@ -22,9 +22,12 @@ def test_gpt_benchmark_smoke_prints_ratios(tmp_path: Path, capsys: pytest.Captur
     spec.loader.exec_module(module)
     result = module.main(["--smoke", "--json", str(tmp_path / "gpt.json")])
     assert set(result["train_seconds"]) == {"ours", "hf"}
-    assert set(result["generate_seconds"]) == {"cached", "uncached", "hf"}
-    assert result["train_ratio_ours_over_hf"] > 0 and result["cache_speedup"] > 0
-    assert json.loads((tmp_path / "gpt.json").read_text(encoding="utf-8"))["args"]["smoke"] is True
+    [gen] = result["generation"]  # the smoke run's one shape
+    assert (gen["n_layers"], gen["n_heads"], gen["d_model"]) == (1, 2, 16)
+    assert set(gen["seconds"]) == {"cached", "uncached", "hf"}
+    assert result["train_ratio_ours_over_hf"] > 0 and gen["cache_speedup"] > 0 and gen["hf_over_ours"] > 0
+    record = json.loads((tmp_path / "gpt.json").read_text(encoding="utf-8"))
+    assert record["args"]["smoke"] is True and record["command"].startswith("python examples/benchmarks/gpt.py --smoke")
     out = capsys.readouterr().out
     for line in ("ours / HF time", "KV-cache speed-up", "HF generate / ours cached"):
         assert line in out

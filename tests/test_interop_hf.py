@@ -36,6 +36,8 @@ CONFIGS = {
     "1 layer, 2 heads, d_ff=80": GPTConfig.tiny(50, n_layers=1, d_model=32, n_heads=2, d_ff=80, context_length=24),
     "untied head": GPTConfig.tiny(128, n_layers=2, d_model=64, n_heads=8, context_length=64, tie_embeddings=False),
     "1 head, eps 1e-6": GPTConfig.tiny(31, n_layers=4, d_model=16, n_heads=1, layer_norm_eps=1e-6),
+    "exact GELU (nanoGPT)": GPTConfig.tiny(65, n_layers=2, d_model=32, n_heads=4, activation="gelu"),
+    "ReLU": GPTConfig.tiny(40, n_layers=1, d_model=24, n_heads=3, activation="relu"),
 }
 
 
@@ -166,8 +168,8 @@ def test_round_trips_are_lossless() -> None:
 def test_unsupported_configs_raise() -> None:
     with pytest.raises(ValueError, match="only bias=True configs convert"):
         hf.to_hf(GPT(GPTConfig.tiny(bias=False)))
-    with pytest.raises(ValueError, match="activation_function='relu'"):
-        hf.config_from_hf(GPT2Config(activation_function="relu"))
+    with pytest.raises(ValueError, match="activation_function='silu'"):
+        hf.config_from_hf(GPT2Config(activation_function="silu"))
     with pytest.raises(ValueError, match="attention scaling"):
         hf.config_from_hf(GPT2Config(scale_attn_by_inverse_layer_idx=True))
     with pytest.raises(ValueError, match="not a GPT-2 config"):

