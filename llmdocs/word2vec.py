@@ -54,6 +54,9 @@ class Word2VecConfig:
         architecture: `"cbow"` (`sg=0`) or `"skipgram"` (`sg=1`).
         objective: `"negative"` (negative sampling, `negative=K`) or `"softmax"` (the full softmax over V).
         negative: K, noise words per example for negative sampling.
+        word2vec_update: CBOW only. `False` (default): the exact gradient of the mean, so each of the C context
+            words receives 1/C of the hidden layer's error. `True`: each receives the full error, as in
+            word2vec.c and gensim (`cbow_mean=1`); with SGD this reproduces their training.
     """
 
     vocab_size: int
@@ -61,6 +64,7 @@ class Word2VecConfig:
     architecture: Literal["cbow", "skipgram"] = "cbow"
     objective: Literal["negative", "softmax"] = "negative"
     negative: int = 5
+    word2vec_update: bool = False
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2 or self.dim < 1:
@@ -164,6 +168,8 @@ class Word2Vec(nn.Module):
         """Mean of the input vectors of each example's real words: (B, C) ids, (B, C) mask -> (B, D).
 
         Only the masked-in ids are looked up, so the sparse gradient names exactly the words that were used.
+        With `config.word2vec_update` the value is the same but the backward pass hands each word the full
+        gradient of the mean (see [Word2VecConfig][llmdocs.word2vec.Word2VecConfig]).
         """
         if inputs.shape != mask.shape:
             raise ValueError(f"inputs {tuple(inputs.shape)} and mask {tuple(mask.shape)} must have the same shape")
@@ -174,7 +180,11 @@ class Word2Vec(nn.Module):
         rows = torch.arange(B, device=inputs.device).unsqueeze(1).expand(B, C)[mask]  # (M,) example of each word
         vecs = self.input_embeddings(inputs[mask])  # (M, D)
         summed = torch.zeros(B, self.config.dim, device=vecs.device, dtype=vecs.dtype).index_add(0, rows, vecs)
-        return summed / counts  # (B, D)
+        mean = summed / counts  # (B, D)
+        if self.config.word2vec_update:
+            # value of the mean, gradient of the sum: word2vec.c adds the whole error neu1e to every context word
+            return mean.detach() + summed - summed.detach()  # (B, D)
+        return mean
 
     def loss(
         self,

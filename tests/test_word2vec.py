@@ -157,6 +157,26 @@ def test_hidden_is_the_mean_of_the_real_context_vectors() -> None:
     torch.testing.assert_close(model.hidden(inputs, mask), expected)
 
 
+def test_word2vec_update_gives_every_context_word_the_full_error() -> None:
+    """word2vec.c / gensim (cbow_mean=1): neu1e is added to each context word, not neu1e / C."""
+    inputs, mask, targets, negatives = _batch()
+    grads = {}
+    exact = _model("negative")
+    for quirk in (False, True):
+        model = Word2Vec(Word2VecConfig(vocab_size=20, dim=8, negative=3, word2vec_update=quirk))
+        model.load_state_dict(exact.state_dict())  # the same weights
+        hidden = model.hidden(inputs, mask)
+        hidden.retain_grad()
+        loss = negative_sampling_loss(hidden, model.output_embeddings(targets), model.output_embeddings(negatives))
+        loss.sum().backward()
+        grads[quirk] = (hidden.detach(), hidden.grad, model.input_embeddings.weight.grad.to_dense())
+    torch.testing.assert_close(grads[True][0], grads[False][0])  # same forward value: the mean
+    error = grads[True][1]  # (B, D) dLoss/dhidden, the same in both
+    for word, row, count in [(1, 0, 3), (2, 0, 3), (3, 0, 3), (4, 1, 2), (5, 1, 2)]:
+        torch.testing.assert_close(grads[True][2][word], error[row])  # the full error
+        torch.testing.assert_close(grads[False][2][word], error[row] / count)  # the exact gradient of the mean
+
+
 def test_negatives_follow_the_noise_distribution() -> None:
     noise = noise_distribution(torch.tensor([81, 16, 1]), exponent=0.75)
     torch.testing.assert_close(noise, torch.tensor([27.0, 8.0, 1.0], dtype=torch.float64) / 36)

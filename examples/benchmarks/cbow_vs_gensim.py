@@ -71,8 +71,8 @@ CAPITALS = [
 ]  # fmt: skip
 
 
-SETTINGS = ("dim", "window", "min_count", "negative", "sample", "epochs", "batch_size", "optimizer", "lr", "workers",
-            "threads", "max_sentences")  # fmt: skip
+SETTINGS = ("dim", "window", "min_count", "negative", "sample", "epochs", "batch_size", "optimizer", "lr",
+            "w2v_batch_size", "workers", "threads", "max_sentences")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1024, help="ours: examples per step (default: 1024)")
     parser.add_argument("--optimizer", default="sparse_adam", choices=["sparse_adam", "sgd"], help="ours")
     parser.add_argument("--lr", type=float, default=0.03, help="ours: starting learning rate (default: 0.03)")
+    parser.add_argument("--w2v-batch-size", type=int, default=16,
+                        help="ours with word2vec's recipe: examples per summed SGD step (default: 16)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="gensim threads (default: 1, like ours)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
@@ -150,56 +152,79 @@ def train_gensim(sentences: list[list[str]], args: argparse.Namespace, seed: int
     return WordVectors(tuple(model.wv.index_to_key), torch.from_numpy(model.wv.vectors.copy())), seconds
 
 
-def train_ours(sentences: list[list[str]], args: argparse.Namespace) -> tuple[WordVectors, float, float]:
-    seed_everything(args.seed)
+def train_ours(
+    sentences: list[list[str]], args: argparse.Namespace, word2vec_style: bool = False, seed_offset: int = 0
+) -> tuple[WordVectors, float, float]:
+    """Our CBOW: the default recipe (batched SparseAdam), or word2vec's own (per-example-like SGD, full error)."""
+    seed = args.seed + seed_offset
+    seed_everything(seed)
     start = time.perf_counter()
     vocab = Vocabulary.build(sentences, min_count=args.min_count)
     ids = vocab.encode(sentences)
-    model = Word2Vec(Word2VecConfig(len(vocab), dim=args.dim, negative=args.negative))
+    config = Word2VecConfig(len(vocab), dim=args.dim, negative=args.negative, word2vec_update=word2vec_style)
+    model = Word2Vec(config)
+    optimizer = (
+        build_optimizer(model, "sgd", 0.025) if word2vec_style else build_optimizer(model, args.optimizer, args.lr)
+    )
     history = train_word2vec(
         model, ids, keep_probabilities(vocab.counts, args.sample), noise_distribution(vocab.counts),
-        window=args.window, epochs=args.epochs, batch_size=args.batch_size,
-        optimizer=build_optimizer(model, args.optimizer, args.lr), seed=args.seed,
+        window=args.window, epochs=args.epochs, batch_size=args.w2v_batch_size if word2vec_style else args.batch_size,
+        optimizer=optimizer, seed=seed,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     return WordVectors(vocab.words, model.vectors.clone()), seconds, history[-1]["loss"]
 
 
+MODELS = {
+    "ours": "llmdocs CBOW, default recipe (SparseAdam, batches of --batch-size, exact gradient)",
+    "ours_word2vec": "llmdocs CBOW, word2vec's recipe (SGD lr 0.025, summed batches of --w2v-batch-size, full error)",
+    "gensim": "gensim Word2Vec (C, one example at a time)",
+}
+
+
 def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     sentences = load_corpus(name, args.max_sentences)
     words = sum(len(s) for s in sentences)
-    ours, our_seconds, final_loss = train_ours(sentences, args)
-    theirs, their_seconds = train_gensim(sentences, args, seed=args.seed + 1)
-    theirs_again, _ = train_gensim(sentences, args, seed=args.seed + 2)
-    shared = set(ours.words) & set(theirs.words)
+    vectors: dict[str, WordVectors] = {}
+    seconds: dict[str, float] = {}
+    losses: dict[str, float] = {}
+    vectors["ours"], seconds["ours"], losses["ours"] = train_ours(sentences, args)
+    ours_again, _, _ = train_ours(sentences, args, seed_offset=10)
+    vectors["ours_word2vec"], seconds["ours_word2vec"], losses["ours_word2vec"] = train_ours(
+        sentences, args, word2vec_style=True
+    )
+    vectors["gensim"], seconds["gensim"] = train_gensim(sentences, args, seed=args.seed + 1)
+    gensim_again, _ = train_gensim(sentences, args, seed=args.seed + 2)
+    theirs = vectors["gensim"]
+    shared = set(vectors["ours"].words) & set(theirs.words)
     questions = build_analogies(name, shared, [w for w in theirs.words if w in shared])
+    probes = PROBES[name]
     result: dict[str, Any] = {
         "sentences": len(sentences),
         "words": words,
-        "vocab": {"ours": len(ours), "gensim": len(theirs)},
-        "words_per_second": {
-            "ours": round(words * args.epochs / our_seconds),
-            "gensim": round(words * args.epochs / their_seconds),
-        },
-        "seconds": {"ours": round(our_seconds, 2), "gensim": round(their_seconds, 2)},
-        "final_loss_ours": round(final_loss, 4),
-        "overlap_at_10": {
-            "ours_vs_gensim": overlap_at_10(ours, theirs, PROBES[name]),
-            "gensim_vs_gensim_other_seed": overlap_at_10(theirs_again, theirs, PROBES[name]),
+        "vocab": {"ours": len(vectors["ours"]), "gensim": len(theirs)},
+        "words_per_second": {model: round(words * args.epochs / seconds[model]) for model in MODELS},
+        "seconds": {model: round(seconds[model], 2) for model in MODELS},
+        "final_loss": {model: round(loss, 4) for model, loss in losses.items()},
+        "overlap_at_10": {  # agreement of top-10 neighbour sets; the *_other_seed rows are the noise floors
+            "ours_vs_gensim": overlap_at_10(vectors["ours"], theirs, probes),
+            "ours_word2vec_vs_gensim": overlap_at_10(vectors["ours_word2vec"], theirs, probes),
+            "gensim_vs_gensim_other_seed": overlap_at_10(gensim_again, theirs, probes),
+            "ours_vs_ours_other_seed": overlap_at_10(ours_again, vectors["ours"], probes),
+            "ours_vs_ours_word2vec": overlap_at_10(vectors["ours_word2vec"], vectors["ours"], probes),
         },
         "analogies": {},
         "neighbours": {
-            w: {"ours": [x for x, _ in ours.nearest(w, 5)], "gensim": [x for x, _ in theirs.nearest(w, 5)]}
-            for w in PROBES[name][:4]
+            w: {model: [x for x, _ in wv.nearest(w, 5)] for model, wv in vectors.items()}
+            for w in probes[:4]
             if w in shared
         },
     }
     for group, items in questions.items():
         result["analogies"][group] = {
             "questions": len(items),
-            "ours": analogy_accuracy(ours, items),
-            "gensim": analogy_accuracy(theirs, items),
-            "gensim_other_seed": analogy_accuracy(theirs_again, items),
+            **{model: analogy_accuracy(wv, items) for model, wv in vectors.items()},
+            "gensim_other_seed": analogy_accuracy(gensim_again, items),
         }
     return result
 
@@ -219,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "setup": {k: getattr(args, k) for k in SETTINGS},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
         "note": args.note,
+        "models": MODELS,
         "corpora": {},
     }  # fmt: skip
     for name in args.corpora:
@@ -226,17 +252,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record["corpora"][name] = result
         print(f"\n== {name}: {result['sentences']:,} sentences, {result['words']:,} words, "
               f"vocab {result['vocab']['ours']:,} (ours) / {result['vocab']['gensim']:,} (gensim)")  # fmt: skip
-        print(f"{'':34}{'llmdocs':>12}{'gensim':>12}")
+        print(f"{'':34}{'ours':>12}{'ours (w2v)':>12}{'gensim':>12}")
         wps = result["words_per_second"]
-        print(f"{'training words/s':34}{fmt(wps['ours']):>12}{fmt(wps['gensim']):>12}")
+        print(f"{'training words/s':34}" + "".join(f"{fmt(wps[m]):>12}" for m in MODELS))
         overlap = result["overlap_at_10"]
         print(f"{'overlap@10 with gensim (seed 1)':34}{fmt(overlap['ours_vs_gensim'], True):>12}"
+              f"{fmt(overlap['ours_word2vec_vs_gensim'], True):>12}"
               f"{fmt(overlap['gensim_vs_gensim_other_seed'], True):>12}  (right: gensim seed 2)")  # fmt: skip
+        print(f"{'overlap@10, ours seed to seed':34}{fmt(overlap['ours_vs_ours_other_seed'], True):>12}")
         for group, row in result["analogies"].items():
             label = f"analogies: {group} ({row['questions']} q.)"
-            print(f"{label:34}{fmt(row['ours'], True):>12}{fmt(row['gensim'], True):>12}")
+            print(f"{label:34}" + "".join(f"{fmt(row[m], True):>12}" for m in MODELS))
         for word, row in result["neighbours"].items():
-            print(f"  {word}: ours {' '.join(row['ours'])} | gensim {' '.join(row['gensim'])}")
+            print(f"  {word}: " + " | ".join(f"{m} {' '.join(row[m])}" for m in MODELS))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
