@@ -477,12 +477,22 @@ def kv_cache_speedup(
     Returns:
         ``{"cached_s": ..., "uncached_s": ..., "speedup": uncached_s / cached_s}``.
 
+    Raises:
+        ValueError: If the prompt and the new tokens do not fit in the model's context.
+
     Examples:
         >>> from llmdocs.gpt import GPT, GPTConfig
         >>> result = kv_cache_speedup(GPT(GPTConfig.tiny()), prompt_length=4, max_new_tokens=8, repeats=1)
         >>> sorted(result), result["speedup"] > 0
         (['cached_s', 'speedup', 'uncached_s'], True)
     """
+    if prompt_length < 1 or max_new_tokens < 1:
+        raise ValueError(f"prompt_length={prompt_length} and max_new_tokens={max_new_tokens} must be >= 1")
+    if prompt_length + max_new_tokens > model.config.context_length:
+        raise ValueError(
+            f"prompt_length + max_new_tokens = {prompt_length + max_new_tokens} exceeds context_length="
+            f"{model.config.context_length}: cropping would rebuild the cache at every step and time nothing useful"
+        )
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
     g = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_length), generator=g).to(device)

@@ -237,7 +237,7 @@ def test_kv_cache_appends_into_a_growing_buffer_without_changing_results() -> No
     seen = []
     with torch.no_grad():
         for chunk in chunks:
-            k, v = cache.update(chunk, -chunk)
+            k, _ = cache.update(chunk, -chunk)
             seen.append(k)
     expected = torch.cat(chunks, dim=2)  # (2, 3, 28, 4)
     torch.testing.assert_close(cache.k, expected, rtol=0, atol=0)

@@ -92,7 +92,9 @@ def test_presets_and_aliases(script):
     assert ref.activation == "gelu"  # nanoGPT's nn.GELU()
     assert vars(script.parse_args([])) == vars(ref)  # nanogpt-cpu is the default
     args = script.parse_args(["--preset", "tuned", "--n-layer", "6", "--block-size", "256", "--max-iters", "10"])
-    assert (args.n_layers, args.context_length, args.steps, args.batch_size, args.lr) == (6, 256, 10, 16, 2e-3)
+    assert (args.n_layers, args.context_length, args.steps, args.batch_size, args.lr) == (6, 256, 10, 16, 3e-3)
+    tang = script.parse_args(["--preset", "tang"])
+    assert (tang.corpus, tang.d_model, tang.n_heads, tang.context_length) == ("tang", 192, 6, 64)
     with pytest.raises(SystemExit):
         script.parse_args(["--smoke", "--stop-after", "3"])  # not a checkpoint step
 

@@ -269,6 +269,8 @@ def test_kv_cache_speedup_reports_both_timings(model: GPT) -> None:
     result = kv_cache_speedup(model, prompt_length=4, max_new_tokens=8, repeats=1)
     assert set(result) == {"cached_s", "uncached_s", "speedup"}
     assert result["cached_s"] > 0 and result["speedup"] == pytest.approx(result["uncached_s"] / result["cached_s"])
+    with pytest.raises(ValueError, match="prompt_length \\+ max_new_tokens = 20 exceeds context_length=16"):
+        kv_cache_speedup(model, prompt_length=4, max_new_tokens=16)
 
 
 # ---- bad input --------------------------------------------------------------------------------------------------

@@ -31,3 +31,21 @@ def test_gpt_benchmark_smoke_prints_ratios(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     for line in ("ours / HF time", "KV-cache speed-up", "HF generate / ours cached"):
         assert line in out
+
+
+def test_nanogpt_reference_smoke_trains_both_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = SCRIPT.with_name("nanogpt_reference.py")
+    spec = importlib.util.spec_from_file_location("nanogpt_reference", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nanogpt_reference"] = module
+    spec.loader.exec_module(module)
+    record = module.main(["--smoke", "--json", str(tmp_path / "ref.json")])
+    assert set(record["results"]) == {"hf", "ours"}
+    for result in record["results"].values():
+        assert 0 < result["val_loss"] < 10 and result["train_seconds"] > 0 and result["params"] > 0
+    assert record["results"]["ours"]["params"] < record["results"]["hf"]["params"]  # nanoGPT's: no biases
+    assert json.loads((tmp_path / "ref.json").read_text(encoding="utf-8"))["command"].endswith(
+        "--json " + str(tmp_path / "ref.json")
+    )
+    assert "ours / HF training time" in capsys.readouterr().out

@@ -6,6 +6,10 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
 
 - ``dates-en-zh``: English dates -> Chinese (the Transformer chapter), trained by
   ``python examples/train_dates.py --export llmdocs/pretrained/dates-en-zh``.
+- ``gpt-shakespeare-char``: a character-level GPT of Shakespeare's plays (the GPT chapter), trained by
+  ``examples/train_gpt.py`` (its ``meta.json`` holds the exact command and the validation loss).
+- ``gpt-tang-char``: a character-level GPT of seven-character Tang regulated verse (the GPT chapter), trained by
+  ``python examples/train_gpt.py --preset tang``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from llmdocs.data.vocab import CharVocab
-from llmdocs.serialization import load_pretrained
+from llmdocs.gpt import GPT
+from llmdocs.serialization import Tokenizer, load_language_model, load_pretrained
 from llmdocs.transformer import Transformer
 
-__all__ = ["available", "load_date_translator", "pretrained_dir"]
+__all__ = ["available", "load_date_translator", "load_gpt", "pretrained_dir"]
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -72,3 +77,28 @@ def load_date_translator(name: str = "dates-en-zh") -> tuple[Transformer, CharVo
     if not isinstance(model, Transformer):
         raise TypeError(f"{name} is a {type(model).__name__}, not an encoder-decoder Transformer")
     return model, CharVocab.from_dict(meta["src_vocab"]), CharVocab.from_dict(meta["tgt_vocab"]), meta
+
+
+def load_gpt(name: str = "gpt-shakespeare-char") -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """A shipped GPT language model and its tokenizer, trained by ``examples/train_gpt.py``.
+
+    Args:
+        name: Which shipped language model: ``"gpt-shakespeare-char"`` or ``"gpt-tang-char"``.
+
+    Returns:
+        ``(model, tokenizer, meta)``; the model is in eval mode on the CPU, ``meta["results"]`` holds the
+        validation loss, the samples and the command of its training run.
+
+    Examples:
+        >>> from llmdocs.generation import generate
+        >>> import torch
+        >>> model, tokenizer, meta = load_gpt()
+        >>> prompt = torch.tensor([tokenizer.encode("ROMEO:\\n")])  # (1, 7)
+        >>> text = tokenizer.decode(generate(model, prompt, 40, temperature=0.8, top_k=20, seed=0)[0])
+        >>> len(text), meta["results"]["corpus"]
+        (40, 'shakespeare')
+    """
+    model, tokenizer, meta = load_language_model(pretrained_dir(name))
+    if not isinstance(model, GPT):
+        raise TypeError(f"{name} is a {type(model).__name__}, not a GPT")
+    return model, tokenizer, meta

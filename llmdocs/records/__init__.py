@@ -10,6 +10,11 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``bpe_training`` | ``python examples/benchmarks/bpe_training.py`` |
 | ``cbow_vs_gensim`` | ``python examples/benchmarks/cbow_vs_gensim.py`` |
 | ``translation`` | ``torchrun ... examples/train_translation.py`` (its ``results.json``, copied) |
+| ``gpt_benchmark`` | ``python examples/benchmarks/gpt.py --json ...`` |
+| ``nanogpt_reference`` | ``python examples/benchmarks/nanogpt_reference.py --json ...`` |
+| ``gpt_nanogpt_cpu`` | ``python examples/train_gpt.py --preset nanogpt-cpu ... --record ...`` |
+| ``gpt_shakespeare`` | ``python examples/train_gpt.py --preset tuned ... --record ...`` |
+| ``gpt_tang`` | ``python examples/train_gpt.py --preset tang ... --record ...`` |
 """
 
 from __future__ import annotations
