@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("gensim")
+from scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "cbow_vs_gensim.py"
+pytest.importorskip("gensim")
 
 
 def test_cbow_benchmark_smoke_records_all_comparisons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("cbow_vs_gensim", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cbow_vs_gensim"] = module
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/cbow_vs_gensim.py")
     out = tmp_path / "record.json"
     record = module.main(
         ["--corpora", "en", "--max-sentences", "400", "--epochs", "1", "--dim", "8", "--json", str(out)]

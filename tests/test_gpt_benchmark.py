@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("transformers")
+from scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "gpt.py"
+pytest.importorskip("transformers")
 
 
 def test_gpt_benchmark_smoke_prints_ratios(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("gpt_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpt_benchmark"] = module
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/gpt.py")
     result = module.main(["--smoke", "--json", str(tmp_path / "gpt.json")])
     assert set(result["train_seconds"]) == {"ours", "hf"}
     [gen] = result["generation"]  # the smoke run's one shape
@@ -34,12 +28,7 @@ def test_gpt_benchmark_smoke_prints_ratios(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_nanogpt_reference_smoke_trains_both_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    script = SCRIPT.with_name("nanogpt_reference.py")
-    spec = importlib.util.spec_from_file_location("nanogpt_reference", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nanogpt_reference"] = module
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/nanogpt_reference.py")
     record = module.main(["--smoke", "--json", str(tmp_path / "ref.json")])
     assert set(record["results"]) == {"hf", "ours"}
     for result in record["results"].values():
