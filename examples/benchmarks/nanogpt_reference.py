@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import sys
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 from llmdocs.data.shakespeare import load_shakespeare
 from llmdocs.gpt import GPT, GPTConfig
 from llmdocs.tokenizers import CharTokenizer
+from llmdocs.training.schedules import warmup_cosine
 
 
 def build_model(name: str, vocab_size: int, args: argparse.Namespace) -> tuple[nn.Module, Any]:
@@ -61,14 +61,6 @@ def build_model(name: str, vocab_size: int, args: argparse.Namespace) -> tuple[n
     return ours, ours
 
 
-def lr_at(step: int, args: argparse.Namespace) -> float:
-    """Linear warm-up to ``lr``, then a cosine to ``lr / 10`` at the last step (nanoGPT's schedule)."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr / 10 + 0.5 * (1 + math.cos(math.pi * progress)) * (args.lr - args.lr / 10)
-
-
 def batch(data: Tensor, T: int, B: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """B random windows: inputs (B, T) and next-character targets (B, T)."""
     starts = torch.randint(len(data) - T - 1, (B,), generator=generator)  # (B,)
@@ -88,7 +80,7 @@ def train_and_evaluate(name: str, train: Tensor, val: Tensor, vocab_size: int, a
     start = time.perf_counter()
     for step in range(args.steps):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args)
+            group["lr"] = args.lr * warmup_cosine(step, args.warmup, args.steps, min_ratio=0.1)  # nanoGPT's schedule
         x, y = batch(train, args.block, args.batch, generator)
         loss = F.cross_entropy(logits_of(x).flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
