@@ -177,6 +177,17 @@ def load_language_model(directory: str | os.PathLike[str]) -> tuple[GPT, Tokeniz
 
     Returns:
         ``(model, tokenizer, meta)``.
+
+    Raises:
+        ValueError: If the folder holds a model without a tokenizer, or an unknown tokenizer type.
+
+    Examples:
+        >>> import tempfile
+        >>> tok = BPETokenizer.train("to be or not to be, that is the question", vocab_size=260)
+        >>> path = save_language_model(tempfile.mkdtemp() + "/lm", GPT(GPTConfig.tiny(tok.vocab_size)), tok)
+        >>> model, loaded, meta = load_language_model(path)
+        >>> loaded.encode("to be") == tok.encode("to be"), meta["tokenizer"]["type"]
+        (True, 'bpe')
     """
     model, _, meta = load_pretrained(directory)
     spec = meta.get("tokenizer")
