@@ -35,15 +35,15 @@ from llmdocs.training import (
     save_checkpoint,
     seed_everything,
 )
-from llmdocs.word2vec import Word2Vec, Word2VecConfig, build_optimizer, train_word2vec
-from llmdocs.word2vec_data import (
+from llmdocs.word2vec.data import (
     Vocabulary,
     keep_probabilities,
     load_people_daily_words,
     load_shakespeare_words,
     noise_distribution,
 )
-from llmdocs.word2vec_vectors import WordVectors
+from llmdocs.word2vec.model import Word2Vec, Word2VecConfig, build_optimizer, train_word2vec
+from llmdocs.word2vec.vectors import WordVectors
 
 PROBES = {"en": ["king", "love", "night", "he"], "zh": ["中国", "经济", "北京", "新年"]}
 

@@ -30,11 +30,11 @@ import torch
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.data.dates import date_task_split
 from llmdocs.data.vocab import CharVocab, encode_pairs
-from llmdocs.decoding import greedy_decode
-from llmdocs.seq2seq import label_smoothed_cross_entropy
+from llmdocs.generation.encoder_decoder import greedy_decode
+from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.serialization import save_pretrained
 from llmdocs.training import TrainConfig, is_main_process, plot_history, resolve_device, seed_everything, train
-from llmdocs.transformer import Transformer, TransformerConfig
+from llmdocs.training.seq2seq import label_smoothed_cross_entropy
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -1,6 +1,6 @@
 """Train a small GPT language model on Shakespeare or on Tang poems, character- or BPE-level.
 
-nanoGPT's recipe with the course's own parts: ``llmdocs.gpt.GPT``, AdamW with weight decay on matrices only,
+nanoGPT's recipe with the course's own parts: ``llmdocs.models.gpt.GPT``, AdamW with weight decay on matrices only,
 linear warm-up then cosine decay, gradient clipping and accumulation, resumable safetensors checkpoints and
 ``torchrun`` data parallelism from ``llmdocs.training``. Each step reads ``batch_size`` random windows of
 ``context_length + 1`` tokens from the first 90% of the corpus; the validation loss is the mean over
@@ -60,9 +60,9 @@ from tqdm.auto import tqdm
 
 from llmdocs.data.shakespeare import load_shakespeare
 from llmdocs.data.tang_poems import TANG_POEMS_SOURCE, load_tang_poems
-from llmdocs.feedforward import ACTIVATIONS
-from llmdocs.generation import generate
-from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.generation.decoder_only import generate
+from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.nn.feedforward import ACTIVATIONS
 from llmdocs.serialization import save_language_model
 from llmdocs.tokenizers import BPETokenizer, CharTokenizer
 from llmdocs.training import (

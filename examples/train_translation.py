@@ -1,9 +1,10 @@
 """Real machine translation: English -> Spanish on Tatoeba with a from-scratch Transformer, in 15 CPU minutes.
 
 The whole pipeline of a 2017-style translation system, built from the package: a joint 8k BPE vocabulary
-(``llmdocs.seq2seq``), shared + tied embeddings and Pre-LN layers (``llmdocs.transformer``), length-bucketed
-batches, label smoothing, AdamW with warm-up and decay (``llmdocs.training``), then greedy decoding and beam
-search with a key/value cache (``llmdocs.decoding``) scored by sacrebleu.
+(``llmdocs.training.seq2seq``), shared + tied embeddings and Pre-LN layers
+(``llmdocs.models.transformer``), length-bucketed batches, label smoothing, AdamW with warm-up and decay
+(``llmdocs.training``), then greedy decoding and beam search with a key/value cache
+(``llmdocs.generation.encoder_decoder``) scored by sacrebleu.
 
 The test set never leaks: 1,000 English *sources* are held out with all their translations
 (``split_by_source``); the headline BLEU uses one reference per held-out source (the first translation in the
@@ -55,19 +56,9 @@ from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel
 
 from llmdocs.data import TATOEBA_ATTRIBUTION, load_tatoeba_en_es, split_by_source
-from llmdocs.decoding import beam_search, greedy_decode
+from llmdocs.generation.encoder_decoder import beam_search, greedy_decode
+from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.profiling import count_parameters
-from llmdocs.seq2seq import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    collate_pairs,
-    corpus_bleu,
-    encode_pairs,
-    label_smoothed_cross_entropy,
-    length_bucketed_batches,
-    train_subword_tokenizer,
-)
 from llmdocs.serialization import load_pretrained, save_pretrained
 from llmdocs.training import (
     TrainConfig,
@@ -85,7 +76,17 @@ from llmdocs.training import (
     train,
     unwrap_model,
 )
-from llmdocs.transformer import Transformer, TransformerConfig
+from llmdocs.training.seq2seq import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    collate_pairs,
+    corpus_bleu,
+    encode_pairs,
+    label_smoothed_cross_entropy,
+    length_bucketed_batches,
+    train_subword_tokenizer,
+)
 
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "4294967296",  # never mmap a buffer below 4 GiB: reuse the heap instead

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from llmdocs.attention import MultiHeadAttention, causal_mask
+from llmdocs.nn.attention import MultiHeadAttention, causal_mask
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

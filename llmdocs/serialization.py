@@ -22,9 +22,9 @@ from typing import Any
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.tokenizers import BPETokenizer, CharTokenizer
-from llmdocs.transformer import Transformer, TransformerConfig
 
 __all__ = ["MODEL_CLASSES", "load_language_model", "load_pretrained", "save_language_model", "save_pretrained"]
 
@@ -132,7 +132,7 @@ def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, 
 def save_language_model(
     directory: str | os.PathLike[str], model: GPT, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
 ) -> Path:
-    """:func:`save_pretrained` for a [GPT][llmdocs.gpt.GPT] together with the tokenizer it was trained with.
+    """:func:`save_pretrained` for a [GPT][llmdocs.models.gpt.GPT] together with the tokenizer it was trained with.
 
     A character tokenizer is stored as its character list in ``meta.json``; a BPE tokenizer as GPT-2-format files
     in ``tokenizer/`` (``vocab.json``, ``merges.txt``), written inside the same atomic replacement.

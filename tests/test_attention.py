@@ -1,4 +1,4 @@
-"""Tests for llmdocs.attention: masks, scaled dot-product attention, multi-head attention, KV cache."""
+"""Tests for llmdocs.nn.attention: masks, scaled dot-product attention, multi-head attention, KV cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmdocs.attention import (
+from llmdocs.nn.attention import (
     KVCache,
     MultiHeadAttention,
     causal_mask,

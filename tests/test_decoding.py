@@ -1,4 +1,4 @@
-"""Tests for llmdocs.decoding: greedy decoding and beam search, with and without the KV cache."""
+"""Tests for llmdocs.generation.encoder_decoder: greedy decoding and beam search, with and without the KV cache."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from llmdocs.decoding import beam_search, greedy_decode
-from llmdocs.transformer import DecoderCache, Transformer, TransformerConfig
+from llmdocs.generation.encoder_decoder import beam_search, greedy_decode
+from llmdocs.models.transformer import DecoderCache, Transformer, TransformerConfig
 
 BOS, EOS, PAD = 1, 2, 0
 

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from llmdocs.word2vec_vectors import load_word2vec_format
+from llmdocs.word2vec.vectors import load_word2vec_format
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_cbow.py"
 

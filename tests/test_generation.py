@@ -15,15 +15,15 @@ import torch
 from torch import Tensor, nn
 from weights import perturb
 
-from llmdocs.generation import beam_search, generate, kv_cache_speedup, left_pad, stream_generate
-from llmdocs.gpt import GPT, GPTConfig
-from llmdocs.sampling import (
+from llmdocs.generation.decoder_only import beam_search, generate, kv_cache_speedup, left_pad, stream_generate
+from llmdocs.generation.sampling import (
     apply_repetition_penalty,
     apply_temperature,
     process_logits,
     top_k_filter,
     top_p_filter,
 )
+from llmdocs.models.gpt import GPT, GPTConfig
 
 V = 29
 INF = float("-inf")

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from weights import perturb
 
-from llmdocs.feedforward import gelu_tanh
-from llmdocs.gpt import GPT, Block, CausalSelfAttention, GPTConfig
+from llmdocs.models.gpt import GPT, Block, CausalSelfAttention, GPTConfig
+from llmdocs.nn.feedforward import gelu_tanh
 from llmdocs.serialization import load_pretrained, save_pretrained
 
 V = 37

@@ -24,9 +24,9 @@ pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel
 from weights import perturb
 
-from llmdocs.generation import beam_search, generate, left_pad
-from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.generation.decoder_only import beam_search, generate, left_pad
 from llmdocs.interop import hf
+from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.profiling import count_parameters
 
 TOL: dict[str, Any] = dict(atol=1e-5, rtol=1e-5)

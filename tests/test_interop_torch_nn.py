@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from llmdocs.attention import MultiHeadAttention, causal_mask, padding_mask
 from llmdocs.interop import torch_nn as interop
-from llmdocs.transformer import Decoder, Encoder, Transformer, TransformerConfig
-from llmdocs.transformer_layers import DecoderLayer, EncoderLayer
+from llmdocs.models.transformer import Decoder, Encoder, Transformer, TransformerConfig
+from llmdocs.nn.attention import MultiHeadAttention, causal_mask, padding_mask
+from llmdocs.nn.transformer_layers import DecoderLayer, EncoderLayer
 
 D, H, F, PAD = 16, 4, 24, 0
 TOL = dict(atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests for llmdocs.positional: the sinusoidal table and the two positional modules."""
+"""Tests for llmdocs.nn.positional: the sinusoidal table and the two positional modules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llmdocs.positional import (
+from llmdocs.nn.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_table,

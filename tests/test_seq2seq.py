@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmdocs.seq2seq import (
+from llmdocs.training.seq2seq import (
     BOS_ID,
     EOS_ID,
     PAD_ID,

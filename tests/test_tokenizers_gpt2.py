@@ -33,7 +33,7 @@ def mixed_text() -> str:
     shakespeare = load_shakespeare()[:300_000]
     chinese = load_people_daily(max_lines=300)
     root = Path(__file__).resolve().parents[1] / "llmdocs"
-    code = "".join((root / name).read_text(encoding="utf-8") for name in ("attention.py", "transformer.py"))
+    code = "".join((root / name).read_text(encoding="utf-8") for name in ("nn/attention.py", "models/transformer.py"))
     assert ENDOFTEXT not in code  # transformers treats it as a special token everywhere
     return shakespeare + chinese + code + EMOJI_AND_EDGE_CASES
 

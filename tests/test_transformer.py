@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 import torch
 
-from llmdocs.attention import causal_mask, padding_mask
-from llmdocs.feedforward import PositionwiseFeedForward, get_activation
-from llmdocs.transformer import (
+from llmdocs.models.transformer import (
     Decoder,
     Encoder,
     Transformer,
     TransformerConfig,
-    TransformerEncoder,
-    check_token_ids,
 )
-from llmdocs.transformer_layers import DecoderLayer, EncoderLayer
+from llmdocs.models.transformer_encoder import TransformerEncoder
+from llmdocs.nn.attention import causal_mask, padding_mask
+from llmdocs.nn.checks import check_token_ids
+from llmdocs.nn.feedforward import PositionwiseFeedForward, get_activation
+from llmdocs.nn.transformer_layers import DecoderLayer, EncoderLayer
 
 D, H, F = 16, 4, 32
 V_SRC, V_TGT, PAD = 23, 29, 0

@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmdocs.word2vec import (
+from llmdocs.word2vec.data import (
+    Vocabulary,
+    context_windows,
+    keep_probabilities,
+    noise_distribution,
+    subsample,
+    tokenize_english,
+)
+from llmdocs.word2vec.model import (
     Word2Vec,
     Word2VecConfig,
     build_optimizer,
@@ -18,15 +26,7 @@ from llmdocs.word2vec import (
     sample_negatives,
     train_word2vec,
 )
-from llmdocs.word2vec_data import (
-    Vocabulary,
-    context_windows,
-    keep_probabilities,
-    noise_distribution,
-    subsample,
-    tokenize_english,
-)
-from llmdocs.word2vec_vectors import WordVectors, load_word2vec_format
+from llmdocs.word2vec.vectors import WordVectors, load_word2vec_format
 
 torch.set_num_threads(1)
 
@@ -257,7 +257,7 @@ def test_tokenize_english() -> None:
 
 def test_people_daily_words_rebuild_the_text() -> None:
     from llmdocs.data.people_daily import load_people_daily
-    from llmdocs.word2vec_data import load_people_daily_words
+    from llmdocs.word2vec.data import load_people_daily_words
 
     words = load_people_daily_words(max_lines=20)
     assert ["".join(s) for s in words] == load_people_daily(max_lines=20).splitlines()

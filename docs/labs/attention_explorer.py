@@ -14,7 +14,7 @@
 import torch
 from IPython.display import display
 
-from llmdocs.decoding import greedy_decode
+from llmdocs.generation.encoder_decoder import greedy_decode
 from llmdocs.pretrained import load_date_translator
 from llmdocs.viz import plot_attention
 

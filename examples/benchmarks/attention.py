@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmdocs.attention import MultiHeadAttention
 from llmdocs.interop.torch_nn import mha_to_torch
+from llmdocs.nn.attention import MultiHeadAttention
 from llmdocs.profiling import peak_memory_bytes, seconds_per_call
 from llmdocs.training import resolve_device, seed_everything
 

@@ -45,15 +45,15 @@ from typing import Any
 import torch
 
 from llmdocs.training import seed_everything
-from llmdocs.word2vec import Word2Vec, Word2VecConfig, build_optimizer, train_word2vec
-from llmdocs.word2vec_data import (
+from llmdocs.word2vec.data import (
     Vocabulary,
     keep_probabilities,
     load_people_daily_words,
     load_shakespeare_words,
     noise_distribution,
 )
-from llmdocs.word2vec_vectors import WordVectors
+from llmdocs.word2vec.model import Word2Vec, Word2VecConfig, build_optimizer, train_word2vec
+from llmdocs.word2vec.vectors import WordVectors
 
 PROBES = {
     "en": ["king", "queen", "lord", "love", "night", "good", "man", "woman", "father", "sword", "heaven", "death"],

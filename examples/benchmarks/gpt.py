@@ -38,9 +38,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # build models from configs only: 
 import torch
 import torch.nn.functional as F
 
-from llmdocs.generation import generate
-from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.generation.decoder_only import generate
 from llmdocs.interop.hf import to_hf
+from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.training import resolve_device, seed_everything
 
 

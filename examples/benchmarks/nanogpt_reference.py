@@ -10,9 +10,10 @@ script is that loop, so the peer can be re-measured on the machine at hand and s
   clipping at 1.0, no dropout;
 - the validation loss is the mean over 200 fixed random batches of the held-out text, as in ``train_gpt.py``.
 
-``hf`` is ``GPT2LMHeadModel`` (biases, tanh GELU: GPT-2 has no other variant); ``ours`` is ``llmdocs.gpt.GPT`` with
-nanoGPT's choices (no biases, exact GELU). Only the training loop is timed (no evaluation inside it), so compare
-these times with each other, and ``train_gpt.py``'s (which include its periodic evaluations) with them.
+``hf`` is ``GPT2LMHeadModel`` (biases, tanh GELU: GPT-2 has no other variant); ``ours`` is
+``llmdocs.models.gpt.GPT`` with nanoGPT's choices (no biases, exact GELU). Only the training loop is timed (no
+evaluation inside it), so compare these times with each other, and ``train_gpt.py``'s (which include its periodic
+evaluations) with them.
 
 Usage:
     python examples/benchmarks/nanogpt_reference.py            # both models, about 4 minutes on 2 CPU cores
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmdocs.data.shakespeare import load_shakespeare
-from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.tokenizers import CharTokenizer
 from llmdocs.training.schedules import warmup_cosine
 

@@ -28,9 +28,9 @@ import torch
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.data.dates import date_task_split
 from llmdocs.data.vocab import CharVocab, encode_pairs
-from llmdocs.seq2seq import label_smoothed_cross_entropy
+from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.training import TrainConfig, train
-from llmdocs.transformer import Transformer, TransformerConfig
+from llmdocs.training.seq2seq import label_smoothed_cross_entropy
 
 RECORD = Path(__file__).resolve().parents[2] / "llmdocs" / "records" / "norm_placement.json"
 

@@ -3,7 +3,7 @@
 Foreign parameter names live only in these modules: [torch_nn][llmdocs.interop.torch_nn] maps to
 ``torch.nn`` (``MultiheadAttention``, ``TransformerEncoderLayer``, ``TransformerDecoderLayer``,
 ``TransformerEncoder``, ``TransformerDecoder``, ``Transformer``).
-[hf][llmdocs.interop.hf] maps [GPT][llmdocs.gpt.GPT] to Hugging Face's ``GPT2LMHeadModel`` (``transformers`` is
+[hf][llmdocs.interop.hf] maps [GPT][llmdocs.models.gpt.GPT] to Hugging Face's ``GPT2LMHeadModel`` (``transformers`` is
 imported only when a Hugging Face model is built).
 """
 

@@ -1,4 +1,4 @@
-"""Copy weights between [GPT][llmdocs.gpt.GPT] and Hugging Face's ``GPT2LMHeadModel``; load GPT-2 checkpoints.
+"""Copy weights between [GPT][llmdocs.models.gpt.GPT] and Hugging Face's ``GPT2LMHeadModel``; load GPT-2 checkpoints.
 
 This is the only place where GPT-2's parameter names appear (the table ``HF_NAMES``). Two differences matter:
 
@@ -12,7 +12,7 @@ This is the only place where GPT-2's parameter names appear (the table ``HF_NAME
 
 Examples:
     >>> import torch
-    >>> from llmdocs.gpt import GPT, GPTConfig
+    >>> from llmdocs.models.gpt import GPT, GPTConfig
     >>> _ = torch.manual_seed(0)
     >>> ours = GPT(GPTConfig.tiny()).eval()
     >>> theirs = to_hf(ours)
@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from llmdocs.gpt import GPT, GPTConfig
+from llmdocs.models.gpt import GPT, GPTConfig
 
 if TYPE_CHECKING:
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -72,7 +72,7 @@ def state_dict_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Convert a GPT state dict to GPT-2 names: pack q/k/v into ``c_attn``, transpose Conv1D weights.
 
     Examples:
-        >>> from llmdocs.gpt import GPT, GPTConfig
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> hf = state_dict_to_hf(GPT(GPTConfig.tiny(n_layers=1)).state_dict())
         >>> [k.removeprefix("transformer.h.0.") for k in hf if ".attn." in k]
         ['attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias']
@@ -104,7 +104,7 @@ def state_dict_from_hf(state: Mapping[str, Tensor], tie_embeddings: bool = True)
 
     Examples:
         >>> import torch
-        >>> from llmdocs.gpt import GPT, GPTConfig
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> model = GPT(GPTConfig.tiny(n_layers=1))
         >>> back = state_dict_from_hf(state_dict_to_hf(model.state_dict()))
         >>> all(torch.equal(back[k], v) for k, v in model.state_dict().items())
@@ -167,7 +167,7 @@ def config_to_hf(config: GPTConfig) -> GPT2Config:
 
 
 def config_from_hf(hf_config: GPT2Config | Mapping[str, Any]) -> GPTConfig:
-    """The [GPTConfig][llmdocs.gpt.GPTConfig] of a ``GPT2Config`` (or its ``config.json`` as a dict).
+    """The [GPTConfig][llmdocs.models.gpt.GPTConfig] of a ``GPT2Config`` (or its ``config.json`` as a dict).
 
     GPT-2 has three dropout rates; ours is ``resid_pdrop``. Variants our model does not implement (another
     activation, attention scaled by layer index, cross-attention) raise ``ValueError``.
@@ -206,7 +206,7 @@ def config_from_hf(hf_config: GPT2Config | Mapping[str, Any]) -> GPTConfig:
 
 
 def from_hf(hf_model: GPT2LMHeadModel) -> GPT:
-    """A [GPT][llmdocs.gpt.GPT] with the weights of ``hf_model`` (same training/eval mode, same dtype).
+    """A [GPT][llmdocs.models.gpt.GPT] with the weights of ``hf_model`` (same training/eval mode, same dtype).
 
     Args:
         hf_model: a ``transformers.GPT2LMHeadModel`` (any size, e.g. loaded with ``from_pretrained``).
@@ -234,7 +234,7 @@ def to_hf(model: GPT) -> GPT2LMHeadModel:
     """A ``GPT2LMHeadModel`` with the weights of ``model`` (same training/eval mode, same dtype).
 
     Args:
-        model: our [GPT][llmdocs.gpt.GPT]; it needs ``bias=True`` (GPT-2 has no bias-free variant).
+        model: our [GPT][llmdocs.models.gpt.GPT]; it needs ``bias=True`` (GPT-2 has no bias-free variant).
 
     Returns:
         The Hugging Face model (see the module example), built from a config: no download.
@@ -285,7 +285,7 @@ def _resolve_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
 
 
 def load_gpt2_checkpoint(path: str | os.PathLike[str]) -> GPT:
-    """Load a GPT-2 checkpoint from disk into a [GPT][llmdocs.gpt.GPT] (eval mode), offline.
+    """Load a GPT-2 checkpoint from disk into a [GPT][llmdocs.models.gpt.GPT] (eval mode), offline.
 
     Reads ``config.json`` and ``model.safetensors`` only: no pickle, no remote code, no network.
 

@@ -13,7 +13,7 @@ This is the only place where ``torch.nn``'s parameter names appear. Two differen
 
 Examples:
     >>> import torch
-    >>> from llmdocs.transformer_layers import EncoderLayer
+    >>> from llmdocs.nn.transformer_layers import EncoderLayer
     >>> _ = torch.manual_seed(0)
     >>> ours = EncoderLayer(d_model=8, n_heads=2, d_ff=16, dropout=0.0).eval()
     >>> theirs = encoder_layer_to_torch(ours).eval()
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmdocs.attention import MultiHeadAttention
-from llmdocs.transformer import Decoder, Encoder, Transformer
-from llmdocs.transformer_layers import DecoderLayer, EncoderLayer
+from llmdocs.models.transformer import Decoder, Encoder, Transformer
+from llmdocs.nn.attention import MultiHeadAttention
+from llmdocs.nn.transformer_layers import DecoderLayer, EncoderLayer
 
 TORCH_NAMES: dict[str, str] = {
     "cross_attn": "multihead_attn",  # DecoderLayer: attention over the encoder memory
@@ -127,7 +127,7 @@ def mha_to_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttention | None 
 
 
 def mha_from_torch(theirs: nn.MultiheadAttention, ours: MultiHeadAttention | None = None) -> MultiHeadAttention:
-    """Copy ``theirs`` into ``ours`` (default: a new [MultiHeadAttention][llmdocs.attention.MultiHeadAttention])."""
+    """Copy ``theirs`` into ``ours`` (default: a new [MultiHeadAttention][llmdocs.nn.attention.MultiHeadAttention])."""
     if not theirs._qkv_same_embed_dim:
         raise ValueError("need nn.MultiheadAttention with kdim = vdim = embed_dim")
     if ours is None:
@@ -157,7 +157,7 @@ def encoder_layer_to_torch(
 
 
 def encoder_layer_from_torch(theirs: nn.TransformerEncoderLayer, ours: EncoderLayer | None = None) -> EncoderLayer:
-    """Copy ``theirs`` into ``ours`` (default: a new [EncoderLayer][llmdocs.transformer_layers.EncoderLayer])."""
+    """Copy ``theirs`` into ``ours`` (default: a new [EncoderLayer][llmdocs.nn.transformer_layers.EncoderLayer])."""
     _check_torch_mha(theirs.self_attn)
     if ours is None:
         ours = EncoderLayer(
@@ -193,7 +193,7 @@ def decoder_layer_to_torch(
 
 
 def decoder_layer_from_torch(theirs: nn.TransformerDecoderLayer, ours: DecoderLayer | None = None) -> DecoderLayer:
-    """Copy ``theirs`` into ``ours`` (default: a new [DecoderLayer][llmdocs.transformer_layers.DecoderLayer])."""
+    """Copy ``theirs`` into ``ours`` (default: a new [DecoderLayer][llmdocs.nn.transformer_layers.DecoderLayer])."""
     _check_torch_mha(theirs.self_attn)
     if ours is None:
         ours = DecoderLayer(
@@ -220,7 +220,7 @@ def encoder_to_torch(ours: Encoder, theirs: nn.TransformerEncoder | None = None)
 
 
 def encoder_from_torch(theirs: nn.TransformerEncoder, ours: Encoder | None = None) -> Encoder:
-    """Copy ``theirs`` into ``ours`` (default: a new [Encoder][llmdocs.transformer.Encoder])."""
+    """Copy ``theirs`` into ``ours`` (default: a new [Encoder][llmdocs.models.transformer.Encoder])."""
     if ours is None:
         first = encoder_layer_from_torch(theirs.layers[0])  # type: ignore[arg-type]
         ours = Encoder(
@@ -249,7 +249,7 @@ def decoder_to_torch(ours: Decoder, theirs: nn.TransformerDecoder | None = None)
 
 
 def decoder_from_torch(theirs: nn.TransformerDecoder, ours: Decoder | None = None) -> Decoder:
-    """Copy ``theirs`` into ``ours`` (default: a new [Decoder][llmdocs.transformer.Decoder])."""
+    """Copy ``theirs`` into ``ours`` (default: a new [Decoder][llmdocs.models.transformer.Decoder])."""
     if ours is None:
         first = decoder_layer_from_torch(theirs.layers[0])  # type: ignore[arg-type]
         ours = Decoder(

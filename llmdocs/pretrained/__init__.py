@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from llmdocs.data.vocab import CharVocab
-from llmdocs.gpt import GPT
+from llmdocs.models.gpt import GPT
+from llmdocs.models.transformer import Transformer
 from llmdocs.serialization import Tokenizer, load_language_model, load_pretrained
-from llmdocs.transformer import Transformer
 
 __all__ = ["available", "load_date_translator", "load_gpt", "pretrained_dir"]
 
@@ -67,7 +67,7 @@ def load_date_translator(name: str = "dates-en-zh") -> tuple[Transformer, CharVo
         holds the scores and the command of its training run.
 
     Examples:
-        >>> from llmdocs.decoding import greedy_decode
+        >>> from llmdocs.generation.encoder_decoder import greedy_decode
         >>> model, src_vocab, tgt_vocab, meta = load_date_translator()
         >>> src = src_vocab.encode_batch(["Sunday, March 3, 2024"])  # (1, S)
         >>> tgt_vocab.decode(greedy_decode(model, src, tgt_vocab.bos_id, tgt_vocab.eos_id)[0])
@@ -90,7 +90,7 @@ def load_gpt(name: str = "gpt-shakespeare-char") -> tuple[GPT, Tokenizer, dict[s
         validation loss, the samples and the command of its training run.
 
     Examples:
-        >>> from llmdocs.generation import generate
+        >>> from llmdocs.generation.decoder_only import generate
         >>> import torch
         >>> model, tokenizer, meta = load_gpt()
         >>> prompt = torch.tensor([tokenizer.encode("ROMEO:\\n")])  # (1, 7)

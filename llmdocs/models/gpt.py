@@ -8,7 +8,7 @@ Every position predicts the next token, P(x_{t+1} | x_{<=t}) = softmax(logits_t)
 the tokens before it (a causal mask). The blocks are Pre-LN (Xiong et al., 2020) with a final LayerNorm,
 exactly as GPT-2; the feed-forward network uses GPT-2's tanh approximation of GELU. Weights map one to one
 onto Hugging Face's ``GPT2LMHeadModel`` through [interop.hf][llmdocs.interop.hf]. Sampling, streaming and
-beam search live in [generation][llmdocs.generation].
+beam search live in [generation][llmdocs.generation.decoder_only].
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmdocs.attention import KVCache, MultiHeadAttention, causal_mask
-from llmdocs.feedforward import ACTIVATIONS, PositionwiseFeedForward
-from llmdocs.transformer import check_token_ids
+from llmdocs.nn.attention import KVCache, MultiHeadAttention, causal_mask
+from llmdocs.nn.checks import check_token_ids
+from llmdocs.nn.feedforward import ACTIVATIONS, PositionwiseFeedForward
 
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Hyper-parameters of a [GPT][llmdocs.gpt.GPT].
+    """Hyper-parameters of a [GPT][llmdocs.models.gpt.GPT].
 
     Examples:
         >>> GPTConfig.tiny().d_ff  # defaults to 4 * d_model
@@ -97,7 +97,7 @@ class GPTConfig:
 
 
 def _feed_forward(config: GPTConfig) -> PositionwiseFeedForward:
-    """The FFN of [feedforward][llmdocs.feedforward]: no hidden dropout, optional biases.
+    """The FFN of [feedforward][llmdocs.nn.feedforward]: no hidden dropout, optional biases.
 
     GPT-2 uses the tanh approximation of GELU (``"gelu_tanh"``, the default); on a CPU the exact erf form
     (``"gelu"``) is about 3x cheaper to evaluate.
@@ -109,7 +109,7 @@ def _feed_forward(config: GPTConfig) -> PositionwiseFeedForward:
 
 
 class CausalSelfAttention(MultiHeadAttention):
-    """[MultiHeadAttention][llmdocs.attention.MultiHeadAttention] where token t attends to tokens 0..t only.
+    """[MultiHeadAttention][llmdocs.nn.attention.MultiHeadAttention] where token t attends to tokens 0..t only.
 
         Attention(Q, K, V) = softmax(Q K^T / sqrt(Dh) + M) V,   M_ts = 0 if s <= t else -inf
 
@@ -146,7 +146,7 @@ class CausalSelfAttention(MultiHeadAttention):
         Args:
             x: hidden states of the new positions (B, T, D).
             key_mask: bool (B, T_past + T), True at real (non-padding) tokens; None = no padding.
-            cache: the layer's [KVCache][llmdocs.attention.KVCache]; it receives this call's keys/values.
+            cache: the layer's [KVCache][llmdocs.nn.attention.KVCache]; it receives this call's keys/values.
 
         Returns:
             Output (B, T, D).
@@ -175,7 +175,7 @@ class Block(nn.Module):
     """One Pre-LN GPT block: x + Attn(LN(x)), then x + FFN(LN(x)), each branch followed by dropout.
 
     Args:
-        config: a [GPTConfig][llmdocs.gpt.GPTConfig].
+        config: a [GPTConfig][llmdocs.models.gpt.GPTConfig].
 
     Shape:
         x (B, T, D), key_mask (B, T_past + T) -> (B, T, D).
@@ -196,7 +196,7 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(c.dropout)  # "resid_pdrop" of GPT-2, after each branch
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
-        """Apply the block to x (B, T, D); see [CausalSelfAttention][llmdocs.gpt.CausalSelfAttention]."""
+        """Apply the block to x (B, T, D); see [CausalSelfAttention][llmdocs.models.gpt.CausalSelfAttention]."""
         x = x + self.dropout(self.self_attn(self.norm1(x), key_mask, cache))  # (B, T, D)
         return x + self.dropout(self.ff(self.norm2(x)))  # (B, T, D)
 
@@ -204,11 +204,11 @@ class Block(nn.Module):
 class GPTCache:
     """The key/value caches of all blocks, for incremental (token-by-token) generation.
 
-    Pass the same object to every [GPT.forward][llmdocs.gpt.GPT.forward] call of one generation, feeding only the
+    Pass the same object to every [GPT.forward][llmdocs.models.gpt.GPT.forward] call of one generation, feeding only the
     new tokens; positions continue from ``len(cache)``. ``reorder`` follows beam-search survivors.
 
     Attributes:
-        layers: one [KVCache][llmdocs.attention.KVCache] per block.
+        layers: one [KVCache][llmdocs.nn.attention.KVCache] per block.
 
     Examples:
         >>> import torch
@@ -258,7 +258,7 @@ class GPT(nn.Module):
     and projects onto the vocabulary with the (tied) token embedding matrix.
 
     Args:
-        config: a [GPTConfig][llmdocs.gpt.GPTConfig].
+        config: a [GPTConfig][llmdocs.models.gpt.GPTConfig].
 
     Shape:
         ids (B, T) integer -> logits (B, T, V), with ``len(cache) + T <= context_length``.
@@ -293,7 +293,7 @@ class GPT(nn.Module):
             self.lm_head.weight = self.tok_embed.weight  # (V, D): logits = h E_tok^T (Press and Wolf, 2017)
 
     def new_cache(self) -> GPTCache:
-        """An empty [GPTCache][llmdocs.gpt.GPTCache] for incremental generation."""
+        """An empty [GPTCache][llmdocs.models.gpt.GPTCache] for incremental generation."""
         return GPTCache(self.config.n_layers)
 
     def forward(
@@ -307,7 +307,7 @@ class GPT(nn.Module):
 
         Args:
             ids: token ids (B, T); with a cache, only the tokens not yet fed.
-            cache: a [GPTCache][llmdocs.gpt.GPTCache] from ``new_cache()``; it stores this call's keys/values.
+            cache: a [GPTCache][llmdocs.models.gpt.GPTCache] from ``new_cache()``; it stores this call's keys/values.
             attention_mask: optional (B, T_past + T), 1/True at real tokens and 0/False at (left) padding; it
                 covers the cached tokens too, as in Hugging Face.
             position_ids: optional (B, T) positions; default ``T_past .. T_past + T - 1``, or, with an

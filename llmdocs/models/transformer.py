@@ -1,11 +1,12 @@
-"""The encoder-decoder Transformer of "Attention Is All You Need", and a standalone encoder.
+"""The encoder-decoder Transformer of "Attention Is All You Need".
 
     memory = Encoder(Embed(src) * sqrt(D) + PE)
     logits = Decoder(Embed(tgt) * sqrt(D) + PE, memory) W_out^T
 
-Stacks, the model and its config live here; the layers are in
-[transformer_layers][llmdocs.transformer_layers]. Greedy and beam-search decoding with a key/value
-cache are in [decoding][llmdocs.decoding].
+Stacks, the model and its config live here; the standalone encoder is
+[TransformerEncoder][llmdocs.models.transformer_encoder.TransformerEncoder], the layers are in
+[transformer_layers][llmdocs.nn.transformer_layers]. Greedy and beam-search decoding with a key/value
+cache are in [decoding][llmdocs.generation.encoder_decoder].
 """
 
 from __future__ import annotations
@@ -17,40 +18,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from llmdocs.attention import KVCache, causal_mask, padding_mask
-from llmdocs.feedforward import ACTIVATIONS
-from llmdocs.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
-from llmdocs.transformer_layers import DecoderLayer, DecoderLayerCache, EncoderLayer
-
-
-def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
-    """Raise a readable error unless ``ids`` is an integer (B, T) tensor with values in [0, V).
-
-    Examples:
-        >>> import torch
-        >>> check_token_ids(torch.tensor([[1, 2]]), vocab_size=3)
-        >>> check_token_ids(torch.tensor([[1, 3]]), vocab_size=3)
-        Traceback (most recent call last):
-        ...
-        ValueError: ids contains id 3 but vocab_size=3 (valid ids are 0..2)
-    """
-    if not isinstance(ids, Tensor) or ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        kind = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be an integer tensor of token ids, got {kind}")
-    if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape (B, T), got {tuple(ids.shape)}")
-    if ids.numel() == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(ids.shape)}")
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0:
-        raise ValueError(f"{name} contains negative id {low}")
-    if high >= vocab_size:
-        raise ValueError(f"{name} contains id {high} but vocab_size={vocab_size} (valid ids are 0..{vocab_size - 1})")
+from llmdocs.nn.attention import KVCache, causal_mask, padding_mask
+from llmdocs.nn.checks import check_token_ids
+from llmdocs.nn.feedforward import ACTIVATIONS
+from llmdocs.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from llmdocs.nn.transformer_layers import DecoderLayer, DecoderLayerCache, EncoderLayer
 
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """Hyper-parameters of the encoder-decoder [Transformer][llmdocs.transformer.Transformer].
+    """Hyper-parameters of the encoder-decoder [Transformer][llmdocs.models.transformer.Transformer].
 
     Examples:
         >>> TransformerConfig.tiny().d_model
@@ -118,7 +95,7 @@ class TransformerConfig:
 
 
 class Encoder(nn.Module):
-    """A stack of [EncoderLayer][llmdocs.transformer_layers.EncoderLayer]s, optionally a final norm.
+    """A stack of [EncoderLayer][llmdocs.nn.transformer_layers.EncoderLayer]s, optionally a final norm.
 
     Args:
         d_model: model width D.
@@ -169,11 +146,11 @@ class Encoder(nn.Module):
 class DecoderCache:
     """Key/value caches of all decoder layers, for incremental (token-by-token) decoding.
 
-    Pass the same object to every [Transformer.decode][llmdocs.transformer.Transformer.decode] call
+    Pass the same object to every [Transformer.decode][llmdocs.models.transformer.Transformer.decode] call
     of one generation, feeding only the new tokens; ``reorder`` follows beam-search survivors.
 
     Attributes:
-        layers: one [DecoderLayerCache][llmdocs.transformer_layers.DecoderLayerCache] per layer.
+        layers: one [DecoderLayerCache][llmdocs.nn.transformer_layers.DecoderLayerCache] per layer.
 
     Examples:
         >>> import torch
@@ -209,7 +186,7 @@ class DecoderCache:
 
 
 class Decoder(nn.Module):
-    """A stack of [DecoderLayer][llmdocs.transformer_layers.DecoderLayer]s, optionally a final norm.
+    """A stack of [DecoderLayer][llmdocs.nn.transformer_layers.DecoderLayer]s, optionally a final norm.
 
     Args:
         d_model: model width D.
@@ -250,7 +227,7 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(d_model) if final_norm else None
 
     def new_cache(self) -> DecoderCache:
-        """An empty [DecoderCache][llmdocs.transformer.DecoderCache] for this stack."""
+        """An empty [DecoderCache][llmdocs.models.transformer.DecoderCache] for this stack."""
         return DecoderCache(len(self.layers))
 
     def forward(
@@ -298,7 +275,7 @@ class Transformer(nn.Module):
     so the causal mask already hides their padding from every real position.
 
     Args:
-        config: a [TransformerConfig][llmdocs.transformer.TransformerConfig].
+        config: a [TransformerConfig][llmdocs.models.transformer.TransformerConfig].
 
     Shape:
         src (B, S), tgt (B, T) integer ids -> logits (B, T, V_tgt).
@@ -340,7 +317,7 @@ class Transformer(nn.Module):
         return self.dropout(pos(x, offset=offset))  # (B, T, D)
 
     def new_cache(self) -> DecoderCache:
-        """An empty [DecoderCache][llmdocs.transformer.DecoderCache] for incremental decoding."""
+        """An empty [DecoderCache][llmdocs.models.transformer.DecoderCache] for incremental decoding."""
         return self.decoder.new_cache()
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None, need_weights: bool = False) -> Tensor:
@@ -368,7 +345,7 @@ class Transformer(nn.Module):
             memory: encoder output (B, S, D).
             src_mask: source padding mask (B, 1, 1, S), as given to ``encode``; None attends to
                 every memory position.
-            cache: a [DecoderCache][llmdocs.transformer.DecoderCache] from ``new_cache()``; it
+            cache: a [DecoderCache][llmdocs.models.transformer.DecoderCache] from ``new_cache()``; it
                 stores this call's keys/values, and positions continue after the cached ones.
             need_weights: store attention weights on the decoder layers (for plots).
 
@@ -389,68 +366,3 @@ class Transformer(nn.Module):
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
         memory = self.encode(src, src_mask, need_weights)  # (B, S, D)
         return self.decode(tgt, memory, src_mask, need_weights=need_weights)  # (B, T, V_tgt)
-
-
-class TransformerEncoder(nn.Module):
-    """A standalone Pre-LN Transformer encoder: token ids -> contextual vectors.
-
-    x = Dropout(Embed(ids) * sqrt(D) + PE); then N Pre-LN [EncoderLayer][llmdocs.transformer_layers.EncoderLayer]s
-    and a final LayerNorm. Padding tokens (``pad_id``) are masked out of attention.
-
-    Args:
-        vocab_size: vocabulary size V.
-        d_model: model width D.
-        num_heads: attention heads H.
-        d_ff: feed-forward width F.
-        num_layers: number of layers N.
-        dropout: dropout probability.
-        max_len: longest input sequence.
-        pad_id: padding token id.
-
-    Shape:
-        src (B, S) integer ids -> (B, S, D).
-
-    References:
-        Vaswani et al., "Attention Is All You Need", NeurIPS 2017;
-        Xiong et al., "On Layer Normalization in the Transformer Architecture", ICML 2020.
-
-    Examples:
-        >>> import torch
-        >>> _ = torch.manual_seed(0)
-        >>> encoder = TransformerEncoder(vocab_size=50, d_model=16, num_heads=4, d_ff=32, num_layers=2)
-        >>> encoder(torch.randint(1, 50, (3, 9))).shape
-        torch.Size([3, 9, 16])
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        num_layers: int,
-        dropout: float = 0.1,
-        max_len: int = 512,
-        pad_id: int = 0,
-    ) -> None:
-        super().__init__()
-        if d_model % num_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
-        if not 0 <= pad_id < vocab_size:
-            raise ValueError(f"pad_id={pad_id} is not in [0, vocab_size={vocab_size})")
-        self.d_model = d_model
-        self.pad_id = pad_id
-        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.pos = SinusoidalPositionalEncoding(d_model, max_len)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = Encoder(d_model, num_heads, d_ff, num_layers, dropout, norm_first=True)
-        _init_weights(self, [self.embed], d_model)
-
-    def forward(self, src: Tensor, src_mask: Tensor | None = None, need_weights: bool = False) -> Tensor:
-        """Encode ids (B, S) into (B, S, D); ``src_mask`` defaults to the padding mask."""
-        check_token_ids(src, self.embed.num_embeddings, "src")
-        if src_mask is None:
-            src_mask = padding_mask(src, self.pad_id)  # (B, 1, 1, S)
-        x = self.embed(src) * math.sqrt(self.d_model)  # (B, S, D)
-        x = self.dropout(self.pos(x))  # (B, S, D)
-        return self.encoder(x, src_mask, need_weights)  # (B, S, D)

@@ -16,12 +16,12 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from llmdocs.attention import KVCache, MultiHeadAttention
-from llmdocs.feedforward import PositionwiseFeedForward
+from llmdocs.nn.attention import KVCache, MultiHeadAttention
+from llmdocs.nn.feedforward import PositionwiseFeedForward
 
 
 class DecoderLayerCache(NamedTuple):
-    """The two key/value caches of one decoder layer (see [KVCache][llmdocs.attention.KVCache])."""
+    """The two key/value caches of one decoder layer (see [KVCache][llmdocs.nn.attention.KVCache])."""
 
     self_attn: KVCache
     """Grows by one entry per decoded token."""
@@ -121,7 +121,7 @@ class DecoderLayer(nn.Module):
 
     Examples:
         >>> import torch
-        >>> from llmdocs.attention import causal_mask
+        >>> from llmdocs.nn.attention import causal_mask
         >>> _ = torch.manual_seed(0)
         >>> layer = DecoderLayer(d_model=8, n_heads=2, d_ff=16, dropout=0.0).eval()
         >>> x, memory = torch.randn(2, 4, 8), torch.randn(2, 6, 8)

@@ -2,7 +2,7 @@
 
 A language model gives next-token logits z (one score per vocabulary entry). Generation repeats three steps:
 *process* the logits (repetition penalty, temperature, top-k, top-p: the pure functions of
-[sampling][llmdocs.sampling], in Hugging Face's order), *choose* a token (argmax, or a draw from softmax(z)),
+[sampling][llmdocs.generation.sampling], in Hugging Face's order), *choose* a token (argmax, or a draw from softmax(z)),
 and *append* it to the sequence. With a key/value cache each step feeds only the new token, O(T) attention work
 instead of re-running the O(T^2) forward on the whole sequence.
 
@@ -12,7 +12,7 @@ generate exactly what each prompt generates alone. A sequence longer than ``cont
 last ``context_length`` tokens (learned absolute positions then shift, so the cache is rebuilt).
 
 Any model works that has ``config.vocab_size``, ``config.context_length``, ``new_cache()`` and
-``model(ids, cache=..., attention_mask=...) -> logits``, such as [GPT][llmdocs.gpt.GPT].
+``model(ids, cache=..., attention_mask=...) -> logits``, such as [GPT][llmdocs.models.gpt.GPT].
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from llmdocs.generation.sampling import apply_repetition_penalty, process_logits
+from llmdocs.nn.checks import check_token_ids
 from llmdocs.profiling import seconds_per_call
-from llmdocs.sampling import apply_repetition_penalty, process_logits
-from llmdocs.transformer import check_token_ids
 
 Prompt = Tensor | Sequence[int] | Sequence[Sequence[int]]
 """One prompt (a 1-D tensor or list of ids) or a batch ((B, T) tensor or list of lists, ragged allowed)."""
@@ -234,10 +234,10 @@ def stream_generate(
 ) -> Iterator[int]:
     """Generate for ONE prompt, yielding each new token as soon as it is chosen (to print text as it comes).
 
-    Arguments are those of [generate][llmdocs.generation.generate]; the stop token itself is not yielded.
+    Arguments are those of [generate][llmdocs.generation.decoder_only.generate]; the stop token itself is not yielded.
 
     Examples:
-        >>> from llmdocs.gpt import GPT, GPTConfig
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> model = GPT(GPTConfig.tiny())
         >>> tokens = list(stream_generate(model, [1, 2, 3], max_new_tokens=4, top_k=5, seed=0))
         >>> tokens == generate(model, [1, 2, 3], max_new_tokens=4, top_k=5, seed=0)[0]
@@ -279,13 +279,13 @@ def generate(
     x_{t+1} = argmax z (greedy) or x_{t+1} ~ softmax(process(z) / tau) (sampling), z = model(x_{<=t})[-1].
 
     Args:
-        model: a causal language model such as [GPT][llmdocs.gpt.GPT] (run in eval mode, then restored).
+        model: a causal language model such as [GPT][llmdocs.models.gpt.GPT] (run in eval mode, then restored).
         prompt_ids: one prompt (list of ids or 1-D tensor) or a batch ((B, T) tensor or ragged list of lists,
             left-padded here).
         max_new_tokens: most tokens generated per prompt.
         temperature: tau > 0 for sampling (ignored when greedy).
-        top_k: keep the k most likely tokens ([top_k_filter][llmdocs.sampling.top_k_filter]) when sampling.
-        top_p: nucleus mass p in (0, 1] ([top_p_filter][llmdocs.sampling.top_p_filter]) when sampling.
+        top_k: keep the k most likely tokens ([top_k_filter][llmdocs.generation.sampling.top_k_filter]) when sampling.
+        top_p: nucleus mass p in (0, 1] ([top_p_filter][llmdocs.generation.sampling.top_p_filter]) when sampling.
         repetition_penalty: CTRL penalty > 0 on tokens already present (also applied when greedy).
         do_sample: sample (True) or take the argmax (False); None samples as soon as ``temperature``,
             ``top_k`` or ``top_p`` is set, and is greedy otherwise.
@@ -302,7 +302,7 @@ def generate(
         For each prompt, the generated ids (prompt and stop token excluded).
 
     Examples:
-        >>> from llmdocs.gpt import GPT, GPTConfig
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> model = GPT(GPTConfig.tiny())
         >>> out = generate(model, [[1, 2, 3], [4]], max_new_tokens=5)  # greedy, left-padded batch
         >>> [len(row) for row in out]
@@ -353,8 +353,8 @@ def beam_search(
     ``max_new_tokens`` steps the live beams compete too. ``beam_size=1`` is greedy decoding.
 
     Args:
-        model: a causal language model such as [GPT][llmdocs.gpt.GPT].
-        prompt_ids: one prompt or a batch, as for [generate][llmdocs.generation.generate].
+        model: a causal language model such as [GPT][llmdocs.models.gpt.GPT].
+        prompt_ids: one prompt or a batch, as for [generate][llmdocs.generation.decoder_only.generate].
         max_new_tokens: most tokens generated per prompt.
         beam_size: beams per prompt K.
         length_penalty: exponent of the length normalisation; > 0 favours longer outputs.
@@ -371,7 +371,7 @@ def beam_search(
         Translation System", 2016, section 7.
 
     Examples:
-        >>> from llmdocs.gpt import GPT, GPTConfig
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> model = GPT(GPTConfig.tiny())
         >>> beam_search(model, [1, 2, 3], max_new_tokens=4, beam_size=1) == generate(model, [1, 2, 3], 4)
         True
@@ -481,7 +481,7 @@ def kv_cache_speedup(
         ValueError: If the prompt and the new tokens do not fit in the model's context.
 
     Examples:
-        >>> from llmdocs.gpt import GPT, GPTConfig
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> result = kv_cache_speedup(GPT(GPTConfig.tiny()), prompt_length=4, max_new_tokens=8, repeats=1)
         >>> sorted(result), result["speedup"] > 0
         (['cached_s', 'speedup', 'uncached_s'], True)

@@ -61,7 +61,7 @@ def _check_length(T: int, offset: int, max_len: int) -> None:
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Adds the fixed [sinusoidal_table][llmdocs.positional.sinusoidal_table] to the input.
+    """Adds the fixed [sinusoidal_table][llmdocs.nn.positional.sinusoidal_table] to the input.
 
     The table is a non-persistent buffer: it moves with ``.to(device)`` but is not saved in
     checkpoints (it is recomputed).

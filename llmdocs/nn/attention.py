@@ -201,7 +201,7 @@ class MultiHeadAttention(nn.Module):
     MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O,  head_h = Attention(Q W^Q_h, K W^K_h, V W^V_h)
 
     Without ``need_weights`` the fused ``F.scaled_dot_product_attention`` kernel runs; with it, the
-    explicit [scaled_dot_product_attention][llmdocs.attention.scaled_dot_product_attention] runs and
+    explicit [scaled_dot_product_attention][llmdocs.nn.attention.scaled_dot_product_attention] runs and
     the per-head weights are returned. Both paths give the same output.
 
     Args:
@@ -266,7 +266,7 @@ class MultiHeadAttention(nn.Module):
             mask: bool, broadcastable to (B, H, Tq, Tk); True = may attend. With a cache, Tk
                 counts the cached keys too.
             need_weights: also return the attention weights (explicit, slower path).
-            cache: optional [KVCache][llmdocs.attention.KVCache] for incremental decoding.
+            cache: optional [KVCache][llmdocs.nn.attention.KVCache] for incremental decoding.
 
         Returns:
             ``(out, weights)``: out (B, Tq, D); weights (B, H, Tq, Tk) or None.

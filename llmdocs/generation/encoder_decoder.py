@@ -1,8 +1,8 @@
-"""Greedy decoding and beam search for the encoder-decoder [Transformer][llmdocs.transformer.Transformer].
+"""Greedy decoding and beam search for the encoder-decoder [Transformer][llmdocs.models.transformer.Transformer].
 
 Both are batched over source sentences and, by default, decode incrementally: the source is
 encoded once, and each step feeds only the newest target token through the decoder, whose
-[DecoderCache][llmdocs.transformer.DecoderCache] holds the keys and values of all earlier tokens.
+[DecoderCache][llmdocs.models.transformer.DecoderCache] holds the keys and values of all earlier tokens.
 A step then costs O(T) attention work instead of re-running the O(T^2) full forward.
 
 Beam search ranks finished hypotheses by the length-normalised log-probability of GNMT
@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from llmdocs.attention import padding_mask
-from llmdocs.transformer import DecoderCache, Transformer
+from llmdocs.models.transformer import DecoderCache, Transformer
+from llmdocs.nn.attention import padding_mask
 
 
 def _length_penalty(length: int, alpha: float) -> float:
@@ -66,7 +66,7 @@ def greedy_decode(
 
     Examples:
         >>> import torch
-        >>> from llmdocs.transformer import Transformer, TransformerConfig
+        >>> from llmdocs.models.transformer import Transformer, TransformerConfig
         >>> _ = torch.manual_seed(0)
         >>> model = Transformer(TransformerConfig.tiny(src_vocab_size=20, tgt_vocab_size=20))
         >>> out = greedy_decode(model, torch.randint(3, 20, (2, 6)), bos_id=1, eos_id=2, max_new_tokens=5)
@@ -136,7 +136,7 @@ def beam_search(
 
     Examples:
         >>> import torch
-        >>> from llmdocs.transformer import Transformer, TransformerConfig
+        >>> from llmdocs.models.transformer import Transformer, TransformerConfig
         >>> _ = torch.manual_seed(0)
         >>> model = Transformer(TransformerConfig.tiny(src_vocab_size=20, tgt_vocab_size=20))
         >>> src = torch.randint(3, 20, (2, 6))

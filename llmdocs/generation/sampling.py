@@ -1,7 +1,7 @@
 """Logits processors: how a next-token distribution is reshaped before a token is chosen.
 
 Each is a pure function of next-token logits z (B, V), applied in Hugging Face's order by
-[process_logits][llmdocs.sampling.process_logits]:
+[process_logits][llmdocs.generation.sampling.process_logits]:
 
 - **repetition penalty** (Keskar et al., 2019, CTRL): the logit of every token already in the sequence is
   divided by the penalty when positive, multiplied by it when negative;
@@ -10,7 +10,7 @@ Each is a pure function of next-token logits z (B, V), applied in Hugging Face's
 - **top-p** (nucleus, Holtzman et al., 2020): keep the smallest set of most probable tokens whose probabilities
   add up to at least p.
 
-[generation][llmdocs.generation] then takes the argmax or draws from softmax(z).
+[generation][llmdocs.generation.decoder_only] then takes the argmax or draws from softmax(z).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmdocs.word2vec_data import context_windows
+from llmdocs.word2vec.data import context_windows
 
 __all__ = [
     "Word2Vec",
@@ -169,7 +169,7 @@ class Word2Vec(nn.Module):
 
         Only the masked-in ids are looked up, so the sparse gradient names exactly the words that were used.
         With `config.word2vec_update` the value is the same but the backward pass hands each word the full
-        gradient of the mean (see [Word2VecConfig][llmdocs.word2vec.Word2VecConfig]).
+        gradient of the mean (see [Word2VecConfig][llmdocs.word2vec.model.Word2VecConfig]).
         """
         if inputs.shape != mask.shape:
             raise ValueError(f"inputs {tuple(inputs.shape)} and mask {tuple(mask.shape)} must have the same shape")

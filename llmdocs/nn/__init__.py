@@ -1,0 +1,33 @@
+"""Building blocks that every model of the course shares.
+
+- [attention][llmdocs.nn.attention]: scaled dot-product attention, masks, multi-head attention, the key/value
+  cache (chapter "Attention and the Transformer").
+- [positional][llmdocs.nn.positional]: sinusoidal and learned positional encodings.
+- [feedforward][llmdocs.nn.feedforward]: the position-wise feed-forward network and its activations.
+- [transformer_layers][llmdocs.nn.transformer_layers]: encoder and decoder layers, Post-LN or Pre-LN.
+- [checks][llmdocs.nn.checks]: input checks the models share (token ids in range).
+
+The models in [llmdocs.models][llmdocs.models] are assembled from these pieces.
+"""
+
+from llmdocs.nn.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from llmdocs.nn.checks import check_token_ids
+from llmdocs.nn.feedforward import PositionwiseFeedForward, get_activation
+from llmdocs.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from llmdocs.nn.transformer_layers import DecoderLayer, EncoderLayer
+
+__all__ = [
+    "DecoderLayer",
+    "EncoderLayer",
+    "KVCache",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "PositionwiseFeedForward",
+    "SinusoidalPositionalEncoding",
+    "causal_mask",
+    "check_token_ids",
+    "get_activation",
+    "padding_mask",
+    "scaled_dot_product_attention",
+    "sinusoidal_table",
+]
