@@ -1,7 +1,8 @@
 """Run every ```python block of docs/**/*.md with Sybil: one namespace per page, in order.
 
 Each page runs in a fresh temporary directory with `LLMDOCS_FIGURES_DIR` inside it, after seeding
-random/numpy/torch with 0 (docs/docs_support.py, shared with the figure hook of the build).
+random/numpy/torch with 0 (docs/docs_support.py, shared with the build's hook, which runs every page for its
+figures, outputs and notebook).
 `*.md` matches at any depth: Sybil matches patterns against the path from the right.
 """
 

@@ -1,17 +1,24 @@
 """MkDocs hooks (registered under `hooks:` in mkdocs.yml).
 
-Figures from code: for every Markdown page whose Python blocks call `save_figure`, run those blocks (the same
-Sybil parsers and page environment as `pytest docs`, see docs_support.py) with `LLMDOCS_FIGURES_DIR` pointing
-at a cache directory, then add each `NAME.svg` to the build as `<page folder>/figures/NAME.svg` with
-`File.generated`. Nothing is written under docs/, so `mkdocs serve` does not rebuild in a loop, and no image is
+Pages run at build: every Markdown page with Python blocks is executed (the same Sybil parsers and page
+environment as `pytest docs`, see docs_support.py) with `LLMDOCS_FIGURES_DIR` pointing at a cache directory.
+One run gives the page's figures and what each block printed (`outputs.json`):
+
+- each `NAME.svg` is added to the build as `<page folder>/figures/NAME.svg` with `File.generated`;
+- under every visible block that printed something, `on_page_markdown` inserts an output area (escaped HTML,
+  styled in assets/stylesheets/extra.css); silent, skipped and invisible blocks show nothing;
+- each chapter (chapters/*.md) also becomes a notebook, `chapters/<page>.ipynb`, with those outputs in its
+  code cells, linked by a button under the chapter's title.
+
+Nothing is written under docs/, so `mkdocs serve` does not rebuild in a loop, and no image or output is
 committed. The cache key is the page's text plus the sources of llmdocs (and matplotlib's version): an edit
-to either re-runs the page, anything else reuses the SVGs.
+to either re-runs the page, anything else reuses its figures and outputs.
 
 Loads MathJax (1.7 MB) and mermaid (3.5 MB), vendored under docs/assets/vendor/, only on the pages that have
 math or a diagram: the scripts are inserted before Material's bundle, which then finds `window.mermaid` and does
 not reach for a CDN. (Incompatible with Material's `navigation.instant`, which would not run them.)
 
-Pages whose figures are not cached yet run in parallel, one process per core, so a cold build costs about the
+Pages whose results are not cached yet run in parallel, one process per core, so a cold build costs about the
 slowest page rather than the sum of all of them.
 
 Also keys mkdocs-jupyter's execution cache on the llmdocs sources, so a lab is re-executed when the library
@@ -30,12 +37,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from docs_support import (
+    OUTPUTS_FILE,
     PageError,
     code_fingerprint,
     figure_references,
+    insert_outputs,
+    notebook_json,
     page_cache_dir,
-    page_calls_save_figure,
-    page_figures,
+    page_has_code,
+    page_notebook,
+    page_outputs,
+    page_results,
 )
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
@@ -47,6 +59,16 @@ from mkdocs.utils import get_relative_url
 log = logging.getLogger("mkdocs.hooks.figures")
 
 CACHE_DIR = Path(".cache") / "llmdocs-figures"
+NOTEBOOK_FOLDER = "chapters"  # pages of this folder get a notebook: chapters/<page>.ipynb
+NOTEBOOK_BUTTON = (
+    "[:material-download: Download this chapter as a notebook (.ipynb)]({name}){{ .md-button .llmdocs-notebook "
+    'download="{name}" title="The chapter\'s prose and code, with the outputs shown here; runs where llmdocs is '
+    'installed" }}'
+)
+
+# Filled by on_files for on_page_markdown (reset at every build, so `mkdocs serve` sees edits).
+_OUTPUTS: dict[str, list[dict]] = {}  # page src_uri -> outputs.json records
+_NOTEBOOKS: dict[str, str] = {}  # page src_uri -> notebook file name, next to the page
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
@@ -71,7 +93,7 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 
 def _run_pages_in_parallel(pages: list[Path], cache_dir: Path, fingerprint: str) -> None:
-    """Fill the figure cache of several pages at once, one process per core (spawned: no state is shared).
+    """Fill the cache (figures, outputs) of several pages at once, one process per core (spawned: no shared state).
 
     The workers find docs_support through PYTHONPATH and run torch on one thread each (they share the cores).
     """
@@ -83,12 +105,12 @@ def _run_pages_in_parallel(pages: list[Path], cache_dir: Path, fingerprint: str)
     try:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            jobs = {page: pool.submit(page_figures, page, cache_dir, fingerprint) for page in pages}
+            jobs = {page: pool.submit(page_results, page, cache_dir, fingerprint) for page in pages}
             for page, job in jobs.items():
                 try:
                     job.result()
                 except PageError as error:
-                    raise PluginError(f"figures of {page.relative_to(docs_dir)}: {error}") from error
+                    raise PluginError(f"running {page.relative_to(docs_dir)}: {error}") from error
     finally:
         for name, value in saved.items():
             if value is None:
@@ -100,32 +122,34 @@ def _run_pages_in_parallel(pages: list[Path], cache_dir: Path, fingerprint: str)
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     cache_dir = Path(config.config_file_path).parent / CACHE_DIR
     fingerprint = code_fingerprint()
+    _OUTPUTS.clear()
+    _NOTEBOOKS.clear()
+    pages = [
+        f
+        for f in files.documentation_pages()
+        if f.abs_src_path is not None and f.src_uri.endswith(".md") and page_has_code(Path(f.abs_src_path))
+    ]
     stale = [
         Path(f.abs_src_path)
-        for f in files.documentation_pages()
-        if f.abs_src_path is not None
-        and f.src_uri.endswith(".md")
-        and page_calls_save_figure(Path(f.abs_src_path))
-        and not page_cache_dir(Path(f.abs_src_path), cache_dir, fingerprint).is_dir()
+        for f in pages
+        if not (page_cache_dir(Path(f.abs_src_path), cache_dir, fingerprint) / OUTPUTS_FILE).is_file()
     ]
     if len(stale) > 1 and (os.cpu_count() or 1) > 1:
         _run_pages_in_parallel(stale, cache_dir, fingerprint)  # the loop below then finds them cached
     produced: dict[str, str] = {}  # src_uri -> page that made it
     used: set[Path] = set()
-    for page_file in list(files.documentation_pages()):
-        if page_file.abs_src_path is None or not page_file.src_uri.endswith(".md"):
-            continue
+    for page_file in pages:
         page = Path(page_file.abs_src_path)
-        if not page_calls_save_figure(page):
-            continue
         start = time.perf_counter()
         try:
-            svgs = page_figures(page, cache_dir, fingerprint)
+            results = page_results(page, cache_dir, fingerprint)
         except PageError as error:
-            raise PluginError(f"figures of {page_file.src_uri}: {error}") from error
-        log.debug("figures of %s: %d in %.1fs", page_file.src_uri, len(svgs), time.perf_counter() - start)
-        used.add(page_cache_dir(page, cache_dir, fingerprint))
-        folder = page_file.src_uri.rpartition("/")[0]
+            raise PluginError(f"running {page_file.src_uri}: {error}") from error
+        svgs = sorted(results.glob("*.svg"))
+        blocks = page_outputs(page, cache_dir, fingerprint)
+        log.debug("%s: %d figures in %.1fs", page_file.src_uri, len(svgs), time.perf_counter() - start)
+        used.add(results)
+        folder, _, name = page_file.src_uri.rpartition("/")
         for svg in svgs:
             uri = f"{folder}/figures/{svg.name}" if folder else f"figures/{svg.name}"
             if uri in produced or files.get_file_from_path(uri) is not None:
@@ -139,11 +163,42 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
                 f"{page_file.src_uri} embeds figures/{{{', '.join(sorted(missing))}}}.svg but its code "
                 "does not save them (call llmdocs.viz.save_figure(fig, NAME) in a python block)"
             )
-    if cache_dir.is_dir():  # drop figures of older page texts / llmdocs sources
+        _OUTPUTS[page_file.src_uri] = blocks
+        if folder == NOTEBOOK_FOLDER:
+            notebook = name.removesuffix(".md") + ".ipynb"
+            uri = f"{folder}/{notebook}"
+            if files.get_file_from_path(uri) is not None:
+                raise PluginError(f"{uri} is made from {page_file.src_uri}: do not keep a file of that name")
+            content = notebook_json(page_notebook(page, blocks, page_file.src_uri))
+            files.append(File.generated(config, uri, content=content))
+            _NOTEBOOKS[page_file.src_uri] = notebook
+    if cache_dir.is_dir():  # drop results of older page texts / llmdocs sources
         for entry in cache_dir.iterdir():
             if entry.is_dir() and not entry.name.startswith(".tmp-") and entry not in used:
                 shutil.rmtree(entry, ignore_errors=True)
     return files
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    uri = page.file.src_uri
+    blocks = _OUTPUTS.get(uri)
+    if blocks:
+        try:
+            markdown = insert_outputs(markdown, blocks, uri)
+        except ValueError as error:
+            raise PluginError(str(error)) from error
+    notebook = _NOTEBOOKS.get(uri)
+    if notebook:
+        markdown = _insert_after_title(markdown, NOTEBOOK_BUTTON.format(name=notebook))
+    return markdown
+
+
+def _insert_after_title(markdown: str, text: str) -> str:
+    """Insert a paragraph right after the page's `# Title` line, its first line (at the top when it has none)."""
+    lines = markdown.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), 0)
+    at = first + 1 if lines[first].startswith("# ") else 0
+    return "\n".join([*lines[:at], "", text, "", *lines[at:]])
 
 
 def on_nav(nav: Navigation, config: MkDocsConfig, files: Files) -> Navigation:

@@ -3,7 +3,10 @@
 For each page: it loads; no request fails or gets an HTTP error; nothing is requested from any host but the
 local server (the site must work offline: MathJax and mermaid are vendored, fonts are the system's); no console
 error; math is typeset (`mjx-container`, no raw `\\(`, no MathJax error); every mermaid diagram is drawn as
-an SVG. Also checks the built HTML and CSS statically for resources on other hosts.
+an SVG; no display equation or output area is wider than the content column (wide ones scroll inside it), at
+the default width and at a phone's. Chapter pages show the output areas of their code and link a notebook
+that the server delivers as nbformat 4 JSON. Also checks the built HTML and CSS statically for resources on
+other hosts.
 
 The site is built once per run with `mkdocs build --strict` into a temporary directory, or taken from
 `LLMDOCS_SITE_DIR` (an already built site). Chromium is Debian's (`apt-get install chromium`, or `make system`),
@@ -204,7 +207,22 @@ async () => {
       return clone.textContent;
     })
     .filter((text) => /\\\\\\(|\\\\\\[|\\$\\$|\\$[^$\\s][^$]*\\$/.test(text));
+  const outputs = [...document.querySelectorAll(".llmdocs-output")];
+  const notebook = document.querySelector("a.llmdocs-notebook");
+  let notebookFile = null;
+  if (notebook) {
+    const response = await fetch(notebook.href);
+    let format = null;
+    try { format = (await response.json()).nbformat; } catch (error) { format = String(error); }
+    notebookFile = { href: notebook.getAttribute("href"), status: response.status, nbformat: format,
+                     visible: notebook.getBoundingClientRect().height > 0 };
+  }
   return {
+    outputAreas: outputs.length,
+    outputsShown: outputs.filter((o) => o.getBoundingClientRect().height > 0
+      && o.querySelector(".llmdocs-output-label").textContent === "Output"
+      && o.querySelector("pre > code").textContent.length > 0).length,
+    notebookFile,
     title: document.querySelector("h1") ? document.querySelector("h1").textContent.trim() : "",
     mathContainers: document.querySelectorAll("mjx-container").length,
     mathErrors: document.querySelectorAll("mjx-merror").length,
@@ -217,6 +235,24 @@ async () => {
   };
 }
 """
+
+
+# Display math and output areas must fit in the article (their content may be wider: it scrolls inside).
+_TOO_WIDE = """
+() => {
+  const article = document.querySelector("article.md-content__inner");
+  if (!article) return [];
+  const column = article.getBoundingClientRect();
+  return [...document.querySelectorAll('mjx-container[display="true"], div.arithmatex, .llmdocs-output')]
+    .map((el) => ({ el, box: el.getBoundingClientRect() }))
+    .filter(({ box }) => box.width > 0 && (box.left < column.left - 1 || box.right > column.right + 1))
+    .map(({ el, box }) =>
+      `${el.tagName.toLowerCase()}.${el.className || el.getAttribute("display")}: ` +
+      `${Math.round(box.left)}..${Math.round(box.right)} outside the column ` +
+      `${Math.round(column.left)}..${Math.round(column.right)} (${el.textContent.trim().slice(0, 40)})`);
+}
+"""
+NARROW = {"width": 400, "height": 800}  # a phone: Material's mobile layout
 
 
 def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str, browser_page: object) -> None:
@@ -255,7 +291,7 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
     page.on("requestfailed", lambda r: pending.discard(r))
 
     problems: list[str] = []
-    stats = {"math": 0, "mermaid": 0}
+    stats = {"math": 0, "mermaid": 0, "chapters": 0}
     for html in pages:
         rel = html.relative_to(site_dir).as_posix()
         source = html.read_text(encoding="utf-8")
@@ -266,6 +302,12 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
             problems.append(f"{rel}: did not load ({response and response.status})")
             continue
         seen = page.evaluate(_INSPECT)
+        too_wide = page.evaluate(_TOO_WIDE)
+        if 'class="arithmatex"' in source or "llmdocs-output" in source:
+            wide = page.viewport_size
+            page.set_viewport_size(NARROW)
+            too_wide += [f"at {NARROW['width']} px: {problem}" for problem in page.evaluate(_TOO_WIDE)]
+            page.set_viewport_size(wide)
         for _ in range(250):  # up to 5 s
             if not pending:
                 break
@@ -278,6 +320,17 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
         found = [f"{rel}: {event}" for event in events]
         if rel != "404.html" and not seen["title"]:
             found.append(f"{rel}: no <h1>")
+        found += [f"{rel}: {problem}" for problem in too_wide]
+        if rel.startswith("chapters/"):
+            stats["chapters"] += 1
+            if not seen["outputAreas"] or seen["outputsShown"] < seen["outputAreas"]:
+                found.append(f"{rel}: {seen['outputsShown']}/{seen['outputAreas']} output areas shown")
+            notebook = seen["notebookFile"]
+            expected = rel.removesuffix("/index.html").rpartition("/")[2] + ".ipynb"
+            if notebook is None or not notebook["visible"] or not notebook["href"].endswith(expected):
+                found.append(f"{rel}: no visible link to {expected}: {notebook}")
+            elif notebook["status"] != 200 or notebook["nbformat"] != 4:
+                found.append(f"{rel}: {notebook['href']} is not served as an nbformat 4 notebook: {notebook}")
         expects_math = 'class="arithmatex"' in source
         if expects_math:
             stats["math"] += 1
@@ -299,5 +352,5 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
                 found.append(f"{rel}: mermaid syntax error in {seen['mermaidErrors']} diagram(s)")
         problems += found
     assert not problems, f"{len(problems)} problem(s) in {len(pages)} pages:\n" + "\n".join(problems)
-    # The checks above must have had something to check: Conventions has math and a diagram.
-    assert stats["math"] >= 1 and stats["mermaid"] >= 1, stats
+    # The checks above must have had something to check: Conventions has math and a diagram, 4+ chapters.
+    assert stats["math"] >= 1 and stats["mermaid"] >= 1 and stats["chapters"] >= 4, stats
