@@ -161,3 +161,32 @@ def test_incremental_trainer_equals_naive_trainer_on_real_mixed_text() -> None:
     corpus = dict(Counter(word.encode("utf-8") for word in pretokenize(text)))
     fast, _ = train_bpe(corpus, vocab_size=256 + 150)
     assert fast == naive_train_bpe(corpus, vocab_size=256 + 150)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: train_bpe({}, vocab_size=300), ValueError, "the corpus is empty, so none of the 44 merges"),
+        (lambda: train_bpe({b"ab": 0}, vocab_size=257), ValueError, "the corpus is empty"),
+        (lambda: train_bpe({b"ab": -3}, vocab_size=300), ValueError, "the frequency of b'ab' is -3"),
+        (lambda: train_bpe({b"ab": 1.5}, vocab_size=300), TypeError, "frequencies must be ints, got float"),
+        (lambda: train_bpe({b"ab": 2}, vocab_size=300.0), TypeError, "vocab_size must be an int, got float"),
+        (lambda: BPETokenizer.train("", vocab_size=300), ValueError, "the corpus is empty"),
+        (lambda: BPETokenizer.train([], vocab_size=257), ValueError, "the corpus is empty"),
+        (lambda: BPETokenizer.train("abab", vocab_size=300.0), TypeError, "vocab_size must be an int"),
+        (lambda: BPETokenizer.train(b"abab", vocab_size=300), TypeError, r"got bytes \(decode bytes first\)"),
+        (lambda: BPETokenizer.train(None, vocab_size=300), TypeError, "text must be a str or an iterable of str"),
+        (lambda: BPETokenizer.train("ab", 300, special_tokens="<|x|>"), TypeError, "got the string '<|x|>'"),
+        (lambda: BPETokenizer.train("ab", 300, special_tokens=[""]), ValueError, "contains the empty string"),
+        (lambda: BPETokenizer.train("ab", 300, special_tokens=[1]), TypeError, "must hold strings, got int"),
+    ],
+)
+def test_degenerate_training_input_raises(call, error: type, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_empty_corpus_is_fine_when_no_merge_is_asked_for() -> None:
+    assert train_bpe({}, vocab_size=256) == ([], {i: bytes([i]) for i in range(256)})
+    tok = BPETokenizer.train("", vocab_size=257, special_tokens=["<|endoftext|>"])
+    assert tok.merges == [] and tok.special_tokens == {"<|endoftext|>": 256}

@@ -31,6 +31,7 @@ def src() -> Tensor:
     return src
 
 
+@pytest.mark.numerics
 def test_greedy_with_cache_equals_greedy_with_full_forward(model: Transformer, src: Tensor) -> None:
     cached = greedy_decode(model, src, BOS, EOS, max_new_tokens=12)
     full = greedy_decode(model, src, BOS, EOS, max_new_tokens=12, use_cache=False)
@@ -53,6 +54,7 @@ def test_beam_size_one_equals_greedy(model: Transformer, src: Tensor) -> None:
     assert beam_search(model, src, BOS, EOS, beam_size=1, max_new_tokens=10) == greedy
 
 
+@pytest.mark.numerics
 def test_beam_with_cache_equals_beam_without(model: Transformer, src: Tensor) -> None:
     kwargs = dict(beam_size=3, max_new_tokens=8, length_penalty=0.6)
     cached = beam_search(model, src, BOS, EOS, **kwargs)  # type: ignore[arg-type]
@@ -60,6 +62,7 @@ def test_beam_with_cache_equals_beam_without(model: Transformer, src: Tensor) ->
     assert cached == full and len(cached) == 4
 
 
+@pytest.mark.numerics
 def test_batched_results_equal_one_sentence_at_a_time(model: Transformer, src: Tensor) -> None:
     together = beam_search(model, src, BOS, EOS, beam_size=3, max_new_tokens=8)
     alone = [beam_search(model, src[i : i + 1, :], BOS, EOS, 3, 8)[0] for i in range(4)]
@@ -167,3 +170,23 @@ def test_eos_first_gives_empty_output() -> None:
     src = torch.zeros(1, 1, dtype=torch.long)
     assert greedy_decode(bigram, src, BOS, EOS, max_new_tokens=5) == [[]]  # type: ignore[arg-type]
     assert beam_search(bigram, src, BOS, EOS, beam_size=2, max_new_tokens=5) == [[]]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda m, s: greedy_decode(m, s.tolist(), BOS, EOS), TypeError, "src must be a .B, S. tensor of token ids"),
+        (lambda m, s: greedy_decode(m, s[0], BOS, EOS), ValueError, r"src must have shape \(B, S\), got \(7,\)"),
+        (lambda m, s: greedy_decode(m, s[:, :0], BOS, EOS), ValueError, r"src is empty: shape \(4, 0\)"),
+        (lambda m, s: greedy_decode(m, s, 1.0, EOS), TypeError, "bos_id must be an int, got float"),
+        (lambda m, s: greedy_decode(m, s, BOS, EOS, max_new_tokens=2.5), TypeError, "max_new_tokens must be an int"),
+        (lambda m, s: greedy_decode(m, s, BOS, EOS, max_new_tokens=0), ValueError, "max_new_tokens=0 must be in"),
+        (lambda m, s: beam_search(m, s, BOS, EOS, beam_size=2.0), TypeError, "beam_size must be an int, got float"),
+        (lambda m, s: beam_search(m, s, BOS, EOS, beam_size=-3), ValueError, "beam_size must be >= 1, got -3"),
+        (lambda m, s: beam_search(m, s, BOS, EOS, length_penalty=float("nan")), ValueError, "length_penalty"),
+        (lambda m, s: beam_search(m, s, BOS, -1), ValueError, "eos_id=-1 is not in"),
+    ],
+)
+def test_degenerate_input_raises(model: Transformer, src: Tensor, call, error: type, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        call(model, src)

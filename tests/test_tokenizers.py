@@ -214,7 +214,7 @@ def test_clear_errors(tok: BPETokenizer, tmp_path) -> None:
 
 def test_long_chunks_merge_with_the_heap_exactly_like_the_loop(tok: BPETokenizer) -> None:
     """`encode_chunk` switches to a heap for long chunks; both paths must give the same ids."""
-    from llmdocs.tokenizers.bpe import _merge_with_heap
+    from llmdocs.tokenizers.bpe_encoding import merge_with_heap as _merge_with_heap
     from llmdocs.tokenizers.bpe_training import merge_pair as merge
 
     def loop(ids: list[int]) -> list[int]:
@@ -232,3 +232,52 @@ def test_long_chunks_merge_with_the_heap_exactly_like_the_loop(tok: BPETokenizer
     for chunk in chunks:
         ids = [tok.byte_ids[b] for b in chunk.encode("utf-8")]
         assert _merge_with_heap(ids, tok._ranks) == loop(ids), chunk
+
+
+# ---------------------------------------------------------------------------------------------- degenerate input
+def test_ids_may_be_any_integers_but_nothing_else(tok: BPETokenizer) -> None:
+    import numpy as np
+    import torch
+
+    ids = tok.encode("hello")
+    assert tok.decode(torch.tensor(ids)) == tok.decode(np.array(ids)) == "hello"  # 0-d tensors, NumPy ints
+    assert CharTokenizer.train("ab").decode(torch.tensor([1, 0])) == "ba"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda tok: tok.decode("abc"), TypeError, "ids must be an iterable of token ids, got str"),
+        (lambda tok: tok.decode(None), TypeError, "ids must be an iterable of token ids, got NoneType"),
+        (lambda tok: tok.decode([104.0]), TypeError, "token ids must be integers, got float"),
+        (lambda tok: tok.token_bytes("a"), TypeError, "token ids must be integers, got str"),
+        (lambda tok: tok.decode([104], errors="bogus"), ValueError, "errors='bogus' is not an error handler"),
+        (lambda tok: tok.encode_chunk(b"ab"), TypeError, "chunk must be str, got bytes"),
+        (lambda tok: tok.truncated(1.5), TypeError, "n_merges must be an int, got float"),
+        (lambda tok: tok.encode("x", allowed_special="<|endoftext|>"), TypeError, 'must be "all" or a collection'),
+        (lambda tok: tok.encode("x", disallowed_special="x"), TypeError, "disallowed_special must be"),
+        (lambda tok: CharTokenizer.train(""), ValueError, "chars is empty"),
+        (lambda tok: CharTokenizer.train(None), TypeError, "text must be str, got NoneType"),
+        (lambda tok: CharTokenizer([1, 2]), TypeError, "chars must be strings"),
+        (lambda tok: CharTokenizer("ab", unk_token=0), TypeError, "unk_token must be a str"),
+        (lambda tok: CharTokenizer.train("ab").encode(None), TypeError, "encode expects str, got NoneType"),
+        (lambda tok: CharTokenizer.train("ab").decode("ab"), TypeError, "ids must be an iterable of token ids"),
+        (lambda tok: CharTokenizer.train("ab").decode([0.0]), TypeError, "token ids must be integers"),
+        (lambda tok: pretokenize(None), TypeError, "text must be str, got NoneType"),
+        (lambda tok: split_special("abc", [""]), ValueError, "contains the empty string"),
+        (lambda tok: split_special("abc", "<|x|>"), TypeError, "got the string '<|x|>'"),
+        (lambda tok: split_special(b"abc", ["x"]), TypeError, "text must be str, got bytes"),
+        (lambda tok: token_str("abc"), TypeError, "token must be bytes, got str"),
+        (lambda tok: token_bytes(b"abc"), TypeError, "text must be str"),
+    ],
+)
+def test_degenerate_input_raises(tok: BPETokenizer, call, error: type, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        call(tok)
+
+
+def test_a_malformed_tokenizer_config_raises(tok: BPETokenizer, tmp_path) -> None:
+    folder = tok.save(tmp_path / "tok")
+    (folder / "tokenizer_config.json").write_text('{"pattern": "x"}', encoding="utf-8")
+    with pytest.raises(ValueError, match="must hold 'special_tokens' and 'pattern'"):
+        BPETokenizer.load(folder)

@@ -1,16 +1,29 @@
-"""Turning a trained model into text: logits processors, decoder-only generation, encoder-decoder decoding.
+"""Turning a trained model into text: logits processors, decoder-only generation, beam search, encoder-decoder decoding.
 
 - [sampling][llmdocs.generation.sampling]: temperature, top-k, top-p and the repetition penalty, as pure
   functions of the next-token logits;
-- [decoder_only][llmdocs.generation.decoder_only]: greedy, sampled, streamed and beam-search generation for
-  a language model such as [GPT][llmdocs.models.gpt.GPT], with a key/value cache;
+- [decoder_only][llmdocs.generation.decoder_only]: greedy, sampled and streamed generation for a language model
+  such as [GPT][llmdocs.models.gpt.GPT], with left-padded batches and a key/value cache;
+- [beams][llmdocs.generation.beams]: the bookkeeping of beam search (length penalties, finished hypotheses, the
+  step that picks the next beams), written once for both beam searches;
+- [decoder_only_beam][llmdocs.generation.decoder_only_beam]: beam search for a language model;
 - [encoder_decoder][llmdocs.generation.encoder_decoder]: greedy decoding and beam search for the
-  [Transformer][llmdocs.models.transformer.Transformer].
+  [Transformer][llmdocs.models.transformer.Transformer];
+- [benchmark][llmdocs.generation.benchmark]: what the key/value cache saves, timed.
 
-Both beam searches are in their own modules (`decoder_only.beam_search`, `encoder_decoder.beam_search`).
+The two beam searches share a name and live in their own modules (`decoder_only_beam.beam_search`,
+`encoder_decoder.beam_search`).
 """
 
-from llmdocs.generation.decoder_only import generate, kv_cache_speedup, left_pad, stream_generate
+from llmdocs.generation.beams import (
+    BeamHypotheses,
+    BeamSearchScorer,
+    expand_to_beams,
+    gnmt_length_penalty,
+    power_length_penalty,
+)
+from llmdocs.generation.benchmark import kv_cache_speedup
+from llmdocs.generation.decoder_only import generate, left_pad, stream_generate
 from llmdocs.generation.encoder_decoder import greedy_decode
 from llmdocs.generation.sampling import (
     apply_repetition_penalty,
@@ -21,12 +34,17 @@ from llmdocs.generation.sampling import (
 )
 
 __all__ = [
+    "BeamHypotheses",
+    "BeamSearchScorer",
     "apply_repetition_penalty",
     "apply_temperature",
+    "expand_to_beams",
     "generate",
+    "gnmt_length_penalty",
     "greedy_decode",
     "kv_cache_speedup",
     "left_pad",
+    "power_length_penalty",
     "process_logits",
     "stream_generate",
     "top_k_filter",

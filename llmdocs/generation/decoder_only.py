@@ -1,4 +1,4 @@
-"""Text generation for decoder-only language models: greedy, sampling, streaming and beam search.
+"""Text generation for decoder-only language models: greedy, sampled and streamed, one token at a time.
 
 A language model gives next-token logits z (one score per vocabulary entry). Generation repeats three steps:
 *process* the logits (repetition penalty, temperature, top-k, top-p: the pure functions of
@@ -12,12 +12,15 @@ generate exactly what each prompt generates alone. A sequence longer than ``cont
 last ``context_length`` tokens (learned absolute positions then shift, so the cache is rebuilt).
 
 Any model works that has ``config.vocab_size``, ``config.context_length``, ``new_cache()`` and
-``model(ids, cache=..., attention_mask=...) -> logits``, such as [GPT][llmdocs.models.gpt.GPT].
+``model(ids, cache=..., attention_mask=...) -> logits``, such as [GPT][llmdocs.models.gpt.GPT]. Beam search over the
+same prompts and cache is in [decoder_only_beam][llmdocs.generation.decoder_only_beam], the timing of the cache in
+[benchmark][llmdocs.generation.benchmark].
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from numbers import Integral
 from typing import Any, Protocol
 
 import torch
@@ -25,7 +28,6 @@ from torch import Tensor
 
 from llmdocs.generation.sampling import apply_repetition_penalty, process_logits
 from llmdocs.nn.checks import check_token_ids
-from llmdocs.profiling import seconds_per_call
 
 Prompt = Tensor | Sequence[int] | Sequence[Sequence[int]]
 """One prompt (a 1-D tensor or list of ids) or a batch ((B, T) tensor or list of lists, ragged allowed)."""
@@ -63,19 +65,35 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor,
     Returns:
         ``(ids, attention_mask)``: ids (B, T_max) long, mask (B, T_max) bool, True at real tokens.
 
+    Raises:
+        TypeError: If a prompt is not a sequence of integer ids (e.g. a string, or a list of lists).
+
     Examples:
         >>> ids, mask = left_pad([[5, 6, 7], [8]])
         >>> ids.tolist(), mask.int().tolist()
         ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
     """
-    T = max((len(p) for p in prompts), default=0)
-    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long)  # (B, T_max)
-    mask = torch.zeros((len(prompts), T), dtype=torch.bool)  # (B, T_max)
-    for row, prompt in enumerate(prompts):
-        if len(prompt) > 0:
-            ids[row, T - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
-            mask[row, T - len(prompt) :] = True
+    rows = [_as_id_row(prompt, f"prompts[{i}]") for i, prompt in enumerate(prompts)]
+    T = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)  # (B, T_max)
+    mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (B, T_max)
+    for i, row in enumerate(rows):
+        if len(row) > 0:
+            ids[i, T - len(row) :] = row
+            mask[i, T - len(row) :] = True
     return ids, mask
+
+
+def _as_id_row(prompt: Sequence[int] | Tensor, name: str) -> Tensor:
+    """One prompt -> a 1-D long tensor (T,); TypeError for text, nested lists, floats or booleans."""
+    if isinstance(prompt, str | bytes) or not hasattr(prompt, "__len__"):  # a list, tuple, tensor or array
+        hint = "; encode the text with a tokenizer first" if isinstance(prompt, str | bytes) else ""
+        raise TypeError(f"{name} must be a sequence of token ids, got {type(prompt).__name__}{hint}")
+    row = prompt if isinstance(prompt, Tensor) else torch.as_tensor(list(prompt))  # (T,)
+    if len(row) > 0 and (row.dim() != 1 or row.dtype.is_floating_point or row.dtype == torch.bool):
+        kind = f"shape {tuple(row.shape)}" if row.dim() != 1 else f"dtype {row.dtype}"
+        raise TypeError(f"{name} must be a flat sequence of integer token ids, got {kind}")
+    return row.long()
 
 
 def _prepare_prompt(
@@ -84,15 +102,20 @@ def _prepare_prompt(
     """Prompt -> ids (B, T) long and a left-padding mask (B, T) bool, or None when there is no padding."""
     if isinstance(prompt_ids, Tensor):
         ids = prompt_ids[None] if prompt_ids.dim() == 1 else prompt_ids  # (B, T)
+    elif isinstance(prompt_ids, str | bytes) or not hasattr(prompt_ids, "__len__"):
+        hint = "; encode the text with a tokenizer first" if isinstance(prompt_ids, str | bytes) else ""
+        raise TypeError(
+            f"prompt_ids must be a tensor, a list of ids or a list of lists of ids, got {type(prompt_ids).__name__}"
+            + hint
+        )
     elif len(prompt_ids) > 0 and all(isinstance(p, Sequence | Tensor) for p in prompt_ids):
-        rows = [list(p) for p in prompt_ids]  # type: ignore[arg-type]
-        if any(len(r) == 0 for r in rows):
+        if any(len(p) == 0 for p in prompt_ids):  # type: ignore[arg-type]
             raise ValueError("empty prompt: every prompt needs at least one token")
-        ids, padded = left_pad(rows)  # (B, T_max) each
+        ids, padded = left_pad(prompt_ids)  # type: ignore[arg-type]  # (B, T_max) each
         if attention_mask is None and not bool(padded.all()):
             attention_mask = padded
     else:
-        ids = torch.as_tensor(list(prompt_ids), dtype=torch.long)[None]  # type: ignore[arg-type]  # (1, T)
+        ids = _as_id_row(prompt_ids, "prompt_ids")[None]  # type: ignore[arg-type]  # (1, T)
     if ids.numel() == 0:
         raise ValueError(f"empty prompt: shape {tuple(ids.shape)}; generation needs at least one token")
     check_token_ids(ids, model.config.vocab_size, "prompt_ids")
@@ -106,9 +129,17 @@ def _prepare_prompt(
     return ids, (None if bool(mask.all()) else mask)
 
 
+def _check_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+
+
 def _check_settings(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, penalty: float, sample: bool
 ) -> None:
+    _check_int(max_new_tokens, "max_new_tokens")
+    if top_k is not None:
+        _check_int(top_k, "top_k")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if sample and not temperature > 0.0:
@@ -123,6 +154,11 @@ def _check_settings(
 
 def _check_limits(model: LanguageModel, T: int, max_new_tokens: int, crop: bool, stop_tokens: Collection[int]) -> None:
     V, C = model.config.vocab_size, model.config.context_length
+    if isinstance(stop_tokens, str | bytes) or not isinstance(stop_tokens, Collection):
+        raise TypeError(f"stop_tokens must be a collection of token ids, e.g. [0], got {type(stop_tokens).__name__}")
+    not_ints = [t for t in stop_tokens if isinstance(t, bool) or not isinstance(t, Integral)]
+    if not_ints:
+        raise TypeError(f"stop_tokens must hold int token ids, got {not_ints[0]!r} ({type(not_ints[0]).__name__})")
     bad = [t for t in stop_tokens if not 0 <= t < V]
     if bad:
         raise ValueError(f"stop_tokens {bad} are not valid ids (0..{V - 1})")
@@ -236,6 +272,10 @@ def stream_generate(
 
     Arguments are those of [generate][llmdocs.generation.decoder_only.generate]; the stop token itself is not yielded.
 
+    Raises:
+        ValueError: As [generate][llmdocs.generation.decoder_only.generate] does, or if ``prompt_ids`` is a batch.
+        TypeError: As [generate][llmdocs.generation.decoder_only.generate] does.
+
     Examples:
         >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> model = GPT(GPTConfig.tiny())
@@ -301,6 +341,14 @@ def generate(
     Returns:
         For each prompt, the generated ids (prompt and stop token excluded).
 
+    Raises:
+        ValueError: If a prompt is empty or holds an id outside [0, V), ``max_new_tokens`` or ``top_k`` is below 1,
+            ``top_p`` is outside (0, 1], ``temperature`` is not > 0 while sampling, ``repetition_penalty`` is not
+            > 0, a stop token is not an id, the attention mask is not a left-padding mask of the prompt's shape, or
+            ``crop=False`` and the tokens would not fit in the context.
+        TypeError: If ``prompt_ids`` is not token ids (text, floats, nested lists), or ``max_new_tokens``,
+            ``top_k`` or a stop token is not an int.
+
     Examples:
         >>> from llmdocs.models.gpt import GPT, GPTConfig
         >>> model = GPT(GPTConfig.tiny())
@@ -326,182 +374,3 @@ def generate(
             if a and t not in stops:
                 out[row].append(t)
     return out
-
-
-# ---- beam search ------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def beam_search(
-    model: LanguageModel,
-    prompt_ids: Prompt,
-    max_new_tokens: int,
-    *,
-    beam_size: int = 4,
-    length_penalty: float = 1.0,
-    stop_tokens: Collection[int] = (),
-    attention_mask: Tensor | None = None,
-    use_cache: bool = True,
-    crop: bool = True,
-) -> list[list[int]]:
-    """Keep the ``beam_size`` most probable continuations of each prompt; return the best one.
-
-    score(Y) = log P(Y | prompt) / |Y| ** length_penalty  (Hugging Face's normalisation; |Y| counts generated
-    tokens, stop token included). Each step extends every beam by every token and keeps the 2K best candidates:
-    those ending in a stop token and ranked in the top K finish, the K best others continue. A prompt is done
-    when it has K finished hypotheses and its best live beam cannot beat the worst of them; after
-    ``max_new_tokens`` steps the live beams compete too. ``beam_size=1`` is greedy decoding.
-
-    Args:
-        model: a causal language model such as [GPT][llmdocs.models.gpt.GPT].
-        prompt_ids: one prompt or a batch, as for [generate][llmdocs.generation.decoder_only.generate].
-        max_new_tokens: most tokens generated per prompt.
-        beam_size: beams per prompt K.
-        length_penalty: exponent of the length normalisation; > 0 favours longer outputs.
-        stop_tokens: ids that finish a hypothesis (not included in the output).
-        attention_mask: (B, T) left-padding mask of a padded tensor prompt.
-        use_cache: decode incrementally (the cache follows the surviving beams).
-        crop: condition on the last ``context_length`` tokens when the sequence grows longer.
-
-    Returns:
-        The best continuation of each prompt (prompt and stop token excluded).
-
-    References:
-        Graves, "Sequence Transduction with Recurrent Neural Networks", 2012; Wu et al., "Google's Neural Machine
-        Translation System", 2016, section 7.
-
-    Examples:
-        >>> from llmdocs.models.gpt import GPT, GPTConfig
-        >>> model = GPT(GPTConfig.tiny())
-        >>> beam_search(model, [1, 2, 3], max_new_tokens=4, beam_size=1) == generate(model, [1, 2, 3], 4)
-        True
-        >>> [len(row) for row in beam_search(model, [[1, 2, 3], [4]], max_new_tokens=4, beam_size=3)]
-        [4, 4]
-    """
-    ids, mask = _prepare_prompt(model, prompt_ids, attention_mask)
-    _check_settings(max_new_tokens, 1.0, None, None, 1.0, False)
-    _check_limits(model, ids.size(1), max_new_tokens, crop, stop_tokens)
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    was_training = model.training
-    model.train(False)
-    try:
-        return _beam_search(model, ids, mask, max_new_tokens, beam_size, length_penalty, set(stop_tokens), use_cache)
-    finally:
-        model.train(was_training)
-
-
-def _beam_search(
-    model: LanguageModel,
-    ids: Tensor,
-    mask: Tensor | None,
-    max_new_tokens: int,
-    K: int,
-    alpha: float,
-    stops: set[int],
-    use_cache: bool,
-) -> list[list[int]]:
-    B, T0, device = ids.size(0), ids.size(1), ids.device
-    ids = ids.repeat_interleave(K, dim=0)  # (B*K, T0)
-    mask = mask.repeat_interleave(K, dim=0) if mask is not None else None  # (B*K, T0)
-    stepper = _Stepper(model, use_cache)
-    # All K beams start identical: only the first is live, or the top K would be K copies.
-    beam_scores = torch.full((B, K), float("-inf"), device=device)  # (B, K) sum of log-probs
-    beam_scores[:, 0] = 0.0
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (score, generated ids)
-    done = [False] * B
-    batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
-    is_stop_token = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)  # (V,)
-    is_stop_token[sorted(stops)] = True
-
-    for step in range(1, max_new_tokens + 1):
-        log_probs = stepper.logits(ids, mask).float().log_softmax(dim=-1)  # (B*K, V)
-        V = log_probs.size(-1)
-        candidates = beam_scores[:, :, None] + log_probs.view(B, K, V)  # (B, K, V)
-        top_scores, top_index = candidates.view(B, K * V).topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
-        top_beam, top_token = top_index // V, top_index % V  # (B, 2K) each
-
-        # 1) Candidates ending in a stop token and ranked in the top K finish, normalised by their length.
-        ends = is_stop_token[top_token]  # (B, 2K)
-        rank = torch.arange(top_token.size(1), device=device)  # (2K,)
-        for b, j in (ends & (rank < K) & torch.isfinite(top_scores)).nonzero().tolist():
-            if not done[b]:
-                generated = ids[b * K + int(top_beam[b, j]), T0:].tolist()
-                score = float(top_scores[b, j]) / step**alpha
-                finished[b] = sorted([*finished[b], (score, generated)], key=lambda h: -h[0])[:K]
-
-        # 2) The K best candidates that do not end in a stop token become the next beams.
-        live_scores, order = top_scores.masked_fill(ends, float("-inf")).topk(K, dim=-1)  # (B, K)
-        rows = (batch_offset + top_beam.gather(1, order)).view(-1)  # (B*K,) parent rows
-        ids = torch.cat([ids.index_select(0, rows), top_token.gather(1, order).view(-1, 1)], dim=1)  # (B*K, L + 1)
-        if mask is not None:
-            mask = torch.cat([mask.index_select(0, rows), mask.new_ones(B * K, 1)], dim=1)  # (B*K, L + 1)
-        stepper.reorder(rows)
-        beam_scores = live_scores
-
-        # 3) Done: K finished and the best live beam, normalised now, cannot beat the worst finished one.
-        best_live = (beam_scores[:, 0] / step**alpha).tolist()  # (B,)
-        for b in range(B):
-            if not done[b] and len(finished[b]) >= K and best_live[b] <= finished[b][-1][0]:
-                done[b] = True
-        if all(done):
-            break
-
-    results = []
-    for b in range(B):
-        hypotheses = list(finished[b])
-        if not done[b]:  # out of steps: live beams compete with the finished ones
-            for k in range(K):
-                if float(beam_scores[b, k]) > float("-inf"):
-                    generated = ids[b * K + k, T0:].tolist()
-                    hypotheses.append((float(beam_scores[b, k]) / len(generated) ** alpha, generated))
-        results.append(max(hypotheses, key=lambda h: h[0])[1])
-    return results
-
-
-# ---- measuring the cache ----------------------------------------------------------------------------------------
-
-
-def kv_cache_speedup(
-    model: LanguageModel, prompt_length: int = 16, max_new_tokens: int = 64, batch_size: int = 1, repeats: int = 3
-) -> dict[str, float]:
-    """Time greedy generation with and without the key/value cache on a random prompt.
-
-    Args:
-        model: the model to time (eval mode during the measurement).
-        prompt_length: tokens in the prompt.
-        max_new_tokens: tokens generated per timed call.
-        batch_size: prompts per call.
-        repeats: timed calls per variant (median reported, after one warm-up).
-
-    Returns:
-        ``{"cached_s": ..., "uncached_s": ..., "speedup": uncached_s / cached_s}``.
-
-    Raises:
-        ValueError: If the prompt and the new tokens do not fit in the model's context.
-
-    Examples:
-        >>> from llmdocs.models.gpt import GPT, GPTConfig
-        >>> result = kv_cache_speedup(GPT(GPTConfig.tiny()), prompt_length=4, max_new_tokens=8, repeats=1)
-        >>> sorted(result), result["speedup"] > 0
-        (['cached_s', 'speedup', 'uncached_s'], True)
-    """
-    if prompt_length < 1 or max_new_tokens < 1:
-        raise ValueError(f"prompt_length={prompt_length} and max_new_tokens={max_new_tokens} must be >= 1")
-    if prompt_length + max_new_tokens > model.config.context_length:
-        raise ValueError(
-            f"prompt_length + max_new_tokens = {prompt_length + max_new_tokens} exceeds context_length="
-            f"{model.config.context_length}: cropping would rebuild the cache at every step and time nothing useful"
-        )
-    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
-    g = torch.Generator().manual_seed(0)
-    prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_length), generator=g).to(device)
-    times = {
-        f"{name}_s": seconds_per_call(
-            lambda use_cache=use_cache: generate(model, prompt, max_new_tokens, do_sample=False, use_cache=use_cache),
-            repeats,
-            device,
-        )
-        for name, use_cache in (("cached", True), ("uncached", False))
-    }
-    return {**times, "speedup": times["uncached_s"] / times["cached_s"]}

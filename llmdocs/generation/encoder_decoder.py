@@ -10,24 +10,35 @@ Beam search ranks finished hypotheses by the length-normalised log-probability o
 
     score(Y) = log P(Y | X) / lp(Y),   lp(Y) = ((5 + |Y|) / 6) ** alpha
 
-where |Y| counts the generated tokens including EOS and alpha is ``length_penalty``.
+where |Y| counts the generated tokens including EOS and alpha is ``length_penalty``. Its bookkeeping (scores,
+finished hypotheses, stopping) is [BeamSearchScorer][llmdocs.generation.beams.BeamSearchScorer], shared with the
+[decoder-only beam search][llmdocs.generation.decoder_only_beam.beam_search]; what is specific here is the source,
+encoded once and repeated for the K beams of each sentence.
 """
 
 from __future__ import annotations
 
+import math
+from functools import partial
+from numbers import Integral
+
 import torch
 from torch import Tensor
 
+from llmdocs.generation.beams import BeamSearchScorer, expand_to_beams, gnmt_length_penalty
 from llmdocs.models.transformer import DecoderCache, Transformer
 from llmdocs.nn.attention import padding_mask
 
 
-def _length_penalty(length: int, alpha: float) -> float:
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def _check_args(model: Transformer, bos_id: int, eos_id: int, max_new_tokens: int) -> None:
+def _check_args(model: Transformer, src: Tensor, bos_id: int, eos_id: int, max_new_tokens: int) -> None:
+    if not isinstance(src, Tensor):
+        raise TypeError(f"src must be a (B, S) tensor of token ids, got {type(src).__name__}")
+    if src.dim() != 2:
+        raise ValueError(f"src must have shape (B, S), got {tuple(src.shape)}; a single sentence is src[None]")
     V = model.config.tgt_vocab_size
+    for name, value in (("bos_id", bos_id), ("eos_id", eos_id), ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
         if not 0 <= value < V:
             raise ValueError(f"{name}={value} is not in [0, tgt_vocab_size={V})")
@@ -64,6 +75,11 @@ def greedy_decode(
     Returns:
         One list of generated ids per sentence, without BOS and EOS.
 
+    Raises:
+        TypeError: If ``src`` is not an integer tensor, or ``bos_id``, ``eos_id`` or ``max_new_tokens`` is not an int.
+        ValueError: If ``src`` is empty or not (B, S) ids, a token id is out of range, or ``max_new_tokens`` is not in
+            [1, max_len].
+
     Examples:
         >>> import torch
         >>> from llmdocs.models.transformer import Transformer, TransformerConfig
@@ -73,7 +89,7 @@ def greedy_decode(
         >>> len(out), all(len(ids) <= 5 for ids in out)
         (2, True)
     """
-    _check_args(model, bos_id, eos_id, max_new_tokens)
+    _check_args(model, src, bos_id, eos_id, max_new_tokens)
     was_training = model.training
     model.eval()
     try:
@@ -111,10 +127,11 @@ def beam_search(
 
     Each step extends every live beam by every token, keeps the 2K best candidates of each
     sentence, moves those ending in EOS (if among the top K) to the sentence's finished list with
-    score log P / lp, and continues with the K best that do not end in EOS. A sentence is done when
-    it has K finished hypotheses and its best live beam, normalised at the current length, cannot
-    beat the worst of them (the usual heuristic); after ``max_new_tokens`` steps the live beams of
-    unfinished sentences compete too. ``beam_size=1`` reproduces greedy decoding.
+    score log P / lp ([gnmt_length_penalty][llmdocs.generation.beams.gnmt_length_penalty]), and
+    continues with the K best that do not end in EOS. A sentence is done when it has K finished
+    hypotheses and its best live beam, normalised at the current length, cannot beat the worst of
+    them (the usual heuristic); after ``max_new_tokens`` steps the live beams of unfinished
+    sentences compete too. ``beam_size=1`` reproduces greedy decoding.
 
     Args:
         model: an encoder-decoder Transformer (run in eval mode here, then restored).
@@ -130,6 +147,12 @@ def beam_search(
     Returns:
         The best hypothesis of each sentence, as ids without BOS and EOS.
 
+    Raises:
+        TypeError: As for [greedy_decode][llmdocs.generation.encoder_decoder.greedy_decode], or if ``beam_size`` is
+            not an int.
+        ValueError: As for [greedy_decode][llmdocs.generation.encoder_decoder.greedy_decode], or if ``beam_size`` is
+            below 1 or ``length_penalty`` is not finite.
+
     References:
         Wu et al., "Google's Neural Machine Translation System", 2016, section 7.
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017, section 6.1 (K=4, alpha=0.6).
@@ -144,9 +167,13 @@ def beam_search(
         >>> len(out), all(len(ids) <= 5 for ids in out)
         (2, True)
     """
-    _check_args(model, bos_id, eos_id, max_new_tokens)
+    _check_args(model, src, bos_id, eos_id, max_new_tokens)
+    if isinstance(beam_size, bool) or not isinstance(beam_size, Integral):
+        raise TypeError(f"beam_size must be an int, got {type(beam_size).__name__} {beam_size!r}")
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number, got {length_penalty}")
     was_training = model.training
     model.eval()
     try:
@@ -165,63 +192,20 @@ def _beam_search(
     alpha: float,
     use_cache: bool,
 ) -> list[list[int]]:
-    B, device = src.size(0), src.device
+    B = src.size(0)
     src_mask = padding_mask(src, model.config.pad_id)  # (B, 1, 1, S)
-    memory = model.encode(src, src_mask).repeat_interleave(K, dim=0)  # (B*K, S, D)
-    src_mask = src_mask.repeat_interleave(K, dim=0)  # (B*K, 1, 1, S)
-    tokens = torch.full((B * K, 1), bos_id, dtype=torch.long, device=device)  # (B*K, 1)
-    # All K beams start identical: only the first is live, or the top K would be K copies.
-    beam_scores = torch.full((B, K), float("-inf"), device=device)  # (B, K) sum of log-probs
-    beam_scores[:, 0] = 0.0
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (score, ids)
-    done = [False] * B
+    memory = expand_to_beams(model.encode(src, src_mask), K)  # (B*K, S, D)
+    src_mask = expand_to_beams(src_mask, K)  # (B*K, 1, 1, S)
+    tokens = torch.full((B * K, 1), bos_id, dtype=torch.long, device=src.device)  # (B*K, 1)
     cache: DecoderCache | None = model.new_cache() if use_cache else None
-    batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
-
-    for step in range(1, max_new_tokens + 1):
+    beams = BeamSearchScorer(B, K, partial(gnmt_length_penalty, alpha=alpha), [eos_id], device=src.device)
+    for _ in range(max_new_tokens):
         inputs = tokens[:, -1:] if cache is not None else tokens  # (B*K, 1) or (B*K, t)
         logits = model.decode(inputs, memory, src_mask, cache)[:, -1]  # (B*K, V)
-        log_probs = logits.float().log_softmax(dim=-1)  # (B*K, V)
-        V = log_probs.size(-1)
-        candidates = beam_scores[:, :, None] + log_probs.view(B, K, V)  # (B, K, V)
-        top_scores, top_index = candidates.view(B, K * V).topk(min(2 * K, K * V), dim=-1)
-        top_beam, top_token = top_index // V, top_index % V  # (B, 2K) each
-
-        # 1) Candidates ending in EOS and ranked in the top K finish (score normalised by length).
-        is_eos = top_token == eos_id  # (B, 2K)
-        rank = torch.arange(top_token.size(1), device=device)  # (2K,)
-        finishing = is_eos & (rank < K) & torch.isfinite(top_scores)  # (B, 2K)
-        for b, j in finishing.nonzero().tolist():
-            if not done[b]:
-                ids = tokens[b * K + int(top_beam[b, j]), 1:].tolist()
-                score = float(top_scores[b, j]) / _length_penalty(step, alpha)
-                finished[b] = sorted([*finished[b], (score, ids)], reverse=True)[:K]
-
-        # 2) The K best candidates that do not end in EOS become the next beams.
-        live_scores, order = top_scores.masked_fill(is_eos, float("-inf")).topk(K, dim=-1)
-        rows = (batch_offset + top_beam.gather(1, order)).view(-1)  # (B*K,) parent rows
-        next_token = top_token.gather(1, order).view(-1, 1)  # (B*K, 1)
-        tokens = torch.cat([tokens.index_select(0, rows), next_token], dim=1)  # (B*K, t + 1)
-        beam_scores = live_scores  # (B, K)
+        rows, next_tokens = beams.step(logits.float().log_softmax(dim=-1))  # (B*K,) each
+        tokens = torch.cat([tokens.index_select(0, rows), next_tokens[:, None]], dim=1)  # (B*K, t + 1)
         if cache is not None:
             cache.reorder(rows, cross_attn=False)  # beams of a sentence share its memory
-
-        # 3) Done: K finished and the best live beam cannot beat the worst finished one.
-        best_live = (beam_scores[:, 0] / _length_penalty(step, alpha)).tolist()  # (B,)
-        for b in range(B):
-            if not done[b] and len(finished[b]) >= K and best_live[b] <= finished[b][-1][0]:
-                done[b] = True
-        if all(done):
+        if beams.is_done:
             break
-
-    results = []
-    for b in range(B):
-        hypotheses = list(finished[b])
-        if not done[b]:  # out of steps: live beams compete with the finished ones
-            for k in range(K):
-                score = float(beam_scores[b, k])
-                if score > float("-inf"):
-                    ids = tokens[b * K + k, 1:].tolist()
-                    hypotheses.append((score / _length_penalty(len(ids), alpha), ids))
-        results.append(max(hypotheses, key=lambda h: h[0])[1])
-    return results
+    return beams.finalize()

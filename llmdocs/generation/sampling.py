@@ -15,8 +15,15 @@ Each is a pure function of next-token logits z (B, V), applied in Hugging Face's
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import Tensor
+
+
+def _check_logits(logits: Tensor) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
 
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
@@ -28,6 +35,9 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
 
     Returns:
         Scaled logits (B, V).
+
+    Raises:
+        ValueError: If ``temperature`` is not > 0.
 
     Examples:
         >>> import torch
@@ -49,6 +59,10 @@ def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
     Returns:
         Filtered logits (B, V).
 
+    Raises:
+        TypeError: If ``top_k`` is not an int.
+        ValueError: If ``top_k`` < 1 or ``logits`` is not (B, V).
+
     References:
         Fan et al., "Hierarchical Neural Story Generation", ACL 2018.
 
@@ -57,8 +71,11 @@ def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
         >>> top_k_filter(torch.tensor([[1.0, 3.0, 2.0, 0.0]]), 2)
         tensor([[-inf, 3., 2., -inf]])
     """
+    if isinstance(top_k, bool) or not isinstance(top_k, Integral):
+        raise TypeError(f"top_k must be an int, got {type(top_k).__name__} {top_k!r}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    _check_logits(logits)
     k = min(top_k, logits.size(-1))
     kth_largest = logits.topk(k, dim=-1).values[:, -1:]  # (B, 1)
     return logits.masked_fill(logits < kth_largest, float("-inf"))
@@ -77,6 +94,9 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     Returns:
         Filtered logits (B, V), -inf outside the nucleus.
 
+    Raises:
+        ValueError: If ``top_p`` is outside (0, 1] or ``logits`` is not (B, V).
+
     References:
         Holtzman et al., "The Curious Case of Neural Text Degeneration", ICLR 2020, section 3.1.
 
@@ -88,6 +108,7 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     """
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    _check_logits(logits)
     if top_p == 1.0:
         return logits
     sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V) each
@@ -112,6 +133,9 @@ def apply_repetition_penalty(logits: Tensor, ids: Tensor, penalty: float, mask: 
     Returns:
         Penalised logits (B, V).
 
+    Raises:
+        ValueError: If ``penalty`` is not > 0, or ``logits`` and ``ids`` are not (B, V) and (B, T).
+
     References:
         Keskar et al., "CTRL: A Conditional Transformer Language Model for Controllable Generation", 2019,
         section 4.1.
@@ -123,6 +147,9 @@ def apply_repetition_penalty(logits: Tensor, ids: Tensor, penalty: float, mask: 
     """
     if not penalty > 0.0:
         raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+    _check_logits(logits)
+    if ids.dim() != 2 or ids.size(0) != logits.size(0):
+        raise ValueError(f"ids must have shape (B, T) with B={logits.size(0)} as the logits, got {tuple(ids.shape)}")
     counts = torch.zeros(logits.shape, dtype=torch.long, device=logits.device)  # (B, V)
     present = torch.ones_like(ids) if mask is None else mask.long()  # (B, T)
     seen = counts.scatter_add(-1, ids, present) > 0  # (B, V)

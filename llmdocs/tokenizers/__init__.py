@@ -3,15 +3,20 @@
 - `llmdocs.tokenizers.char`: one token per character, the baseline.
 - `llmdocs.tokenizers.byte_unicode`: GPT-2's printable spelling of the 256 bytes (`Ġ` is the space).
 - `llmdocs.tokenizers.pretokenize`: GPT-2's regular expression that cuts text into chunks.
+- `llmdocs.tokenizers.special_tokens`: `<|endoftext|>` and the like: cutting text around them, and tiktoken's
+  rules for when their text becomes their id.
 - `llmdocs.tokenizers.bpe_training`: the BPE training algorithm, incremental and fast.
-- `llmdocs.tokenizers.bpe`: the tokenizer itself: encode, decode, special tokens, save, load, GPT-2 files.
+- `llmdocs.tokenizers.bpe_encoding`: encoding one chunk by applying the learnt merges in rank order.
+- `llmdocs.tokenizers.bpe_files`: GPT-2's file formats, `vocab.json` and `merges.txt`.
+- `llmdocs.tokenizers.bpe`: the tokenizer itself: train, encode, decode, save, load, GPT-2 files.
 """
 
-from llmdocs.tokenizers.bpe import ENDOFTEXT, BPETokenizer
+from llmdocs.tokenizers.bpe import BPETokenizer
 from llmdocs.tokenizers.bpe_training import MergeStep, merge_pair, pair_counts, train_bpe
 from llmdocs.tokenizers.byte_unicode import bytes_to_unicode, token_bytes, token_str
 from llmdocs.tokenizers.char import CharTokenizer
-from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, pretokenize, split_special
+from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, pretokenize
+from llmdocs.tokenizers.special_tokens import ENDOFTEXT, split_special
 
 __all__ = [
     "ENDOFTEXT",

@@ -11,6 +11,9 @@ Decoding concatenates the bytes of the tokens and decodes them as UTF-8. Since e
 bytes, every string can be encoded: there is no `<unk>` token. Loaded with GPT-2's `vocab.json` and `merges.txt`
 (`BPETokenizer.from_gpt2_files`), the tokenizer gives exactly GPT-2's ids.
 
+Step 4 is `llmdocs.tokenizers.bpe_encoding`, the training behind `BPETokenizer.train` is
+`llmdocs.tokenizers.bpe_training`, and the files are read and written by `llmdocs.tokenizers.bpe_files`.
+
 References:
     Radford et al., "Language Models are Unsupervised Multitask Learners" (2019), section 2.2;
     openai/gpt-2 `src/encoder.py`; Karpathy's minbpe.
@@ -18,26 +21,22 @@ References:
 
 from __future__ import annotations
 
-import heapq
-import json
-from collections import Counter
+import codecs
+import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from itertools import pairwise
 from os import PathLike
 from pathlib import Path
 from typing import Literal
 
-from llmdocs.tokenizers.bpe_training import Pair, merge_pair, train_bpe
-from llmdocs.tokenizers.byte_unicode import token_bytes, token_str
-from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, pretokenize, split_special
+from llmdocs.tokenizers.bpe_encoding import apply_merges, merge_ranks
+from llmdocs.tokenizers.bpe_files import read_gpt2_files, read_tokenizer_config, write_tokenizer_files
+from llmdocs.tokenizers.bpe_training import Pair, train_bpe
+from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, count_chunks, pretokenize
+from llmdocs.tokenizers.special_tokens import ENDOFTEXT, check_special_tokens, encodable_specials, split_special
 
 __all__ = ["ENDOFTEXT", "BPETokenizer"]
 
-ENDOFTEXT = "<|endoftext|>"
-"""GPT-2's only special token, id 50256: it separates documents in the training data."""
-
 _CACHE_LIMIT = 100_000  # chunks remembered by `encode`; the cache is emptied when it is full
-_LONG_CHUNK = 24  # bytes; longer chunks (e.g. a Chinese clause, a run of spaces) are merged with a heap
 
 
 class BPETokenizer:
@@ -80,16 +79,7 @@ class BPETokenizer:
         if missing:
             raise ValueError(f"the vocabulary lacks {len(missing)} of the 256 single bytes, e.g. byte {missing[0]}")
         self.byte_ids: list[int] = [id_of[bytes([b])] for b in range(256)]  # byte value -> token id
-        self._ranks: dict[Pair, tuple[int, int]] = {}  # pair -> (rank, merged id)
-        for rank, ((a, b), new_id) in enumerate(self.merges):
-            if a not in self.vocab or b not in self.vocab or new_id not in self.vocab:
-                raise ValueError(f"merge {rank} {(a, b)} -> {new_id} uses an id that is not in the vocabulary")
-            if self.vocab[a] + self.vocab[b] != self.vocab[new_id]:
-                raise ValueError(
-                    f"merge {rank}: {self.vocab[a]!r} + {self.vocab[b]!r} does not spell token {new_id} "
-                    f"{self.vocab[new_id]!r}"
-                )
-            self._ranks.setdefault((a, b), (rank, new_id))
+        self._ranks = merge_ranks(self.vocab, self.merges)  # pair -> (rank, merged id)
         clashes = {text: i for text, i in self.special_tokens.items() if i in self.vocab}
         if clashes or len(set(self.special_tokens.values())) != len(self.special_tokens):
             raise ValueError(f"special token ids must be distinct and not ordinary ids, got {self.special_tokens}")
@@ -120,26 +110,24 @@ class BPETokenizer:
             The trained tokenizer.
 
         Raises:
-            ValueError: If `vocab_size` leaves no room for the 256 bytes and the special tokens.
-            TypeError: If `text` holds something other than strings.
+            ValueError: If `vocab_size` leaves no room for the 256 bytes and the special tokens, `min_frequency` is
+                below 1, a special token is empty, or `text` is empty and `vocab_size` asks for merges.
+            TypeError: If `text` is not a string or strings, `vocab_size` is not an int, or `special_tokens` is a
+                bare string.
 
         Examples:
             >>> tok = BPETokenizer.train("ab ab cab", vocab_size=258, special_tokens=["<|endoftext|>"])
             >>> tok.vocab_size, tok.special_tokens, tok.token_bytes(256)
             (258, {'<|endoftext|>': 257}, b'ab')
         """
-        documents = [text] if isinstance(text, str) else list(text)
+        special_tokens = check_special_tokens(special_tokens)
         n_special = len(set(special_tokens))
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} {vocab_size!r}")
         if vocab_size < 256 + n_special:
             raise ValueError(f"vocab_size={vocab_size} leaves no room for 256 bytes and {n_special} special tokens")
-        word_counts: Counter[str] = Counter()
-        for document in documents:
-            if not isinstance(document, str):
-                raise TypeError(f"training text must be str, got {type(document).__name__}")
-            for piece in split_special(document, special_tokens)[::2]:  # odd items are special tokens
-                word_counts.update(pretokenize(piece, pattern))
-        encoded = {word.encode("utf-8"): count for word, count in word_counts.items()}
-        steps, vocab = train_bpe(encoded, vocab_size - n_special, min_frequency=min_frequency)
+        chunk_counts = count_chunks(text, pattern, special_tokens)
+        steps, vocab = train_bpe(chunk_counts, vocab_size - n_special, min_frequency=min_frequency)
         specials = {s: len(vocab) + i for i, s in enumerate(dict.fromkeys(special_tokens))}
         return cls(vocab, [(step.pair, step.new_id) for step in steps], specials, pattern)
 
@@ -151,11 +139,7 @@ class BPETokenizer:
         special_tokens: Sequence[str] = (ENDOFTEXT,),
         pattern: str = GPT2_SPLIT_PATTERN,
     ) -> BPETokenizer:
-        """Load a tokenizer from GPT-2-format files: `vocab.json` (token -> id) and `merges.txt`.
-
-        Tokens are written with GPT-2's printable byte characters (`Ġthe` is `b" the"`, see
-        `llmdocs.tokenizers.byte_unicode`); `merges.txt` has a `#version` line, then one merge per line, `left
-        right`, in rank order.
+        """Load a tokenizer from GPT-2-format files, `vocab.json` and `merges.txt` (`llmdocs.tokenizers.bpe_files`).
 
         Args:
             vocab_json: Path of `vocab.json`.
@@ -168,22 +152,9 @@ class BPETokenizer:
 
         Raises:
             ValueError: If a special token is not in `vocab.json`, or a merge uses unknown tokens.
+            FileNotFoundError: If a file is missing.
         """
-        token_to_id: dict[str, int] = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
-        missing = [s for s in special_tokens if s not in token_to_id]
-        if missing:
-            raise ValueError(f"special tokens {missing} are not in {vocab_json}")
-        specials = {s: token_to_id[s] for s in special_tokens}
-        vocab = {i: token_bytes(token) for token, i in token_to_id.items() if token not in specials}
-        merges: list[tuple[Pair, int]] = []
-        for line_no, line in enumerate(Path(merges_txt).read_text(encoding="utf-8").splitlines(), start=1):
-            if line.startswith("#version") or not line.strip():
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or any(p not in token_to_id for p in [*parts, "".join(parts)]):
-                raise ValueError(f"{merges_txt}:{line_no}: {line!r} is not a merge of two tokens of {vocab_json}")
-            left, right = parts
-            merges.append(((token_to_id[left], token_to_id[right]), token_to_id[left + right]))
+        vocab, merges, specials = read_gpt2_files(vocab_json, merges_txt, special_tokens)
         return cls(vocab, merges, specials, pattern)
 
     def save(self, directory: str | PathLike[str]) -> Path:
@@ -198,25 +169,12 @@ class BPETokenizer:
         Examples:
             >>> tok = BPETokenizer.train("hello hello help", vocab_size=260, special_tokens=["<|endoftext|>"])
             >>> folder = tok.save("my-tokenizer")
-            >>> sorted(p.name for p in folder.iterdir())
-            ['merges.txt', 'tokenizer_config.json', 'vocab.json']
-            >>> print((folder / "merges.txt").read_text().splitlines()[1])
+            >>> print((folder / "merges.txt").read_text().splitlines()[1])  # the first merge
             e l
             >>> BPETokenizer.load(folder).encode("hello") == tok.encode("hello")
             True
         """
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        token_to_id = {token_str(token): i for i, token in sorted(self.vocab.items())}
-        token_to_id.update(self.special_tokens)
-        (folder / "vocab.json").write_text(json.dumps(token_to_id, ensure_ascii=False, indent=0), encoding="utf-8")
-        lines = ["#version: 0.2"] + [
-            f"{token_str(self.vocab[a])} {token_str(self.vocab[b])}" for (a, b), _ in self.merges
-        ]
-        (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        config = {"pattern": self.pattern, "special_tokens": list(self.special_tokens)}
-        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return folder
+        return write_tokenizer_files(directory, self.vocab, self.merges, self.special_tokens, self.pattern)
 
     @classmethod
     def load(cls, directory: str | PathLike[str]) -> BPETokenizer:
@@ -230,12 +188,11 @@ class BPETokenizer:
 
         Raises:
             FileNotFoundError: If a file is missing.
+            ValueError: If a file is malformed.
         """
+        special_tokens, pattern = read_tokenizer_config(directory)
         folder = Path(directory)
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-        return cls.from_gpt2_files(
-            folder / "vocab.json", folder / "merges.txt", config["special_tokens"], config["pattern"]
-        )
+        return cls.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", special_tokens, pattern)
 
     def truncated(self, n_merges: int) -> BPETokenizer:
         """The tokenizer made of the first `n_merges` merges only.
@@ -252,6 +209,7 @@ class BPETokenizer:
 
         Raises:
             ValueError: If `n_merges` is out of range.
+            TypeError: If `n_merges` is not an int.
 
         Examples:
             >>> tok = BPETokenizer.train("low lower lowest " * 20, vocab_size=260)
@@ -260,6 +218,8 @@ class BPETokenizer:
             >>> len(small.vocab), small.merges == trained.merges
             (258, True)
         """
+        if isinstance(n_merges, bool) or not isinstance(n_merges, int):
+            raise TypeError(f"n_merges must be an int, got {type(n_merges).__name__} {n_merges!r}")
         if not 0 <= n_merges <= len(self.merges):
             raise ValueError(f"n_merges={n_merges} is outside 0..{len(self.merges)}")
         merges = self.merges[:n_merges]
@@ -278,7 +238,12 @@ class BPETokenizer:
 
         Raises:
             ValueError: If `token_id` is not an id of this tokenizer.
+            TypeError: If `token_id` is not an integer (an int, a NumPy integer or a 0-d integer tensor).
         """
+        try:
+            token_id = operator.index(token_id)
+        except TypeError:
+            raise TypeError(f"token ids must be integers, got {type(token_id).__name__} {token_id!r}") from None
         if token_id in self.vocab:
             return self.vocab[token_id]
         if token_id in self._special_ids:
@@ -299,8 +264,7 @@ class BPETokenizer:
     def encode_chunk(self, chunk: str) -> list[int]:
         """BPE on one pre-tokenized chunk: apply the merge of lowest rank that occurs, until none does.
 
-        Ranks matter, not counts: a merge learnt early was frequent in the training data, and later merges were
-        learnt on text where the early ones had already been applied, so they must be applied in the same order.
+        The merging is [apply_merges][llmdocs.tokenizers.bpe_encoding.apply_merges], on the chunk's UTF-8 bytes.
         Results are cached per chunk: real text repeats its words, so most chunks are looked up, not merged.
 
         Args:
@@ -314,19 +278,12 @@ class BPETokenizer:
             >>> tok.encode_chunk(" lowest"), tok.tokens(tok.encode_chunk(" lowest"))
             ([259, 115, 116], [' lowe', 's', 't'])
         """
+        if not isinstance(chunk, str):
+            raise TypeError(f"chunk must be str, got {type(chunk).__name__}")
         cached = self._cache.get(chunk)
         if cached is not None:
             return cached
-        ranks = self._ranks
-        ids = [self.byte_ids[b] for b in chunk.encode("utf-8")]
-        if len(ids) > _LONG_CHUNK:  # same result, O(n log n) instead of O(n^2)
-            ids = _merge_with_heap(ids, ranks)
-        else:
-            while len(ids) >= 2:
-                best = min(pairwise(ids), key=lambda p: ranks.get(p, (len(ranks), 0)))
-                if best not in ranks:
-                    break
-                ids = merge_pair(ids, best, ranks[best][1])
+        ids = apply_merges([self.byte_ids[b] for b in chunk.encode("utf-8")], self._ranks)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[chunk] = ids
@@ -345,14 +302,8 @@ class BPETokenizer:
             TypeError: If `text` is not a `str`.
             ValueError: If `text` cannot be encoded as UTF-8.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects str, got {type(text).__name__} (decode bytes to text first)")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise ValueError(f"text is not valid Unicode (cannot be encoded as UTF-8): {err}") from None
         ids: list[int] = []
-        for chunk in pretokenize(text, self.pattern):
+        for chunk in pretokenize(text, self.pattern):  # which checks that text is a valid str
             ids.extend(self.encode_chunk(chunk))
         return ids
 
@@ -364,9 +315,9 @@ class BPETokenizer:
     ) -> list[int]:
         """Encode `text`, with tiktoken's rules for special tokens.
 
-        Special tokens in user text are a security question (a user who types `<|endoftext|>` should not end the
-        document for the model), so by default their text is an error. Allow them explicitly where the text is
-        trusted; a special token that is neither allowed nor disallowed is encoded as ordinary text.
+        By default the text of a special token is an error (a user who types `<|endoftext|>` must not end the
+        document); allow it where the text is trusted (the rules:
+        [encodable_specials][llmdocs.tokenizers.special_tokens.encodable_specials]).
 
         Args:
             text: Any valid Unicode string.
@@ -393,23 +344,7 @@ class BPETokenizer:
             ...
             ValueError: text contains the special token '<|endoftext|>' ...
         """
-        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
-        disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
-        unknown = (allowed | disallowed) - set(self.special_tokens)
-        if unknown:
-            raise ValueError(
-                f"unknown special tokens {sorted(unknown)}; this tokenizer has {list(self.special_tokens)}"
-            )
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects str, got {type(text).__name__} (decode bytes to text first)")
-        found = [special for special in disallowed if special in text]
-        if found:
-            special = min(found, key=text.index)  # report the first one in the text
-            raise ValueError(
-                f"text contains the special token {special!r} that is not allowed; pass "
-                f"allowed_special={{{special!r}}} to encode it as one token, or disallowed_special=() to "
-                "encode it as ordinary text"
-            )
+        allowed = encodable_specials(text, self.special_tokens, allowed_special, disallowed_special)
         if not allowed:
             return self.encode_ordinary(text)
         ids: list[int] = []
@@ -423,7 +358,10 @@ class BPETokenizer:
 
         Raises:
             ValueError: If an id is not in the vocabulary.
+            TypeError: If `ids` is not an iterable of integers.
         """
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise TypeError(f"ids must be an iterable of token ids, got {type(ids).__name__}")
         return b"".join(self.token_bytes(i) for i in ids)
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
@@ -438,7 +376,9 @@ class BPETokenizer:
             The text.
 
         Raises:
-            ValueError: If an id is not in the vocabulary (or, with `errors="strict"`, the bytes are not UTF-8).
+            ValueError: If an id is not in the vocabulary, `errors` is not an error handler (or, with
+                `errors="strict"`, the bytes are not UTF-8).
+            TypeError: If `ids` is not an iterable of integers.
 
         Examples:
             >>> tok = BPETokenizer.train("", vocab_size=256)
@@ -446,6 +386,10 @@ class BPETokenizer:
             >>> tok.decode(ids), tok.decode(ids[:4])
             ('日本', '日�')
         """
+        try:
+            codecs.lookup_error(errors)
+        except LookupError:
+            raise ValueError(f"errors={errors!r} is not an error handler, e.g. 'replace' or 'strict'") from None
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     def __repr__(self) -> str:
@@ -453,43 +397,3 @@ class BPETokenizer:
             f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
             f"special_tokens={list(self.special_tokens)})"
         )
-
-
-def _merge_with_heap(ids: list[int], ranks: Mapping[Pair, tuple[int, int]]) -> list[int]:
-    """Apply the merges to one long chunk: the same result as the loop of `encode_chunk`, in O(n log n).
-
-    The loop rescans all n pairs after every merge. Here the pairs that are merges sit in a heap keyed by
-    (rank, position), and the tokens in a linked list. All occurrences of the lowest rank are merged left to right
-    (overlaps skipped, like `merge_pair`) before the new pairs they form enter the heap, exactly as the loop does.
-    Heap entries remember the two tokens they were made for; one whose tokens have changed since is skipped.
-    """
-    n = len(ids)
-    tokens = list(ids)
-    alive = [True] * n
-    next_pos = list(range(1, n + 1))  # n = no next token
-    prev_pos = list(range(-1, n - 1))  # -1 = no previous token
-    heap = [(ranks[p][0], i, p) for i, p in enumerate(pairwise(ids)) if p in ranks]
-    heapq.heapify(heap)
-    while heap:
-        rank = heap[0][0]
-        merged: list[int] = []
-        while heap and heap[0][0] == rank:  # every occurrence of this merge, left to right
-            _, i, pair = heapq.heappop(heap)
-            j = next_pos[i]
-            if not alive[i] or j >= n or (tokens[i], tokens[j]) != pair:
-                continue  # stale: i or j was merged since this entry was made
-            tokens[i] = ranks[pair][1]
-            alive[j] = False
-            next_pos[i] = next_pos[j]
-            if next_pos[j] < n:
-                prev_pos[next_pos[j]] = i
-            merged.append(i)
-        for i in merged:  # the pairs the new tokens form with their neighbours
-            if not alive[i]:
-                continue
-            for left in (prev_pos[i], i):
-                right = next_pos[left] if left >= 0 else n
-                if left >= 0 and right < n and (tokens[left], tokens[right]) in ranks:
-                    pair = (tokens[left], tokens[right])
-                    heapq.heappush(heap, (ranks[pair][0], left, pair))
-    return [token for token, keep in zip(tokens, alive, strict=True) if keep]

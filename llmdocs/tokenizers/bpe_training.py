@@ -31,6 +31,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
+from numbers import Integral
 from typing import NamedTuple
 
 __all__ = ["MergeStep", "Pair", "merge_pair", "pair_counts", "train_bpe"]
@@ -128,8 +129,9 @@ def train_bpe(
         The merges in the order they were learnt, and the vocabulary `id -> bytes`.
 
     Raises:
-        ValueError: If `vocab_size < 256` or `min_frequency < 1`.
-        TypeError: If a word is not `bytes`.
+        ValueError: If `vocab_size < 256`, `min_frequency < 1`, a frequency is negative, or the corpus is empty
+            while merges are asked for.
+        TypeError: If `vocab_size` is not an int, a word is not `bytes` or a frequency is not an int.
 
     Examples:
         >>> merges, vocab = train_bpe({b"low": 5, b"lower": 2, b"newest": 6, b"widest": 3}, vocab_size=259)
@@ -138,6 +140,8 @@ def train_bpe(
         >>> vocab[256], vocab[257], vocab[258]
         (b'es', b'est', b'lo')
     """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, Integral):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} {vocab_size!r}")
     if vocab_size < 256:
         raise ValueError(f"vocab_size={vocab_size} is smaller than the 256 byte tokens")
     if min_frequency < 1:
@@ -145,12 +149,23 @@ def train_bpe(
     items = word_counts.items() if isinstance(word_counts, Mapping) else word_counts
     words: list[list[int]] = []
     freqs: list[int] = []
+    corpus_is_empty = True
     for word, freq in items:
         if not isinstance(word, bytes | bytearray):
             raise TypeError(f"words must be bytes (UTF-8 encoded chunks), got {type(word).__name__}: {word!r}")
+        if isinstance(freq, bool) or not isinstance(freq, Integral):
+            raise TypeError(f"frequencies must be ints, got {type(freq).__name__} {freq!r} for {word!r}")
+        if freq < 0:
+            raise ValueError(f"the frequency of {word!r} is {freq}; frequencies must be >= 0")
+        corpus_is_empty = corpus_is_empty and (freq == 0 or len(word) == 0)
         if freq > 0 and len(word) > 1:  # a single byte has no pair: it can never be merged
             words.append(list(word))
             freqs.append(freq)
+    if corpus_is_empty and vocab_size > 256:
+        raise ValueError(
+            f"the corpus is empty, so none of the {vocab_size - 256} merges asked for can be learnt "
+            "(a vocabulary of the 256 bytes alone needs no training text: vocab_size=256)"
+        )
 
     # counts[pair]: weighted occurrences; where[pair]: indices of the words that contain the pair
     counts: dict[Pair, int] = defaultdict(int)

@@ -61,12 +61,17 @@ def token_str(token: bytes) -> str:
     Returns:
         One character per byte.
 
+    Raises:
+        TypeError: If `token` is not bytes (a `str` must be encoded first).
+
     Examples:
         >>> token_str(" the".encode())
         'Ġthe'
         >>> token_str("é".encode())  # two bytes, 0xC3 0xA9
         'Ã©'
     """
+    if not isinstance(token, bytes | bytearray):
+        raise TypeError(f"token must be bytes, got {type(token).__name__} {token!r} (use text.encode('utf-8'))")
     table = bytes_to_unicode()
     return "".join(table[b] for b in token)
 
@@ -82,11 +87,14 @@ def token_bytes(text: str) -> bytes:
 
     Raises:
         ValueError: If `text` has a character outside the 256 of `bytes_to_unicode`.
+        TypeError: If `text` is not a string.
 
     Examples:
         >>> token_bytes("Ġthe")
         b' the'
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str (a token of vocab.json), got {type(text).__name__} {text!r}")
     decoder = byte_decoder()
     try:
         return bytes(decoder[char] for char in text)

@@ -8,6 +8,7 @@ is compared with.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 __all__ = ["CharTokenizer"]
@@ -21,7 +22,8 @@ class CharTokenizer:
         unk_token: If given, unknown characters become this token (the last id) instead of raising.
 
     Raises:
-        ValueError: If an item of `chars` is not a single character.
+        ValueError: If `chars` is empty, or an item of `chars` is not a single character.
+        TypeError: If `chars` is not an iterable of strings, or `unk_token` is not a string.
 
     Examples:
         >>> tok = CharTokenizer.train("hello world")
@@ -32,9 +34,17 @@ class CharTokenizer:
     """
 
     def __init__(self, chars: Iterable[str], unk_token: str | None = None) -> None:
+        if not isinstance(chars, Iterable):
+            raise TypeError(f"chars must be an iterable of characters (e.g. a str), got {type(chars).__name__}")
         self.chars: list[str] = sorted(set(chars))
+        if not all(isinstance(c, str) for c in self.chars):
+            raise TypeError("chars must be strings of one character")
         if any(len(c) != 1 for c in self.chars):
             raise ValueError("chars must be single characters")
+        if not self.chars:
+            raise ValueError("chars is empty: a character vocabulary needs at least one character")
+        if unk_token is not None and not isinstance(unk_token, str):
+            raise TypeError(f"unk_token must be a str or None, got {type(unk_token).__name__}")
         self.unk_token = unk_token
         self.stoi: dict[str, int] = {c: i for i, c in enumerate(self.chars)}
         self.itos: list[str] = [*self.chars, *([unk_token] if unk_token is not None else [])]
@@ -49,7 +59,13 @@ class CharTokenizer:
 
         Returns:
             The tokenizer.
+
+        Raises:
+            ValueError: If `text` is empty.
+            TypeError: If `text` is not a string.
         """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
         return cls(text, unk_token=unk_token)
 
     @property
@@ -68,6 +84,7 @@ class CharTokenizer:
 
         Raises:
             ValueError: If a character is not in the vocabulary and there is no `unk_token`.
+            TypeError: If `text` is not a string.
 
         Examples:
             >>> CharTokenizer.train("abc").encode("cab")
@@ -75,6 +92,8 @@ class CharTokenizer:
             >>> CharTokenizer.train("abc", unk_token="<unk>").encode("a😀")
             [0, 3]
         """
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects str, got {type(text).__name__}")
         if self.unk_token is not None:
             unk_id = len(self.chars)
             return [self.stoi.get(c, unk_id) for c in text]
@@ -88,9 +107,16 @@ class CharTokenizer:
 
         Raises:
             ValueError: If an id is out of range.
+            TypeError: If `ids` is not an iterable of integers.
         """
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise TypeError(f"ids must be an iterable of token ids, got {type(ids).__name__}")
         chars = []
         for i in ids:
+            try:
+                i = operator.index(i)  # int, NumPy integer or 0-d integer tensor
+            except TypeError:
+                raise TypeError(f"token ids must be integers, got {type(i).__name__} {i!r}") from None
             if not 0 <= i < len(self.itos):
                 raise ValueError(f"id {i} is outside 0..{len(self.itos) - 1}")
             chars.append(self.itos[i])

@@ -16,11 +16,14 @@ References:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 import regex
 
-__all__ = ["GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN", "pretokenize", "split_special"]
+from llmdocs.tokenizers.special_tokens import split_special
+
+__all__ = ["GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN", "count_chunks", "pretokenize"]
 
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """GPT-2's split pattern, exactly as in openai/gpt-2 `src/encoder.py` (and tiktoken's `gpt2` encoding)."""
@@ -45,31 +48,51 @@ def pretokenize(text: str, pattern: str = GPT2_SPLIT_PATTERN) -> list[str]:
     Returns:
         The chunks, in order.
 
+    Raises:
+        TypeError: If `text` is not a string.
+        ValueError: If `text` is not valid Unicode (a lone surrogate cannot be encoded as UTF-8).
+
     Examples:
         >>> pretokenize("Hello world's 2024 dogs!!   ok")
         ['Hello', ' world', "'s", ' 2024', ' dogs', '!!', '  ', ' ok']
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__} (decode bytes to text first)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"text is not valid Unicode (cannot be encoded as UTF-8): {err}") from None
     return regex.findall(pattern, text)
 
 
-def split_special(text: str, special_tokens: Iterable[str]) -> list[str]:
-    """Cut `text` around occurrences of special tokens, keeping them as separate items.
+def count_chunks(
+    text: str | Iterable[str], pattern: str = GPT2_SPLIT_PATTERN, special_tokens: Iterable[str] = ()
+) -> dict[bytes, int]:
+    """The table BPE trains on: every chunk of a corpus, UTF-8 encoded, with its number of occurrences.
 
-    Longer special tokens win where two overlap (so `<|endoftext|>` is not cut by a shorter `<|end`).
+    Special tokens are cut out first, so that no chunk (and no merge) contains them.
 
     Args:
-        text: Any string.
-        special_tokens: The special token strings to cut at.
+        text: The corpus, one string or an iterable of documents.
+        pattern: The pre-tokenization regular expression.
+        special_tokens: Special token strings to remove.
 
     Returns:
-        Alternating ordinary text and special tokens; even indices are ordinary text (possibly empty), odd
-        indices are special tokens. Without special tokens: `[text]`.
+        `chunk bytes -> count`, in order of first occurrence.
+
+    Raises:
+        TypeError: If `text` is not a string or an iterable of strings (bytes must be decoded first).
 
     Examples:
-        >>> split_special("a<|endoftext|>b", ["<|endoftext|>"])
-        ['a', '<|endoftext|>', 'b']
+        >>> count_chunks(["the cat", "the dog<|endoftext|>"], special_tokens=["<|endoftext|>"])
+        {b'the': 2, b' cat': 1, b' dog': 1}
     """
-    specials = sorted(set(special_tokens), key=len, reverse=True)
-    if not specials:
-        return [text]
-    return regex.split("(" + "|".join(regex.escape(s) for s in specials) + ")", text)
+    if isinstance(text, bytes | bytearray) or not isinstance(text, str | Iterable):
+        raise TypeError(f"text must be a str or an iterable of str, got {type(text).__name__} (decode bytes first)")
+    counts: Counter[str] = Counter()
+    for document in [text] if isinstance(text, str) else text:
+        if not isinstance(document, str):
+            raise TypeError(f"training text must be str, got {type(document).__name__}")
+        for piece in split_special(document, special_tokens)[::2]:  # odd items are special tokens
+            counts.update(pretokenize(piece, pattern))
+    return {chunk.encode("utf-8"): count for chunk, count in counts.items()}

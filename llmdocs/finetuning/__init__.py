@@ -1,0 +1,35 @@
+"""Adapting a pretrained model: which weights to train, and how (LoRA, QLoRA, instruction tuning, preferences).
+
+Fine-tuning starts from a model that already works and changes as little of it as the task needs. This package
+holds one module per method, in the order the chapters introduce them:
+
+- [freezing][llmdocs.finetuning.freezing]: the common ground of every method: freeze the pretrained weights,
+  choose the few that train, and count them (``trainable params: ... || all params: ... || trainable%: ...``,
+  the line peft prints);
+- ``lora`` (to come): low-rank adapters, W x + (alpha / R) B A x with A (R, D_in) and B (D_out, R), B = 0 at the
+  start so that the adapted model equals the base; merged and unmerged forms give the same outputs (Hu et al.,
+  2021);
+- ``qlora`` (to come): LoRA on top of a 4-bit NormalFloat base with double quantisation (Dettmers et al., 2023);
+- ``instruction`` (to come): supervised fine-tuning on prompt/response pairs, with the loss masked to the
+  response tokens;
+- ``preference`` (to come): learning from pairwise preferences: the Bradley-Terry reward model and Direct
+  Preference Optimization (Rafailov et al., 2023), as pure loss functions tested against hand-computed values.
+"""
+
+from llmdocs.finetuning.freezing import (
+    TrainableSummary,
+    freeze,
+    mark_trainable,
+    trainable_parameter_names,
+    trainable_parameters_summary,
+    unfreeze,
+)
+
+__all__ = [
+    "TrainableSummary",
+    "freeze",
+    "mark_trainable",
+    "trainable_parameter_names",
+    "trainable_parameters_summary",
+    "unfreeze",
+]
