@@ -37,12 +37,12 @@ docs: install  ## build the site into site/ with --strict
 	$(BIN)/mkdocs build --strict
 
 lint: install  ## ruff lint and format check
-	$(BIN)/ruff check llmdocs examples tests docs
-	$(BIN)/ruff format --check llmdocs examples tests docs
+	$(BIN)/ruff check llmdocs examples tests docs scripts
+	$(BIN)/ruff format --check llmdocs examples tests docs scripts
 
 format: install  ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix llmdocs examples tests docs
-	$(BIN)/ruff format llmdocs examples tests docs
+	$(BIN)/ruff check --fix llmdocs examples tests docs scripts
+	$(BIN)/ruff format llmdocs examples tests docs scripts
 
 system:  ## Debian packages for the browser test and Chinese figure labels, where this machine allows it
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
@@ -55,8 +55,9 @@ system:  ## Debian packages for the browser test and Chinese figure labels, wher
 	  rm -f "$${MPLCONFIGDIR:-$$HOME/.cache/matplotlib}"/fontlist-*.json; \
 	else echo "missing:$$missing (not root or no apt): the browser test skips; install them to enable it"; fi
 
-test: install system lint  ## the whole suite: unit, equivalence, docs, browser, example smoke runs
+test: install system lint  ## the whole suite, then its numerical tests under each CPU kernel level
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile  # 2 workers x 1 thread on 2 cores
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/cpu_matrix.py  # tests marked numerics, ATEN_CPU_CAPABILITY=default|avx2|avx512
 
 bench: install  ## benchmark scripts (timings and ratios)
 	@for script in examples/benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -1,7 +1,8 @@
-"""Equivalence with Hugging Face's GPT2LMHeadModel after copying weights (fp32, eval mode, atol 1e-5).
+"""Equivalence with Hugging Face's GPT2LMHeadModel after copying weights (eval mode).
 
-minGPT's test, for several small random configs: same logits both ways, same greedy, sampled and beam-search
-generations as ``GPT2LMHeadModel.generate``, lossless round trips, and checkpoints read from disk offline.
+minGPT's test, for several small random configs: same logits both ways (in float64, where the tolerance of
+llmdocs.testing is ~1e-13), same greedy, sampled and beam-search generations as ``GPT2LMHeadModel.generate``
+(float32, as they run), lossless round trips, and checkpoints read from disk offline.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel
 from weights import perturb
 
-from llmdocs.generation.decoder_only import beam_search, generate, left_pad
+from llmdocs.generation.decoder_only import generate, left_pad
+from llmdocs.generation.decoder_only_beam import beam_search
 from llmdocs.interop import hf
 from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.profiling import count_parameters
+from llmdocs.testing import assert_close, assert_equivalent
 
-TOL: dict[str, Any] = dict(atol=1e-5, rtol=1e-5)
+pytestmark = pytest.mark.numerics  # every test compares numbers with Hugging Face's
 
 CONFIGS = {
     "3 layers, 6 heads": GPTConfig.tiny(97, n_layers=3, d_model=48, n_heads=6, context_length=40),
@@ -95,13 +98,27 @@ def test_gpt2_small_parameter_count_matches_hf() -> None:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_logits_equal_both_directions(name: str) -> None:
     config = CONFIGS[name]
-    ours, theirs = pair(config)
+    ours, theirs = (model.double() for model in pair(config))  # an equivalence proof runs in float64
     ids = torch.randint(0, config.vocab_size, (3, config.context_length))
-    torch.testing.assert_close(ours(ids), theirs(ids).logits, **TOL)
+    assert_equivalent(ours(ids), theirs(ids).logits, depth=config.n_layers)
     theirs = perturb(theirs)  # new HF weights, copied the other way
     back = hf.from_hf(theirs)
-    assert not back.training
-    torch.testing.assert_close(back(ids), theirs(ids).logits, **TOL)
+    assert not back.training and back.lm_head.weight.dtype == torch.float64
+    assert_equivalent(back(ids), theirs(ids).logits, depth=config.n_layers)
+
+
+def test_float64_catches_a_bug_that_float32_hides() -> None:
+    """A single weight off by 1e-6 (a mapping slip, a wrong epsilon) passes a float32 comparison, not float64."""
+    config = CONFIGS["3 layers, 6 heads"]
+    ours, theirs = pair(config)
+    theirs.transformer.h[1].mlp.c_fc.weight[5, 7] += 1e-6
+    ids = torch.randint(0, config.vocab_size, (3, config.context_length))
+    assert_close(ours(ids), theirs(ids).logits, depth=config.n_layers)  # float32: hidden in the rounding
+    ours, theirs = ours.double(), theirs.double()
+    with pytest.raises(AssertionError, match="Tensor-likes are not close"):
+        assert_equivalent(ours(ids), theirs(ids).logits, depth=config.n_layers)
+    theirs.transformer.h[1].mlp.c_fc.weight[5, 7] = ours.blocks[1].ff.fc1.weight[7, 5]  # fixed (Conv1D: W^T)
+    assert_equivalent(ours(ids), theirs(ids).logits, depth=config.n_layers)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -187,7 +204,8 @@ def saved_hf_model(tmp_path: Path) -> tuple[GPT2LMHeadModel, Path]:
 
 def assert_same_logits(ours: GPT, theirs: GPT2LMHeadModel) -> None:
     ids = torch.randint(0, ours.config.vocab_size, (2, 9))
-    torch.testing.assert_close(ours(ids), theirs(ids).logits, **TOL)
+    ours, theirs = ours.double(), theirs.double()  # the weights were read in float32: widened exactly
+    assert_equivalent(ours(ids), theirs(ids).logits, depth=ours.config.n_layers)
 
 
 def test_load_save_pretrained_folder(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
-"""Equivalence with torch.nn after copying weights (fp32, eval mode, atol 1e-5).
+"""Equivalence with torch.nn after copying weights: eval mode, float64 (llmdocs.testing's equivalence tolerance).
 
-torch.nn's masks mean the opposite of ours: a True in ``attn_mask`` / ``key_padding_mask`` *blocks*
-attention, so every torch.nn call below gets the negated mask.
+Every test runs with float64 as the default dtype, so both models and the inputs are float64 (the interop
+builders keep the dtype of the module they copy). torch.nn's masks mean the opposite of ours: a True in
+``attn_mask`` / ``key_padding_mask`` *blocks* attention, so every torch.nn call below gets the negated mask.
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ from llmdocs.interop import torch_nn as interop
 from llmdocs.models.transformer import Decoder, Encoder, Transformer, TransformerConfig
 from llmdocs.nn.attention import MultiHeadAttention, causal_mask, padding_mask
 from llmdocs.nn.transformer_layers import DecoderLayer, EncoderLayer
+from llmdocs.testing import assert_equivalent
 
 D, H, F, PAD = 16, 4, 24, 0
-TOL = dict(atol=1e-5, rtol=1e-5)
+pytestmark = pytest.mark.numerics  # every test compares numbers with torch.nn's
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_no_grad() -> Iterator[None]:
+def _seed_no_grad_float64() -> Iterator[None]:
     torch.manual_seed(0)
-    with torch.no_grad():
-        yield
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # an equivalence proof runs in float64: models and inputs
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.set_default_dtype(default)
 
 
 def ids_with_padding(b: int = 3, s: int = 6) -> Tensor:
@@ -93,11 +100,11 @@ def test_mha_matches_torch(kind: str, direction: str) -> None:
     fused, _ = ours(x, memory, memory, mask=mask)
     ref, ref_mean = theirs(x, memory, memory, **torch_kwargs)
     _, ref_heads = theirs(x, memory, memory, average_attn_weights=False, **torch_kwargs)
-    assert weights is not None
-    torch.testing.assert_close(out, ref, **TOL)
-    torch.testing.assert_close(fused, ref, **TOL)
-    torch.testing.assert_close(weights.mean(dim=1), ref_mean, **TOL)
-    torch.testing.assert_close(weights, ref_heads, **TOL)
+    assert weights is not None and out.dtype == ref.dtype == torch.float64
+    assert_equivalent(out, ref)
+    assert_equivalent(fused, ref)
+    assert_equivalent(weights.mean(dim=1), ref_mean)
+    assert_equivalent(weights, ref_heads)
 
 
 def test_builders_copy_into_a_given_module_and_return_it() -> None:
@@ -118,7 +125,7 @@ def test_mha_without_bias_round_trip() -> None:
     ours = perturb(MultiHeadAttention(D, H, bias=False))
     theirs = interop.mha_to_torch(ours).eval()
     x = torch.randn(2, 3, D)
-    torch.testing.assert_close(ours(x)[0], theirs(x, x, x)[0], **TOL)
+    assert_equivalent(ours(x)[0], theirs(x, x, x)[0])
     back = interop.mha_from_torch(theirs)
     assert back.q_proj.bias is None and torch.equal(back.v_proj.weight, ours.v_proj.weight)
 
@@ -139,10 +146,10 @@ def test_encoder_layer_matches_torch(norm_first: bool, direction: str) -> None:
     x = torch.randn(3, 6, D)
     out = ours(x, mask=padding_mask(ids, PAD))
     ref = theirs(x, src_key_padding_mask=ids == PAD)
-    torch.testing.assert_close(out, ref, **TOL)
+    assert_equivalent(out, ref)
     both = causal_mask(6) & padding_mask(ids, PAD)
     ref_causal = theirs(x, src_mask=~causal_mask(6), src_key_padding_mask=ids == PAD)
-    torch.testing.assert_close(ours(x, mask=both), ref_causal, **TOL)
+    assert_equivalent(ours(x, mask=both), ref_causal)
 
 
 @pytest.mark.parametrize("norm_first", [True, False])
@@ -158,14 +165,14 @@ def test_decoder_layer_matches_torch(norm_first: bool, direction: str) -> None:
     x, memory = torch.randn(3, 5, D), torch.randn(3, 6, D)
     out = ours(x, memory, self_mask=causal_mask(5), memory_mask=padding_mask(src_ids, PAD))
     ref = theirs(x, memory, tgt_mask=~causal_mask(5), memory_key_padding_mask=src_ids == PAD)
-    torch.testing.assert_close(out, ref, **TOL)
+    assert_equivalent(out, ref)
 
 
 def test_gelu_layer_and_unsupported_activation() -> None:
     ours = perturb(EncoderLayer(D, H, F, activation="gelu"))
     theirs = interop.encoder_layer_to_torch(ours).eval()
     x = torch.randn(2, 4, D)
-    torch.testing.assert_close(ours(x), theirs(x), **TOL)
+    assert_equivalent(ours(x), theirs(x))
     custom = nn.TransformerEncoderLayer(D, H, F, activation=torch.tanh, batch_first=True)
     with pytest.raises(ValueError, match="only relu and gelu"):
         interop.encoder_layer_from_torch(custom)
@@ -185,15 +192,15 @@ def test_encoder_and_decoder_stacks_match_torch_both_ways(norm_first: bool) -> N
     src_x, tgt_x = torch.randn(3, 6, D), torch.randn(3, 5, D)
     memory = enc(src_x, padding_mask(ids, PAD))
     ref_memory = torch_enc(src_x, src_key_padding_mask=ids == PAD)
-    torch.testing.assert_close(memory, ref_memory, **TOL)
+    assert_equivalent(memory, ref_memory, depth=2)
     out = dec(tgt_x, memory, causal_mask(5), padding_mask(ids, PAD))
     ref = torch_dec(tgt_x, memory, tgt_mask=~causal_mask(5), memory_key_padding_mask=ids == PAD)
-    torch.testing.assert_close(out, ref, **TOL)
+    assert_equivalent(out, ref, depth=2)
     # and back: torch.nn -> ours gives the same numbers again
     enc_back, dec_back = interop.encoder_from_torch(torch_enc), interop.decoder_from_torch(torch_dec)
-    torch.testing.assert_close(enc_back.eval()(src_x, padding_mask(ids, PAD)), memory, **TOL)
+    assert_equivalent(enc_back.eval()(src_x, padding_mask(ids, PAD)), memory, depth=2)
     back = dec_back.eval()(tgt_x, memory, causal_mask(5), padding_mask(ids, PAD))
-    torch.testing.assert_close(back, out, **TOL)
+    assert_equivalent(back, out, depth=2)
 
 
 # ---- nn.Transformer --------------------------------------------------------------------------
@@ -217,7 +224,7 @@ def test_transformer_matches_nn_transformer(norm_first: bool) -> None:
         src_key_padding_mask=src == PAD,
         memory_key_padding_mask=src == PAD,
     )  # (B, T, D)
-    torch.testing.assert_close(model(src, tgt), model.lm_head(hidden), **TOL)
+    assert_equivalent(model(src, tgt), model.lm_head(hidden), depth=4)  # 2 encoder + 2 decoder layers
 
 
 @pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
@@ -234,7 +241,7 @@ def test_transformer_from_torch() -> None:
         src_key_padding_mask=src == PAD,
         memory_key_padding_mask=src == PAD,
     )
-    torch.testing.assert_close(model(src, tgt), model.lm_head(hidden), **TOL)
+    assert_equivalent(model(src, tgt), model.lm_head(hidden), depth=4)  # 2 encoder + 2 decoder layers
 
 
 def test_copy_post_ln_transformer_from_torch_needs_matching_final_norms() -> None:

@@ -13,12 +13,12 @@ This is the only place where GPT-2's parameter names appear (the table ``HF_NAME
 Examples:
     >>> import torch
     >>> from llmdocs.models.gpt import GPT, GPTConfig
+    >>> from llmdocs.testing import assert_equivalent
     >>> _ = torch.manual_seed(0)
-    >>> ours = GPT(GPTConfig.tiny()).eval()
-    >>> theirs = to_hf(ours)
+    >>> ours = GPT(GPTConfig.tiny()).eval().double()  # an equivalence proof runs in float64
+    >>> theirs = to_hf(ours)  # float64 too
     >>> ids = torch.randint(0, 64, (2, 5))
-    >>> torch.allclose(ours(ids), theirs(ids).logits, atol=1e-5)
-    True
+    >>> assert_equivalent(ours(ids), theirs(ids).logits, depth=ours.config.n_layers)
 """
 
 from __future__ import annotations
@@ -217,13 +217,13 @@ def from_hf(hf_model: GPT2LMHeadModel) -> GPT:
     Examples:
         >>> import torch
         >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> from llmdocs.testing import assert_equivalent
         >>> theirs = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4)).eval()
-        >>> ours = from_hf(theirs)
-        >>> ours.config.d_ff, ours.training
-        (128, False)
+        >>> ours = from_hf(theirs.double())  # same dtype: float64, where equivalence is proven
+        >>> ours.config.d_ff, ours.training, ours.lm_head.weight.dtype
+        (128, False, torch.float64)
         >>> ids = torch.randint(0, 50, (2, 6))
-        >>> torch.allclose(ours(ids), theirs(ids).logits, atol=1e-5)
-        True
+        >>> assert_equivalent(ours(ids), theirs(ids).logits, depth=2)
     """
     model = GPT(config_from_hf(hf_model.config)).to(hf_model.dtype)
     model.load_state_dict(state_dict_from_hf(hf_model.state_dict(), model.config.tie_embeddings))

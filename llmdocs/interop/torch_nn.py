@@ -9,17 +9,19 @@ This is the only place where ``torch.nn``'s parameter names appear. Two differen
    ``multihead_attn``, the feed-forward layers ``ff.fc1``/``ff.fc2`` are ``linear1``/``linear2``.
 
 ``torch.nn`` modules built here use ``batch_first=True`` (like llmdocs) and, for encoders,
-``enable_nested_tensor=False`` so padded positions are computed rather than zeroed.
+``enable_nested_tensor=False`` so padded positions are computed rather than zeroed. A module built here has
+the dtype of the one it copies, so a float64 model gets a float64 twin (equivalence is proven in float64:
+[llmdocs.testing][llmdocs.testing]).
 
 Examples:
     >>> import torch
     >>> from llmdocs.nn.transformer_layers import EncoderLayer
+    >>> from llmdocs.testing import assert_equivalent
     >>> _ = torch.manual_seed(0)
-    >>> ours = EncoderLayer(d_model=8, n_heads=2, d_ff=16, dropout=0.0).eval()
-    >>> theirs = encoder_layer_to_torch(ours).eval()
-    >>> x = torch.randn(2, 5, 8)
-    >>> torch.allclose(ours(x), theirs(x), atol=1e-6)
-    True
+    >>> ours = EncoderLayer(d_model=8, n_heads=2, d_ff=16, dropout=0.0).eval().double()
+    >>> theirs = encoder_layer_to_torch(ours).eval()  # float64 too
+    >>> x = torch.randn(2, 5, 8, dtype=torch.float64)
+    >>> assert_equivalent(ours(x), theirs(x))  # the same function, to float64 rounding
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ def _activation_name(layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLa
     raise ValueError(f"only relu and gelu activations have an llmdocs counterpart, got {activation}")
 
 
+def _dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
 def _check_torch_mha(mha: nn.MultiheadAttention) -> None:
     if not mha._qkv_same_embed_dim or mha.in_proj_bias is None:
         raise ValueError("need nn.MultiheadAttention with kdim = vdim = embed_dim and bias=True")
@@ -121,7 +127,9 @@ def mha_to_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttention | None 
     """Copy ``ours`` into ``theirs`` (default: a new batch-first ``nn.MultiheadAttention``) and return it."""
     if theirs is None:
         bias = ours.q_proj.bias is not None
-        theirs = nn.MultiheadAttention(ours.d_model, ours.n_heads, ours.dropout, bias=bias, batch_first=True)
+        theirs = nn.MultiheadAttention(
+            ours.d_model, ours.n_heads, ours.dropout, bias=bias, batch_first=True, dtype=_dtype(ours)
+        )
     copy_to_torch(ours, theirs)
     return theirs
 
@@ -132,7 +140,7 @@ def mha_from_torch(theirs: nn.MultiheadAttention, ours: MultiHeadAttention | Non
         raise ValueError("need nn.MultiheadAttention with kdim = vdim = embed_dim")
     if ours is None:
         bias = theirs.in_proj_bias is not None
-        ours = MultiHeadAttention(theirs.embed_dim, theirs.num_heads, theirs.dropout, bias=bias)
+        ours = MultiHeadAttention(theirs.embed_dim, theirs.num_heads, theirs.dropout, bias=bias).to(_dtype(theirs))
     copy_from_torch(theirs, ours)
     return ours
 
@@ -151,6 +159,7 @@ def encoder_layer_to_torch(
             layer_norm_eps=ours.norm1.eps,
             batch_first=True,
             norm_first=ours.norm_first,
+            dtype=_dtype(ours),
         )
     copy_to_torch(ours, theirs)
     return theirs
@@ -168,7 +177,7 @@ def encoder_layer_from_torch(theirs: nn.TransformerEncoderLayer, ours: EncoderLa
             norm_first=theirs.norm_first,
             activation=_activation_name(theirs),
             layer_norm_eps=theirs.norm1.eps,
-        )
+        ).to(_dtype(theirs))
     copy_from_torch(theirs, ours)
     return ours
 
@@ -187,6 +196,7 @@ def decoder_layer_to_torch(
             layer_norm_eps=ours.norm1.eps,
             batch_first=True,
             norm_first=ours.norm_first,
+            dtype=_dtype(ours),
         )
     copy_to_torch(ours, theirs)
     return theirs
@@ -204,7 +214,7 @@ def decoder_layer_from_torch(theirs: nn.TransformerDecoderLayer, ours: DecoderLa
             norm_first=theirs.norm_first,
             activation=_activation_name(theirs),
             layer_norm_eps=theirs.norm1.eps,
-        )
+        ).to(_dtype(theirs))
     copy_from_torch(theirs, ours)
     return ours
 
@@ -232,7 +242,7 @@ def encoder_from_torch(theirs: nn.TransformerEncoder, ours: Encoder | None = Non
             norm_first=first.norm_first,
             activation=first.ff.activation_name,
             final_norm=theirs.norm is not None,
-        )
+        ).to(_dtype(theirs))
         _set_layer_norm_eps(ours, first.norm1.eps)
     copy_from_torch(theirs, ours)
     return ours
@@ -261,7 +271,7 @@ def decoder_from_torch(theirs: nn.TransformerDecoder, ours: Decoder | None = Non
             norm_first=first.norm_first,
             activation=first.ff.activation_name,
             final_norm=theirs.norm is not None,
-        )
+        ).to(_dtype(theirs))
         _set_layer_norm_eps(ours, first.norm1.eps)
     copy_from_torch(theirs, ours)
     return ours
@@ -297,6 +307,7 @@ def transformer_to_torch(ours: Transformer, theirs: nn.Transformer | None = None
                 activation=c.activation,
                 batch_first=True,
                 norm_first=c.norm_first,
+                dtype=_dtype(ours),
             )
         theirs.encoder.enable_nested_tensor = theirs.encoder.use_nested_tensor = False
         if ours.encoder.norm is None:

@@ -70,8 +70,8 @@ class PositionwiseFeedForward(nn.Module):
         >>> x = torch.randn(2, 5, 8)
         >>> ff(x).shape
         torch.Size([2, 5, 8])
-        >>> torch.allclose(ff(x)[:, 2], ff(x[:, 2:3])[:, 0])  # each position on its own
-        True
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(ff(x)[:, 2], ff(x[:, 2:3])[:, 0])  # each position on its own
     """
 
     def __init__(

@@ -1,0 +1,67 @@
+"""scripts/cpu_matrix.py: which CPU kernel levels it runs, which it skips and why, and how it reports them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cpu_matrix.py"
+
+
+@pytest.fixture(scope="module")
+def matrix() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cpu_matrix", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cpu_matrix"] = module  # dataclasses look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_level_counts_only_when_the_process_really_runs_it(matrix: ModuleType) -> None:
+    assert matrix.skip_reason("avx2", "AVX2") is None
+    assert matrix.skip_reason("default", "DEFAULT") is None
+    # asked for AVX-512 on an AVX2 CPU, torch silently runs AVX2: that level is skipped, with the reason
+    assert matrix.skip_reason("avx512", "AVX2") == "CPU lacks avx512: torch runs AVX2 instead"
+    assert matrix.skip_reason("avx2", "DEFAULT") == "CPU lacks avx2: torch runs DEFAULT instead"  # e.g. an ARM Mac
+
+
+def test_probe_starts_torch_at_the_requested_level(matrix: ModuleType) -> None:
+    assert matrix.probe_capability("default") == "DEFAULT"  # every CPU has the portable kernels (one process)
+
+
+def test_a_level_the_cpu_lacks_is_skipped_without_running_pytest(
+    matrix: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(matrix, "probe_capability", lambda level, python=sys.executable: "AVX2")
+    monkeypatch.setattr(matrix.subprocess, "run", lambda *a, **k: pytest.fail("pytest must not run"))
+    result = matrix.run_level("avx512", [], [])
+    assert (result.status, result.passed, result.note) == ("skipped", 0, "CPU lacks avx512: torch runs AVX2 instead")
+
+
+def test_only_modules_with_marked_tests_are_collected(matrix: ModuleType) -> None:
+    names = {p.name for p in matrix.numerics_files()}
+    assert {"test_interop_hf.py", "test_interop_torch_nn.py", "test_gpt.py", "test_testing.py"} <= names
+    assert "test_docs_fences.py" not in names and "test_cpu_matrix.py" not in names
+
+
+def test_junit_counts_and_table(matrix: ModuleType, tmp_path: Path) -> None:
+    report = tmp_path / "report.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest" errors="1" failures="2" skipped="3" tests="20"/></testsuites>',
+        encoding="utf-8",
+    )
+    assert matrix.count_junit(report) == (14, 3, 3)  # passed, failed (errors included), skipped
+    rows = [
+        matrix.LevelResult("default", "passed", 96, 0, 9.84),
+        matrix.LevelResult("avx512", "skipped", note="CPU lacks avx512: torch runs AVX2 instead"),
+    ]
+    assert matrix.format_table(rows).splitlines() == [
+        "level    status   passed failed seconds  note",
+        "default  passed       96      0     9.8",
+        "avx512   skipped       0      0     0.0  CPU lacks avx512: torch runs AVX2 instead",
+    ]
