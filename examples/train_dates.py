@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         loss = label_smoothed_cross_entropy(logits, labels, smoothing=0.0, ignore_index=config.pad_id)
         return loss, int((labels != config.pad_id).sum())
 
-    def evaluate(model: Transformer) -> dict[str, float]:
+    def evaluate(model: Transformer, step: int) -> dict[str, float]:
         return {"probe_exact_match": exact_match(model, vocab_src, vocab_tgt, probe)}
 
     start = time.perf_counter()

@@ -368,19 +368,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logits = model(x)  # (B, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  # mean over B * T tokens
 
-    last_index = -1  # the newest micro-batch read: evaluations run after its step
-
     def get_batch(index: int) -> tuple[Tensor, Tensor]:
-        nonlocal last_index
         if args.stop_after is not None and index >= args.stop_after * args.grad_accum:
             raise StopTrainingError
-        last_index = index
         return batches(index)
 
-    def evaluate(model: GPT) -> dict[str, float]:
+    def evaluate(model: GPT, step: int) -> dict[str, float]:
         loss = val_loss(model, val_ids, during_starts, T, amp)
         if info.is_main:
-            step = last_index // args.grad_accum + 1
             text = sample(model, tokenizer, args, 0)
             append_jsonl(samples_path, {"step": step, "val_loss": loss, "sample": text})
             log(f"\nstep {step}: val loss {loss:.4f} ({len(during_starts)} batches); sample:\n{text}\n")

@@ -101,7 +101,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 class StopTrainingError(Exception):
-    """Raised by the batch function when ``--minutes`` or ``--stop-after`` is used up (between two steps)."""
+    """Raised by the batch function when ``--stop-after`` is used up (between two steps)."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -472,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         device=args.device,
         out_dir=str(out_dir),
+        max_seconds=None if args.minutes is None else 60.0 * args.minutes,  # train() stops and checkpoints
     )
     optimizer = build_adamw(model, train_config.lr, train_config.weight_decay, train_config.betas)
     clock = {"elapsed": 0.0}  # training seconds so far, the same on every rank (see get_batch)
@@ -503,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for k in range(0, len(test), 250)
     ]
 
-    def evaluate(model: Transformer) -> dict[str, float]:
+    def evaluate(model: Transformer, step: int) -> dict[str, float]:
         total = count = 0.0
         for src, tgt_in, tgt_out in held_out_batches:
             logits = model(src.to(model.lm_head.weight.device), tgt_in.to(model.lm_head.weight.device))
@@ -512,20 +513,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             count += n
         return {"val_loss": total / count}
 
-    deadline = args.minutes
     stopped_at = {"step": 0}  # get_batch(i) runs at the start of step i (grad_accum = 1)
 
     def get_batch(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        stop = args.stop_after is not None and i >= args.stop_after
-        if deadline is not None:
-            elapsed = torch.tensor(time.perf_counter() - t0, dtype=torch.float64)
-            if dist.is_initialized():
-                dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)  # every rank sees the same clock: same LR, same stop
-            clock["elapsed"] = float(elapsed)
-            stop = stop or clock["elapsed"] > 60.0 * args.minutes
-        if stop:
+        if args.stop_after is not None and i >= args.stop_after:
             stopped_at["step"] = i
             raise StopTrainingError
+        if args.time_budget:
+            elapsed = torch.tensor(time.perf_counter() - t0, dtype=torch.float64)
+            if dist.is_initialized():
+                dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)  # every rank sees the same clock: the same LR
+            clock["elapsed"] = float(elapsed)
         return batches(i)
 
     start_step = 0
@@ -552,7 +550,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             resume=args.resume,
             progress=not args.no_progress,
         )
-        steps_done = args.steps
+        steps_done = history[-1]["step"] if history else args.steps  # fewer than --steps if --minutes ran out
+        stopped_early = steps_done < args.steps
     except StopTrainingError:
         stopped_early = True
         steps_done = stopped_at["step"]
@@ -577,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if history and "val_loss" not in history[-1]:  # stopped between two steps: evaluate now
         plain = unwrap_model(wrapped).eval()
         with torch.no_grad():
-            history[-1] = {**history[-1], **evaluate(plain)}
+            history[-1] = {**history[-1], **evaluate(plain, steps_done)}
     n_src, n_tgt = batches.target_tokens(start_step, steps_done)
 
     averaged: list[str] = []

@@ -15,6 +15,7 @@ from llmdocs.nn.attention import (
     padding_mask,
     scaled_dot_product_attention,
 )
+from llmdocs.testing import assert_close, assert_equivalent
 
 B, T, S, D, H = 2, 5, 7, 12, 3
 
@@ -60,22 +61,24 @@ def test_padding_mask_shape_and_values() -> None:
 # ---- scaled dot-product attention ------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_sdpa_matches_the_formula_and_torch() -> None:
-    q, k, v = torch.randn(3, B, H, T, 4).unbind(0)
+    q, k, v = torch.randn(3, B, H, T, 4, dtype=torch.float64).unbind(0)  # equivalence: proven in float64
     out, weights = scaled_dot_product_attention(q, k, v)
     expected_weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(4), dim=-1)
-    torch.testing.assert_close(weights, expected_weights)
-    torch.testing.assert_close(out, expected_weights @ v)
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v))
+    assert_equivalent(weights, expected_weights)
+    assert_equivalent(out, expected_weights @ v)
+    assert_equivalent(out, F.scaled_dot_product_attention(q, k, v))
 
 
+@pytest.mark.numerics
 def test_sdpa_masked_weights_are_exactly_zero_and_rows_sum_to_one() -> None:
-    q, k, v = torch.randn(3, B, H, T, 4).unbind(0)
+    q, k, v = torch.randn(3, B, H, T, 4, dtype=torch.float64).unbind(0)
     out, weights = scaled_dot_product_attention(q, k, v, mask=causal_mask(T))
     assert torch.all(weights.triu(diagonal=1) == 0)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, T))
+    assert_equivalent(weights.sum(-1), torch.ones(B, H, T, dtype=torch.float64))
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T))
-    torch.testing.assert_close(out, ref)
+    assert_equivalent(out, ref)
 
 
 def test_sdpa_fully_masked_row_gives_zeros_not_nan() -> None:
@@ -103,27 +106,29 @@ def _masks() -> dict[str, torch.Tensor | None]:
     }
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("mask_name", list(_masks()))
 def test_mha_fused_and_explicit_paths_agree(mask_name: str) -> None:
-    mha = make_mha()
-    x = torch.randn(B, T, D)
+    mha = make_mha().double()  # two paths, one function: proven in float64
+    x = torch.randn(B, T, D, dtype=torch.float64)
     mask = _masks()[mask_name]
     fused, no_weights = mha(x, mask=mask)
     explicit, weights = mha(x, mask=mask, need_weights=True)
     assert no_weights is None and weights is not None
     assert weights.shape == (B, H, T, T)
-    torch.testing.assert_close(fused, explicit, atol=1e-6, rtol=1e-5)
+    assert_equivalent(fused, explicit)
     assert not fused.isnan().any()
 
 
+@pytest.mark.numerics
 def test_mha_cross_attention_shapes_and_paths_agree() -> None:
-    mha = make_mha()
-    x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
+    mha = make_mha().double()
+    x, memory = torch.randn(B, T, D, dtype=torch.float64), torch.randn(B, S, D, dtype=torch.float64)
     mask = padding_mask(torch.tensor([[1] * S, [1] * 3 + [0] * 4]), 0)
     fused, _ = mha(x, memory, mask=mask)
     explicit, weights = mha(x, memory, memory, mask=mask, need_weights=True)
     assert fused.shape == (B, T, D) and weights is not None and weights.shape == (B, H, T, S)
-    torch.testing.assert_close(fused, explicit, atol=1e-6, rtol=1e-5)
+    assert_equivalent(fused, explicit)
     assert torch.all(weights[1, :, :, 3:] == 0)
 
 
@@ -141,7 +146,7 @@ def test_mha_causal_mask_hides_the_future() -> None:
     changed[:, 3:] = torch.randn(B, T - 3, D)  # change tokens 3 and 4
     out, _ = mha(x, mask=causal_mask(T))
     out_changed, _ = mha(changed, mask=causal_mask(T))
-    torch.testing.assert_close(out[:, :3], out_changed[:, :3])
+    assert_close(out[:, :3], out_changed[:, :3])
     assert not torch.allclose(out[:, 3:], out_changed[:, 3:])
 
 
@@ -155,7 +160,7 @@ def test_mha_padding_mask_hides_pad_content() -> None:
     for need_weights in (False, True):
         out, _ = mha(x, memory, mask=mask, need_weights=need_weights)
         out_changed, _ = mha(x, changed, mask=mask, need_weights=need_weights)
-        torch.testing.assert_close(out, out_changed)
+        assert_close(out, out_changed)
 
 
 def test_mha_gradient_reaches_every_parameter() -> None:
@@ -178,7 +183,7 @@ def test_mha_dropout_only_in_training() -> None:
     mha = MultiHeadAttention(D, H, dropout=0.5)
     x = torch.randn(B, T, D)
     mha.eval()
-    torch.testing.assert_close(mha(x)[0], mha(x)[0])
+    assert_close(mha(x)[0], mha(x)[0])
     mha.train()
     assert not torch.allclose(mha(x)[0], mha(x)[0])
 
@@ -203,6 +208,7 @@ def test_mha_errors() -> None:
 # ---- key/value cache -------------------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_kv_cache_self_attention_equals_causal_full_attention() -> None:
     mha = make_mha()
     x = torch.randn(B, T, D)
@@ -210,7 +216,26 @@ def test_kv_cache_self_attention_equals_causal_full_attention() -> None:
     cache = KVCache()
     steps = [mha(x[:, t : t + 1], cache=cache)[0] for t in range(T)]  # one token at a time
     assert len(cache) == T
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-6, rtol=1e-5)
+    assert_close(torch.cat(steps, dim=1), full)  # float32, as decoding runs
+
+
+@pytest.mark.numerics
+def test_mha_weights_equal_the_explicit_softmax_also_with_a_kv_cache() -> None:
+    mha = make_mha()
+    x = torch.randn(B, T, D)
+    _, full = mha(x, mask=causal_mask(T), need_weights=True)  # (B, H, T, T)
+    q = mha.q_proj(x).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, Dh)
+    k = mha.k_proj(x).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, Dh)
+    attn_scores = (q @ k.transpose(-2, -1) / math.sqrt(D // H)).masked_fill(~causal_mask(T), -math.inf)
+    assert full is not None
+    assert_close(full, attn_scores.softmax(dim=-1))
+    assert_close(full.sum(dim=-1), torch.ones(B, H, T))
+    assert torch.all(full.triu(diagonal=1) == 0)
+    cache = KVCache()
+    for t in range(T):  # step t: one query over the t + 1 cached keys, row t of the full weights
+        _, weights = mha(x[:, t : t + 1], cache=cache, need_weights=True)
+        assert weights is not None and weights.shape == (B, H, 1, t + 1)
+        assert_close(weights, full[:, :, t : t + 1, : t + 1])
 
 
 def test_kv_cache_static_projects_memory_once() -> None:
@@ -221,7 +246,7 @@ def test_kv_cache_static_projects_memory_once() -> None:
     k_first = cache.k
     second, _ = mha(x[:, 1:2], memory, cache=cache)
     assert cache.k is k_first and len(cache) == S  # reused, not recomputed
-    torch.testing.assert_close(second, mha(x[:, 1:2], memory)[0])
+    assert_close(second, mha(x[:, 1:2], memory)[0])
 
 
 def test_kv_cache_reorder_selects_batch_rows() -> None:

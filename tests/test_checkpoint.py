@@ -196,7 +196,24 @@ def test_unstorable_extra_is_rejected(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def _run(out_dir: Path, *, crash_at_step: int | None = None, resume: bool = False) -> list[dict]:
+class _FakeClock:
+    """A clock that the run advances by one second per micro-batch: a time budget counted deterministically."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(
+    out_dir: Path,
+    *,
+    crash_at_step: int | None = None,
+    resume: bool = False,
+    max_seconds: float | None = None,
+    clock: _FakeClock | None = None,
+) -> list[dict]:
     """Train the tied, dropout-using model with shuffled data, grad accumulation and a cosine schedule."""
     torch.manual_seed(1234 if not resume else 4321)  # a resumed run starts from different weights
     model = _TinyNet()
@@ -206,6 +223,8 @@ def _run(out_dir: Path, *, crash_at_step: int | None = None, resume: bool = Fals
     def get_batch(index: int) -> tuple[torch.Tensor, ...]:
         if crash_at_step is not None and index == crash_at_step * 2:
             raise KeyboardInterrupt  # the run dies while reading step `crash_at_step + 1`
+        if clock is not None:
+            clock.now += 1.0
         return batches(index)
 
     cfg = TrainConfig(
@@ -220,12 +239,15 @@ def _run(out_dir: Path, *, crash_at_step: int | None = None, resume: bool = Fals
         seed=3,
         device="cpu",
         out_dir=str(out_dir),
+        max_seconds=max_seconds,
     )
 
-    def evaluate(m: nn.Module) -> dict[str, float]:
+    def evaluate(m: nn.Module, step: int) -> dict[str, float]:
+        torch.rand(3)  # an evaluation that draws random numbers must not change the resumed run
         return {"val_loss": _loss(m, (ids, labels)).item()}
 
-    history = train(model, get_batch, _loss, cfg, evaluate=evaluate, resume=resume, progress=False)
+    clock_kwargs = {} if clock is None else {"clock": clock}
+    history = train(model, get_batch, _loss, cfg, evaluate=evaluate, resume=resume, progress=False, **clock_kwargs)
     history.append({"weights": {k: v.clone() for k, v in model.state_dict().items()}})
     return history
 
@@ -234,6 +256,7 @@ def _without_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "tokens_per_s"} for row in rows]
 
 
+@pytest.mark.numerics
 def test_resume_is_bit_identical_to_the_unbroken_run(tmp_path: Path) -> None:
     unbroken = _run(tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
@@ -247,3 +270,22 @@ def test_resume_is_bit_identical_to_the_unbroken_run(tmp_path: Path) -> None:
     assert _without_timing(resumed) == _without_timing(unbroken)  # same losses, lrs, grad norms
     logged = read_jsonl(tmp_path / "b" / "metrics.jsonl")
     assert _without_timing(logged) == _without_timing(unbroken)  # no duplicated rows after resume
+
+
+@pytest.mark.parametrize("stop_step", [7, 8])  # 7: between two rows; 8: a logged and evaluated step
+def test_a_run_stopped_by_its_time_budget_resumes_to_the_unbroken_run(tmp_path: Path, stop_step: int) -> None:
+    unbroken = _run(tmp_path / "a")
+    # grad_accum=2 micro-batches per step, one fake second each: the budget is spent after step `stop_step`
+    stopped = _run(tmp_path / "b", max_seconds=2.0 * stop_step, clock=_FakeClock())
+    stopped.pop()
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == f"step_{stop_step:08d}"
+    last = stopped[-1]
+    assert last["step"] == stop_step and "loss" in last and "val_loss" in last  # a final row, with an evaluation
+    assert _without_timing(read_jsonl(tmp_path / "b" / "metrics.jsonl")) == _without_timing(stopped)
+    resumed = _run(tmp_path / "b", resume=True)
+
+    weights_a, weights_b = unbroken.pop()["weights"], resumed.pop()["weights"]
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name  # bit-identical
+    assert _without_timing(resumed) == _without_timing(unbroken)  # the final row of the stopped run is gone
+    assert _without_timing(read_jsonl(tmp_path / "b" / "metrics.jsonl")) == _without_timing(unbroken)

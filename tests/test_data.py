@@ -189,3 +189,59 @@ def test_cached_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert len(files) == 2 and all(f.startswith("toy-") and f.endswith(".safetensors") for f in files)
     with pytest.raises(ValueError, match="name must match"):
         cached_tensors("../x", 1, build)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_indexed_batches_reject_non_tensors_and_bad_sizes() -> None:
+    with pytest.raises(TypeError, match=r"tensors\[0\] must be a torch.Tensor"):
+        IndexedBatches([[1, 2], [3, 4]], batch_size=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"tensors\[0\] is 0-d"):
+        IndexedBatches(torch.tensor(3.0), batch_size=1)
+    with pytest.raises(ValueError, match="0 rows are fewer than batch_size"):
+        IndexedBatches(torch.zeros(0, 3), batch_size=1)
+    with pytest.raises(TypeError, match=r"batch_size must be an int, got 1\.5"):
+        IndexedBatches(torch.zeros(4, 3), batch_size=1.5)  # type: ignore[arg-type]
+
+
+def test_char_vocab_and_encode_pairs_reject_empty_and_malformed_input() -> None:
+    with pytest.raises(ValueError, match="texts hold no character"):
+        CharVocab.build([])  # used to build a vocabulary of the special tokens only
+    with pytest.raises(ValueError, match="texts hold no character"):
+        CharVocab.build([""])
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got int"):
+        CharVocab.build(["ab", 3])  # type: ignore[list-item]
+    vocab = CharVocab.build(["ab"])
+    with pytest.raises(TypeError, match="text must be a str, got NoneType"):
+        vocab.encode(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got a str \(write \['ab'\] for one text\)"):
+        vocab.encode_batch("ab")  # used to encode the characters as two texts
+    with pytest.raises(ValueError, match="texts is empty"):
+        vocab.encode_batch([])
+    with pytest.raises(ValueError, match=r"id -1 is not in the vocabulary \(ids 0..5\)"):
+        vocab.decode([4, -1])  # used to decode -1 as the last character
+    with pytest.raises(ValueError, match="id 99 is not in the vocabulary"):
+        vocab.decode([99])
+    with pytest.raises(ValueError, match="pairs is empty"):
+        encode_pairs([], vocab, vocab)
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a \(source, target\) pair of strings, got 'ab'"):
+        encode_pairs(["ab"], vocab, vocab)  # type: ignore[list-item]
+
+
+def test_date_task_and_corpora_reject_empty_requests(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        make_date_pairs(0)
+    with pytest.raises(ValueError, match="n_train must be a positive int, got 0"):
+        date_task_split(n_train=0, n_test=5)
+    with pytest.raises(ValueError, match="n_test must be a positive int, got 0"):
+        date_task_split(n_train=5, n_test=0)
+    with pytest.raises(ValueError, match="pairs is empty"):
+        split_by_source([], n_test=1)
+    with pytest.raises(ValueError, match="plays is empty"):
+        load_shakespeare([])  # used to return "\n"
+    with pytest.raises(TypeError, match=r"got a str \(write \['hamlet'\]\)"):
+        load_shakespeare("hamlet")  # type: ignore[arg-type]
+    (tmp_path / "empty.tsv").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="no sentence pair in the file"):
+        load_tatoeba_en_es(tmp_path / "empty.tsv")

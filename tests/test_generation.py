@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 from weights import perturb
 
-from llmdocs.generation.decoder_only import beam_search, generate, kv_cache_speedup, left_pad, stream_generate
+from llmdocs.generation.benchmark import kv_cache_speedup
+from llmdocs.generation.decoder_only import generate, left_pad, stream_generate
+from llmdocs.generation.decoder_only_beam import beam_search
 from llmdocs.generation.sampling import (
     apply_repetition_penalty,
     apply_temperature,
@@ -24,6 +26,7 @@ from llmdocs.generation.sampling import (
     top_p_filter,
 )
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.testing import assert_close, assert_equivalent
 
 V = 29
 INF = float("-inf")
@@ -45,7 +48,7 @@ def model() -> GPT:
 
 def test_temperature_by_hand() -> None:
     z = torch.tensor([[2.0, 0.0, -1.0]])
-    torch.testing.assert_close(apply_temperature(z, 2.0), torch.tensor([[1.0, 0.0, -0.5]]))
+    assert_close(apply_temperature(z, 2.0), torch.tensor([[1.0, 0.0, -0.5]]))
     sharp, flat = apply_temperature(z, 0.5).softmax(-1), apply_temperature(z, 5.0).softmax(-1)
     assert sharp.max() > z.softmax(-1).max() > flat.max()
 
@@ -72,11 +75,11 @@ def test_top_p_by_hand() -> None:
 def test_repetition_penalty_by_hand() -> None:
     z = torch.tensor([[3.0, -2.0, 1.0, 0.5]])
     ids = torch.tensor([[0, 1, 1, 0]])  # tokens 0 and 1 occurred (twice): penalised once each
-    torch.testing.assert_close(apply_repetition_penalty(z, ids, 2.0), torch.tensor([[1.5, -4.0, 1.0, 0.5]]))
+    assert_close(apply_repetition_penalty(z, ids, 2.0), torch.tensor([[1.5, -4.0, 1.0, 0.5]]))
     mask = torch.tensor([[False, True, True, True]])  # the first 0 is padding, but a later 0 is real
-    torch.testing.assert_close(apply_repetition_penalty(z, ids, 2.0, mask), torch.tensor([[1.5, -4.0, 1.0, 0.5]]))
+    assert_close(apply_repetition_penalty(z, ids, 2.0, mask), torch.tensor([[1.5, -4.0, 1.0, 0.5]]))
     only_pad = torch.tensor([[False, True, True, False]])
-    torch.testing.assert_close(apply_repetition_penalty(z, ids, 2.0, only_pad), torch.tensor([[3.0, -4.0, 1.0, 0.5]]))
+    assert_close(apply_repetition_penalty(z, ids, 2.0, only_pad), torch.tensor([[3.0, -4.0, 1.0, 0.5]]))
 
 
 # ---- processors against transformers ----------------------------------------------------------------------------
@@ -84,14 +87,15 @@ def test_repetition_penalty_by_hand() -> None:
 
 def assert_same_filtered(ours: Tensor, theirs: Tensor) -> None:
     assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
-    torch.testing.assert_close(ours[torch.isfinite(ours)], theirs[torch.isfinite(theirs)])
+    assert_equivalent(ours[torch.isfinite(ours)], theirs[torch.isfinite(theirs)])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("trial", range(5))
 def test_processors_agree_with_transformers(trial: int) -> None:
     tf = pytest.importorskip("transformers")
     g = torch.Generator().manual_seed(trial)
-    logits = torch.randn(4, 50, generator=g) * (1 + trial)
+    logits = torch.randn(4, 50, generator=g, dtype=torch.float64) * (1 + trial)  # equivalence: in float64
     ids = torch.randint(0, 50, (4, 12), generator=g)
     for tau in (0.3, 0.7, 1.5):
         assert_same_filtered(apply_temperature(logits, tau), tf.TemperatureLogitsWarper(tau)(ids, logits.clone()))
@@ -127,6 +131,7 @@ def test_greedy_equals_argmax_of_full_forward(model: GPT) -> None:
     assert generate(model, prompt[0].tolist(), 8) == ids[:, 4:].tolist()  # a plain list works too
 
 
+@pytest.mark.numerics
 def test_cache_gives_same_tokens_as_no_cache(model: GPT) -> None:
     ids = torch.randint(0, V, (3, 5))
     for settings in (dict(), dict(top_p=0.9, seed=1), dict(repetition_penalty=1.4)):
@@ -171,6 +176,7 @@ def test_stream_yields_the_same_tokens(model: GPT) -> None:
         list(stream_generate(model, [[1, 2], [3, 4]], 3))
 
 
+@pytest.mark.numerics
 def test_left_padded_batch_equals_each_prompt_alone(model: GPT) -> None:
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
     for settings in (dict(), dict(repetition_penalty=1.5)):
@@ -319,3 +325,66 @@ def test_bad_attention_mask_and_beam_size_raise(model: GPT) -> None:
         top_p_filter(torch.zeros(1, 3), 0.0)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         apply_temperature(torch.zeros(1, 3), 0.0)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kwargs", "error", "message"),
+    [
+        ("hello", {}, TypeError, "encode the text with a tokenizer first"),
+        (None, {}, TypeError, "prompt_ids must be a tensor, a list of ids or a list of lists of ids, got NoneType"),
+        (7, {}, TypeError, "got int"),
+        ([[[1, 2]]], {}, TypeError, r"prompts\[0\] must be a flat sequence of integer token ids, got shape \(1, 2\)"),
+        ([1.5, 2.0], {}, TypeError, "integer token ids, got dtype torch.float32"),  # was truncated to [1, 2]
+        ([[1.5], [2]], {}, TypeError, "integer token ids"),
+        ([1, 2], dict(max_new_tokens=-1), ValueError, "max_new_tokens must be >= 1, got -1"),
+        ([1, 2], dict(max_new_tokens=2.5), TypeError, "max_new_tokens must be an int, got float"),
+        ([1, 2], dict(max_new_tokens=None), TypeError, "max_new_tokens must be an int, got NoneType"),
+        ([1, 2], dict(top_k=2.5), TypeError, "top_k must be an int, got float"),
+        ([1, 2], dict(top_p=float("nan")), ValueError, r"top_p must be in \(0, 1\]"),
+        ([1, 2], dict(temperature=float("nan")), ValueError, "temperature must be > 0"),
+        ([1, 2], dict(stop_tokens=3), TypeError, r"stop_tokens must be a collection of token ids, e\.g\. \[0\]"),
+        ([1, 2], dict(stop_tokens=[1.0]), TypeError, "stop_tokens must hold int token ids"),
+    ],
+)
+def test_degenerate_prompts_and_settings_raise(
+    model: GPT, prompt: Any, kwargs: dict[str, Any], error: type, message: str
+) -> None:
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        generate(model, prompt, **kwargs)
+    with pytest.raises(error, match=message):
+        list(stream_generate(model, prompt, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(beam_size=2.0), TypeError, "beam_size must be an int, got float"),
+        (dict(beam_size=True), TypeError, "beam_size must be an int, got bool"),
+        (dict(beam_size=-1), ValueError, "beam_size must be >= 1, got -1"),
+        (dict(max_new_tokens=0), ValueError, "max_new_tokens must be >= 1, got 0"),
+        (dict(length_penalty=float("nan")), ValueError, "length_penalty must be a finite number"),
+        (dict(stop_tokens=[V]), ValueError, "stop_tokens"),
+    ],
+)
+def test_degenerate_beam_settings_raise(model: GPT, kwargs: dict[str, Any], error: type, message: str) -> None:
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        beam_search(model, [1, 2], **kwargs)
+
+
+def test_degenerate_helpers_raise(model: GPT) -> None:
+    with pytest.raises(TypeError, match=r"prompts\[1\] must be a sequence of token ids, got str"):
+        left_pad([[1], "ab"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, V\), got \(3,\)"):
+        top_k_filter(torch.zeros(3), 2)
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, V\)"):
+        top_p_filter(torch.zeros(3), 0.5)
+    with pytest.raises(TypeError, match="top_k must be an int"):
+        top_k_filter(torch.zeros(1, 3), 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"ids must have shape \(B, T\) with B=2"):
+        apply_repetition_penalty(torch.zeros(2, 3), torch.zeros(1, 4, dtype=torch.long), 1.2)
+    with pytest.raises(ValueError, match=r"repeats=0: .* must be >= 1"):
+        kv_cache_speedup(model, prompt_length=4, max_new_tokens=4, repeats=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        kv_cache_speedup(model, prompt_length=4, max_new_tokens=4, batch_size=0)

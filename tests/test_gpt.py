@@ -14,6 +14,7 @@ from weights import perturb
 from llmdocs.models.gpt import GPT, Block, CausalSelfAttention, GPTConfig
 from llmdocs.nn.feedforward import gelu_tanh
 from llmdocs.serialization import load_pretrained, save_pretrained
+from llmdocs.testing import assert_close, assert_equivalent
 
 V = 37
 
@@ -96,13 +97,14 @@ def test_output_head_is_tied_to_token_embedding_unless_disabled() -> None:
     assert extra == V * 32
 
 
+@pytest.mark.numerics
 def test_causal_earlier_logits_ignore_later_tokens() -> None:
     model = tiny_model()
     ids = torch.randint(0, V, (2, 10))
     changed = ids.clone()
     changed[:, 6:] = (changed[:, 6:] + 1) % V
     before, after = model(ids), model(changed)
-    torch.testing.assert_close(before[:, :6], after[:, :6])
+    assert_close(before[:, :6], after[:, :6], depth=model.config.n_layers)
     assert not torch.allclose(before[:, 6:], after[:, 6:])
 
 
@@ -110,7 +112,7 @@ def test_dropout_only_in_training_mode() -> None:
     model = GPT(GPTConfig.tiny(V, dropout=0.5))
     ids = torch.randint(0, V, (2, 8))
     model.eval()
-    torch.testing.assert_close(model(ids), model(ids))
+    assert_close(model(ids), model(ids), depth=model.config.n_layers)
     model.train()
     assert not torch.allclose(model(ids), model(ids))
 
@@ -118,10 +120,10 @@ def test_dropout_only_in_training_mode() -> None:
 def test_gelu_tanh_is_gpt2_formula() -> None:
     x = torch.linspace(-5, 5, 101)
     expected = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-    torch.testing.assert_close(gelu_tanh(x), expected)
+    assert_close(gelu_tanh(x), expected)
     ff = GPT(GPTConfig.tiny(V)).blocks[0].ff
     h = torch.randn(2, 3, 32)
-    torch.testing.assert_close(ff(h), ff.fc2(gelu_tanh(ff.fc1(h))))
+    assert_close(ff(h), ff.fc2(gelu_tanh(ff.fc1(h))))
 
 
 def test_bias_false_removes_every_bias() -> None:
@@ -149,6 +151,7 @@ def test_gpt2_initialisation() -> None:
 # ---- key/value cache --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_cache_steps_equal_full_forward() -> None:
     model = tiny_model()
     ids = torch.randint(0, V, (2, 12))
@@ -157,9 +160,10 @@ def test_cache_steps_equal_full_forward() -> None:
     chunks = [model(ids[:, :5], cache=cache), model(ids[:, 5:8], cache=cache)]  # a prompt, then a chunk of 3
     chunks += [model(ids[:, t : t + 1], cache=cache) for t in range(8, 12)]  # then one token at a time
     assert len(cache) == 12
-    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert_close(torch.cat(chunks, dim=1), full, depth=model.config.n_layers)  # float32, as generation runs
 
 
+@pytest.mark.numerics
 def test_cache_reorder_selects_rows() -> None:
     model = tiny_model()
     ids = torch.randint(0, V, (3, 6))
@@ -167,21 +171,23 @@ def test_cache_reorder_selects_rows() -> None:
     model(ids[:, :5], cache=cache)
     cache.reorder(torch.tensor([2, 0]))
     step = model(ids[[2, 0], 5:], cache=cache)
-    torch.testing.assert_close(step, model(ids[[2, 0]])[:, 5:], atol=1e-5, rtol=1e-5)
+    assert_close(step, model(ids[[2, 0]])[:, 5:], depth=model.config.n_layers)
 
 
+@pytest.mark.numerics
 def test_fused_causal_path_equals_masked_path() -> None:
-    attn = perturb(CausalSelfAttention(16, 4))
-    x = torch.randn(2, 7, 16)
+    attn = perturb(CausalSelfAttention(16, 4)).double()  # two paths, one function: proven in float64
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
     all_real = torch.ones(2, 7, dtype=torch.bool)
-    torch.testing.assert_close(attn(x), attn(x, key_mask=all_real), atol=1e-6, rtol=1e-6)
-    block = perturb(Block(GPTConfig.tiny(V, d_model=16)))
-    torch.testing.assert_close(block(x), block(x, key_mask=all_real), atol=1e-6, rtol=1e-6)
+    assert_equivalent(attn(x)[0], attn(x, key_mask=all_real)[0])  # (output, weights=None)
+    block = perturb(Block(GPTConfig.tiny(V, d_model=16))).double()
+    assert_equivalent(block(x), block(x, key_mask=all_real))
 
 
 # ---- left padding -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_left_padded_batch_equals_each_prompt_alone() -> None:
     model = tiny_model()
     prompts = [torch.randint(0, V, (n,)) for n in (7, 3, 5)]
@@ -191,15 +197,87 @@ def test_left_padded_batch_equals_each_prompt_alone() -> None:
         ids[row, 7 - len(p) :], mask[row, 7 - len(p) :] = p, True
     batched = model(ids, attention_mask=mask)
     for row, p in enumerate(prompts):
-        torch.testing.assert_close(batched[row, 7 - len(p) :], model(p[None])[0], atol=1e-5, rtol=1e-5)
+        assert_close(batched[row, 7 - len(p) :], model(p[None])[0], depth=model.config.n_layers)
     # ... and incrementally: the mask grows by one column per new token
     cache = model.new_cache()
     model(ids, cache=cache, attention_mask=mask)
     nxt = torch.randint(0, V, (3, 1))
     step = model(nxt, cache=cache, attention_mask=torch.cat([mask, torch.ones(3, 1, dtype=torch.bool)], 1))
     for row, p in enumerate(prompts):
-        torch.testing.assert_close(step[row, 0], model(torch.cat([p, nxt[row]])[None])[0, -1], atol=1e-5, rtol=1e-5)
+        assert_close(step[row, 0], model(torch.cat([p, nxt[row]])[None])[0, -1], depth=model.config.n_layers)
     assert torch.isfinite(batched).all()  # fully padded query rows do not produce NaN
+
+
+# ---- attention weights ------------------------------------------------------------------------------------------
+
+
+def _explicit_weights(model: GPT, ids: torch.Tensor) -> list[torch.Tensor]:
+    """softmax(Q K^T / sqrt(Dh) + M) of every block, computed by hand from the projections: (B, H, T, T) each."""
+    B, T = ids.shape
+    H, Dh = model.config.n_heads, model.config.d_head
+    x = model.tok_embed(ids) + model.pos_embed(torch.arange(T))  # (B, T, D)
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)  # (T, T), True above the diagonal
+    weights = []
+    for block in model.blocks:
+        h = block.norm1(x)  # (B, T, D)
+        attn = block.self_attn
+        q = attn.q_proj(h).view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+        k = attn.k_proj(h).view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+        attn_scores = (q @ k.transpose(-2, -1) / math.sqrt(Dh)).masked_fill(future, -math.inf)  # (B, H, T, T)
+        weights.append(attn_scores.softmax(dim=-1))
+        x = block(x)  # (B, T, D)
+    return weights
+
+
+@pytest.mark.numerics
+def test_need_weights_returns_causal_weights_equal_to_the_explicit_computation() -> None:
+    model = tiny_model().eval()
+    ids = torch.randint(0, V, (2, 9))
+    explicit = _explicit_weights(model, ids)
+    fused = model(ids)
+    assert_close(model(ids, need_weights=True), fused, depth=model.config.n_layers)  # same logits
+    H = model.config.n_heads
+    for block, expected in zip(model.blocks, explicit, strict=True):
+        weights = block.last_self_weights
+        assert weights is not None and weights.shape == (2, H, 9, 9)
+        assert_close(weights.sum(dim=-1), torch.ones(2, H, 9))  # every row is a distribution
+        assert torch.all(weights.triu(diagonal=1) == 0)  # exactly zero above the diagonal
+        assert_close(weights, expected, depth=model.config.n_layers)
+    model(ids)
+    assert all(block.last_self_weights is None for block in model.blocks)  # only kept when asked for
+
+
+@pytest.mark.numerics
+def test_causal_self_attention_returns_its_weights() -> None:
+    attn = perturb(CausalSelfAttention(16, 4)).eval()
+    x = torch.randn(2, 6, 16)
+    out, none = attn(x)
+    out_w, weights = attn(x, need_weights=True)
+    assert none is None and weights is not None and weights.shape == (2, 4, 6, 6)
+    assert_close(out_w, out)
+    key_mask = torch.tensor([[True] * 6, [False, False] + [True] * 4])  # row 1: two left-padding tokens
+    _, padded = attn(x, key_mask=key_mask, need_weights=True)
+    assert padded is not None and torch.all(padded[1, :, :, :2] == 0)  # no weight on padding
+    assert_close(padded[1, :, 2:].sum(dim=-1), torch.ones(4, 4))  # real queries: distributions
+
+
+@pytest.mark.numerics
+def test_need_weights_with_a_cache_gives_the_rows_of_the_full_weights() -> None:
+    model = tiny_model().eval()
+    ids = torch.randint(0, V, (2, 8))
+    model(ids, need_weights=True)
+    full = [block.last_self_weights for block in model.blocks]  # (B, H, 8, 8) each
+    cache = model.new_cache()
+    model(ids[:, :5], cache=cache, need_weights=True)  # the prompt: rows 0..4, keys 0..4
+    for block, weights in zip(model.blocks, full, strict=True):
+        assert weights is not None and block.last_self_weights is not None
+        assert_close(block.last_self_weights, weights[:, :, :5, :5], depth=model.config.n_layers)
+    for t in range(5, 8):  # then one token at a time: row t over the t + 1 keys seen so far
+        model(ids[:, t : t + 1], cache=cache, need_weights=True)
+        for block, weights in zip(model.blocks, full, strict=True):
+            assert weights is not None and block.last_self_weights is not None
+            assert block.last_self_weights.shape == (2, model.config.n_heads, 1, t + 1)
+            assert_close(block.last_self_weights, weights[:, :, t : t + 1, : t + 1], depth=model.config.n_layers)
 
 
 # ---- errors -----------------------------------------------------------------------------------------------------
@@ -236,4 +314,4 @@ def test_save_and_load_pretrained_round_trip(tmp_path) -> None:
     assert isinstance(loaded, GPT) and loaded_config == config and meta == {"note": "tiny"}
     assert loaded.lm_head.weight is loaded.tok_embed.weight
     ids = torch.randint(0, V, (2, 6))
-    torch.testing.assert_close(loaded(ids), model(ids))
+    assert torch.equal(loaded(ids), model(ids))  # the same weights, the same kernels: bit-identical

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmdocs.testing import assert_equivalent
 from llmdocs.training.seq2seq import (
     BOS_ID,
     EOS_ID,
@@ -98,15 +99,16 @@ def test_label_smoothing_hand_computed():
     assert got.item() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
 def test_label_smoothing_equals_torch(eps):
     torch.manual_seed(0)
-    logits = torch.randn(3, 7, 50)
+    logits = torch.randn(3, 7, 50, dtype=torch.float64)  # an equivalence proof runs in float64
     target = torch.randint(0, 50, (3, 7))
     target[0, 4:] = PAD_ID
     ours = label_smoothed_cross_entropy(logits, target, smoothing=eps, ignore_index=PAD_ID)
     ref = F.cross_entropy(logits.view(-1, 50), target.view(-1), ignore_index=PAD_ID, label_smoothing=eps)
-    torch.testing.assert_close(ours, ref)
+    assert_equivalent(ours, ref)
 
 
 def test_label_smoothing_ignores_padding_content():
@@ -136,3 +138,27 @@ def test_bleu_single_and_multi_reference():
     assert 0 < single < multi <= 100
     with pytest.raises(ValueError, match="2 hypotheses"):
         corpus_bleu(hyps, ["only one"])
+
+
+def test_bad_input_is_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match="texts has no text"):
+        train_subword_tokenizer([], vocab_size=20)  # used to train a vocabulary of special tokens only
+    with pytest.raises(ValueError, match="texts has no text"):
+        train_subword_tokenizer(["", "  "], vocab_size=20)
+    with pytest.raises(TypeError, match="got a single str"):
+        train_subword_tokenizer("the cat sat", vocab_size=20)
+    tokenizer = train_subword_tokenizer(["a b c d"] * 10, vocab_size=20)
+    with pytest.raises(ValueError, match="pairs is empty"):
+        encode_pairs(tokenizer, [])
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a \(source, target\) pair of strings"):
+        encode_pairs(tokenizer, ["a b"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="lengths is empty"):
+        length_bucketed_batches([], max_tokens=10, seed=0)
+    with pytest.raises(ValueError, match="every length must be >= 1"):
+        length_bucketed_batches([0, 0, 3], max_tokens=10, seed=0)  # zero-cost examples: an unbounded batch
+    with pytest.raises(TypeError, match=r"examples\[0\] must be a \(source_ids, target_ids\) pair"):
+        collate_pairs([[5, 6, 7]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="references is empty"):
+        corpus_bleu(["a b"], [])  # used to fail with an IndexError
+    with pytest.raises(TypeError, match="got a single str"):
+        corpus_bleu("the cat", "the cat")  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from llmdocs.data import IndexedBatches
+from llmdocs.testing import assert_close, assert_equivalent
 from llmdocs.training import (
     TrainConfig,
     build_adamw,
@@ -169,6 +170,11 @@ def test_build_scheduler_constant_and_cosine() -> None:
         ({"grad_clip": -1.0}, "grad_clip"),
         ({"device": "tpu"}, "device"),
         ({"eval_every": -1}, "eval_every must be a non-negative int"),
+        ({"max_seconds": 0}, "max_seconds must be None or a positive number of seconds, got 0"),
+        ({"max_seconds": -5.0}, "max_seconds must be None or a positive number"),
+        ({"max_seconds": float("nan")}, "max_seconds must be None or a positive number"),
+        ({"max_seconds": True}, "max_seconds must be None or a positive number"),
+        ({"max_seconds": "60"}, "max_seconds must be None or a positive number"),
     ],
 )
 def test_train_config_validation(kwargs: dict[str, object], message: str) -> None:
@@ -202,15 +208,15 @@ def test_train_learns_and_writes_logs(tmp_path: Path) -> None:
     batches = IndexedBatches(x, y, batch_size=8, seed=0)
     evaluations = []
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
+    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
         assert not model.training and not torch.is_grad_enabled()
-        evaluations.append(1)
+        evaluations.append(step)
         return {"val_loss": mean_loss(model, [(x, y)], _mse)}
 
     cfg = TrainConfig(steps=40, lr=0.05, warmup=2, log_every=10, eval_every=20, device="cpu", out_dir=str(tmp_path))
     history = train(_mlp(), batches, _mse, cfg, evaluate=evaluate, progress=False)
     assert [row["step"] for row in history] == [10, 20, 30, 40]
-    assert len(evaluations) == 2 and "val_loss" in history[1] and "val_loss" not in history[0]
+    assert evaluations == [20, 40] and "val_loss" in history[1] and "val_loss" not in history[0]
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
     assert history[-1]["val_loss"] < history[1]["val_loss"]
     for row in history:
@@ -221,16 +227,18 @@ def test_train_learns_and_writes_logs(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "step_00000040" / "state.json").is_file()
 
 
+@pytest.mark.numerics
 def test_grad_accumulation_equals_the_big_batch() -> None:
-    x, y = _regression(32)
+    x, y = (t.double() for t in _regression(32))  # an equivalence proof runs in float64
     cfg_small = TrainConfig(steps=6, lr=0.05, warmup=1, grad_accum=2, log_every=1, device="cpu")
     cfg_big = TrainConfig(steps=6, lr=0.05, warmup=1, grad_accum=1, log_every=1, device="cpu")
-    small, big = _mlp(), _mlp()
+    small, big = _mlp().double(), _mlp().double()
     h_small = train(small, IndexedBatches(x, y, batch_size=4, seed=1), _mse, cfg_small, progress=False)
     h_big = train(big, IndexedBatches(x, y, batch_size=8, seed=1), _mse, cfg_big, progress=False)
     for a, b in zip(small.parameters(), big.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert [r["loss"] for r in h_small] == pytest.approx([r["loss"] for r in h_big], rel=1e-5)
+        assert_equivalent(a, b, depth=cfg_big.steps)
+    losses = [torch.tensor([r["loss"] for r in h]) for h in (h_small, h_big)]  # the loop logs in float32
+    assert_close(*losses, depth=cfg_big.steps)
 
 
 def test_grad_clipping_bounds_the_update() -> None:
@@ -286,3 +294,67 @@ def test_fresh_run_refuses_an_out_dir_with_checkpoints(tmp_path: Path) -> None:
     train(_mlp(), lambda i: (x, y), _mse, cfg, progress=False)
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train(_mlp(), lambda i: (x, y), _mse, cfg, progress=False)
+
+
+def test_train_rejects_bad_arguments_and_empty_batches() -> None:
+    x, y = _regression(8)
+    cfg = TrainConfig(steps=2, warmup=0, device="cpu")
+    with pytest.raises(TypeError, match=r"get_batch must be a function get_batch\(index\) -> batch"):
+        train(_mlp(), [(x, y)], _mse, cfg, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="loss_fn must be a function"):
+        train(_mlp(), lambda i: (x, y), None, cfg, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="config must be a TrainConfig, got dict"):
+        train(_mlp(), lambda i: (x, y), _mse, {"steps": 2}, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"get_batch\(0\) returned an empty batch \(a tensor of shape \(0, 4\)\)"):
+        train(_mlp(), lambda i: (x[:0], y[:0]), _mse, cfg, progress=False)
+    with pytest.raises(TypeError, match=r"get_batch\(0\) returned None"):
+        train(_mlp(), lambda i: None, _mse, cfg, progress=False)
+    not_a_dict = lambda m, step: 0.5  # noqa: E731
+    with pytest.raises(TypeError, match=r"evaluate\(model, step\) must return a dict of metrics, got float"):
+        train(_mlp(), lambda i: (x, y), _mse, cfg, evaluate=not_a_dict, progress=False)  # type: ignore[arg-type]
+
+
+def test_mean_loss_refuses_to_average_nothing() -> None:
+    x, y = _regression(8)
+    model = _mlp()
+    with pytest.raises(ValueError, match="batches is empty: mean_loss needs at least one batch"):
+        mean_loss(model, [], _mse)
+    with pytest.raises(ValueError, match="hold no token"):
+        mean_loss(model, [(x[:0], y[:0])], lambda m, b: torch.tensor(0.0))
+    model.train()
+
+    def failing(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        mean_loss(model, [(x, y)], failing)  # a failing loss_fn ...
+    assert model.training  # ... still gives the model back in its mode
+
+
+def test_build_adamw_needs_trainable_parameters() -> None:
+    frozen = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter with requires_grad=True"):
+        build_adamw(frozen, lr=1e-3)
+
+
+def test_max_seconds_stops_after_the_step_that_spends_it() -> None:
+    x, y = _regression(8)
+    now = [0.0]
+
+    def get_batch(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        now[0] += 1.0  # each step costs one second of a fake clock
+        return x, y
+
+    evaluated = []
+    cfg = TrainConfig(steps=10, warmup=0, log_every=4, max_seconds=5.5, device="cpu")
+    history = train(
+        _mlp(),
+        get_batch,
+        _mse,
+        cfg,
+        evaluate=lambda m, step: evaluated.append(step) or {"val_loss": 1.0},
+        progress=False,
+        clock=lambda: now[0],
+    )
+    assert [row["step"] for row in history] == [4, 6]  # the regular row, then the row of the stopping step
+    assert evaluated == [6] and history[-1]["val_loss"] == 1.0

@@ -7,7 +7,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from llmdocs.viz import plot_attention, plot_curves, plot_heatmap, save_figure
+from llmdocs.training import plot_history
+from llmdocs.viz import CourseFigure, plot_attention, plot_bars, plot_curves, plot_heatmap, save_figure
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +86,78 @@ def test_plot_curves() -> None:
 
 def test_figures_show_as_svg_in_notebooks() -> None:
     assert plot_curves({"a": [1.0, 2.0]})._repr_svg_().lstrip().startswith("<?xml")
+
+
+def test_plot_bars_groups_series_around_each_label() -> None:
+    fig = plot_bars({"ours": [1.0, 4.0, 9.0], "theirs": torch.tensor([2.0, 3.0, 8.0])}, ["s", "m", "l"], ylabel="s")
+    assert isinstance(fig, CourseFigure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    bars = ax.patches  # series by series: ours s, m, l, then theirs s, m, l
+    assert [round(bar.get_height(), 3) for bar in bars] == [1.0, 4.0, 9.0, 2.0, 3.0, 8.0]
+    centres = [bar.get_x() + bar.get_width() / 2 for bar in bars]
+    assert centres[0] < 0 < centres[3] and centres[1] < 1 < centres[4]  # side by side, around each tick
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["s", "m", "l"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ours", "theirs"]
+    assert ax.get_ylabel() == "s" and ax.get_yscale() == "linear"
+
+
+def test_plot_bars_panels_horizontal_log_and_value_labels() -> None:
+    panels = plot_bars({"a": [0.5, 0.5], "b": [0.9, 0.1]}, ["x", "y"], panels=True, ylabel="probability")
+    assert [ax.get_title() for ax in panels.axes] == ["a", "b"]
+    assert panels.axes[0].get_ylabel() == "probability" and panels.axes[0].get_legend() is None
+    assert panels.axes[0].get_shared_y_axes().joined(panels.axes[0], panels.axes[1])  # one value scale
+    flat = plot_bars([3.0, 1.0], ["first", "second"], horizontal=True, bar_labels="{:.1f}", log=True)
+    ax = flat.axes[0]
+    assert [round(bar.get_width(), 3) for bar in ax.patches] == [3.0, 1.0]  # bars grow along x
+    assert ax.get_xscale() == "log" and ax.yaxis_inverted()  # the first group on top
+    assert [t.get_text() for t in ax.texts] == ["3.0", "1.0"]
+    assert ax.get_legend() is None  # a lone series needs no legend
+    assert plot_bars([2.0]).axes[0].patches[0].get_height() == 2.0  # a single bar is fine
+
+
+@pytest.mark.parametrize(
+    ("values", "kwargs", "error", "message"),
+    [
+        ({}, {}, ValueError, "values is empty"),
+        ([], {}, ValueError, r"values is empty \(shape \(0,\)\)"),
+        ({"a": []}, {}, ValueError, r"values\['a'\] is empty"),
+        ({"a": [1.0], "b": [1.0, 2.0]}, {}, ValueError, "same number of values, got {'a': 1, 'b': 2}"),
+        ([[1.0, 2.0]], {}, ValueError, r"values must be 1-D .* got shape \(1, 2\)"),
+        ([1.0, 2.0], {"labels": ["a"]}, ValueError, "labels has 1 entries but each series has 2 values"),
+        ([1.0, 0.0], {"log": True}, ValueError, "log=True needs positive values"),
+        ([1.0, float("nan")], {}, ValueError, "NaN"),
+        ([1.0], {"bar_labels": "{:d} {}"}, ValueError, "bar_labels must format one number"),
+        ("abc", {}, TypeError, "values must be numbers"),
+        ({"a": ["x", "y"]}, {}, TypeError, r"values\['a'\] must be numbers"),
+    ],
+)
+def test_plot_bars_rejects_bad_input(values: object, kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        plot_bars(values, **kwargs)
+
+
+def test_helpers_reject_empty_and_non_numeric_input() -> None:
+    with pytest.raises(ValueError, match=r"weights is empty \(shape \(0, 0\)\)"):
+        plot_attention(torch.zeros(0, 0))
+    with pytest.raises(ValueError, match="values is empty"):
+        plot_heatmap(torch.zeros(0, 3))  # used to fail inside numpy's max()
+    with pytest.raises(TypeError, match="weights must be numbers"):
+        plot_attention("abc")
+    with pytest.raises(ValueError, match=r"series\['a'\] is empty"):
+        plot_curves({"a": []})
+    with pytest.raises(ValueError, match=r"series\['a'\] must be 1-D"):
+        plot_curves({"a": [[1.0, 2.0], [3.0, 4.0]]})
+    with pytest.raises(TypeError, match="series must be a mapping"):
+        plot_curves([1.0, 2.0])  # type: ignore[arg-type]
+
+
+def test_plot_history_is_a_course_figure_and_checks_its_rows() -> None:
+    fig = plot_history([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
+    assert isinstance(fig, CourseFigure)
+    assert fig._repr_svg_().lstrip().startswith("<?xml")  # shows itself in a notebook
+    with pytest.raises(ValueError, match="history is empty"):
+        plot_history([])
+    with pytest.raises(ValueError, match=r"needs a 'step'; rows \[1\] have none"):
+        plot_history([{"step": 1, "loss": 2.0}, {"loss": 1.0}])
+    with pytest.raises(TypeError, match="history must be a sequence of dicts"):
+        plot_history("loss")  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ class IndexedBatches:
         shuffle: If False, epochs read the data in order.
 
     Raises:
-        ValueError: On empty input, mismatched lengths, or fewer than `world_size * batch_size` rows.
+        TypeError: If an input is not a tensor, or a size is not an int.
+        ValueError: On no tensors, 0-d tensors, mismatched lengths, or fewer than `world_size * batch_size` rows.
 
     Examples:
         >>> x = torch.arange(10).unsqueeze(1)  # (N, 1)
@@ -61,6 +62,14 @@ class IndexedBatches:
     ) -> None:
         if not tensors:
             raise ValueError("IndexedBatches needs at least one tensor")
+        for i, t in enumerate(tensors):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"tensors[{i}] must be a torch.Tensor (rows = examples), got {type(t).__name__}")
+            if t.dim() == 0:
+                raise ValueError(f"tensors[{i}] is 0-d: a data set needs a first dimension of examples")
+        for name, value in (("batch_size", batch_size), ("rank", rank), ("world_size", world_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
         n = tensors[0].shape[0]
         if any(t.shape[0] != n for t in tensors):
             raise ValueError(f"tensors must share the first dimension, got {[t.shape[0] for t in tensors]}")

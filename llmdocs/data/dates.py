@@ -83,7 +83,7 @@ def make_date_pairs(
         The pairs, in draw order.
 
     Raises:
-        ValueError: If `n` is negative or larger than the number of days in the range.
+        ValueError: If `n < 1` or larger than the number of days in the range.
 
     Examples:
         >>> make_date_pairs(2, seed=1) == make_date_pairs(2, seed=1)
@@ -91,6 +91,8 @@ def make_date_pairs(
         >>> len(make_date_pairs(3, target_locale="zh"))
         3
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int (the number of pairs), got {n!r}")
     days = _draw_days(n, seed, start, end)
     return [date_pair(d, target_locale, source_locale, source_format, target_format) for d in days]
 
@@ -123,13 +125,17 @@ def date_task_split(
         `(train, test)`; no date (hence no source string of a full format) is in both.
 
     Raises:
-        ValueError: If the range has fewer than `n_train + n_test` days.
+        ValueError: If `n_train` or `n_test` is not a positive int, or the range has fewer than
+            `n_train + n_test` days.
 
     Examples:
         >>> train, test = date_task_split(n_train=50, n_test=10, seed=0, target_locale="zh")
         >>> len(train), len(test), set(train) & set(test)
         (50, 10, set())
     """
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     days = _draw_days(n_train + n_test, seed, start, end)
     pairs = [date_pair(d, target_locale, source_locale, source_format, target_format) for d in days]
     return pairs[:n_train], pairs[n_train:]

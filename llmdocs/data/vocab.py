@@ -56,12 +56,23 @@ class CharVocab:
         """Vocabulary of every character in `texts`, sorted.
 
         Args:
-            texts: The corpus.
+            texts: The corpus (strings).
 
         Returns:
             The vocabulary.
+
+        Raises:
+            TypeError: If a text is not a str.
+            ValueError: If the texts hold no character at all.
         """
-        return cls(sorted(set().union(*map(set, texts))))
+        chars: set[str] = set()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+            chars.update(text)
+        if not chars:
+            raise ValueError("texts hold no character: a vocabulary needs a non-empty corpus")
+        return cls(sorted(chars))
 
     def __len__(self) -> int:
         """Vocabulary size `V`, special tokens included."""
@@ -77,7 +88,12 @@ class CharVocab:
 
         Returns:
             The ids.
+
+        Raises:
+            TypeError: If `text` is not a str.
         """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         ids = [self.stoi.get(c, self.unk_id) for c in text]
         return [self.bos_id] * add_bos + ids + [self.eos_id] * add_eos
 
@@ -89,10 +105,15 @@ class CharVocab:
 
         Returns:
             The string.
+
+        Raises:
+            ValueError: If an id is not in `[0, len(self))`.
         """
         out = []
         for i in ids:
             i = int(i)
+            if not 0 <= i < len(self.itos):
+                raise ValueError(f"id {i} is not in the vocabulary (ids 0..{len(self.itos) - 1})")
             if i == self.eos_id:
                 break
             if i not in (self.pad_id, self.bos_id):
@@ -110,11 +131,19 @@ class CharVocab:
         Returns:
             `(B, L)` int64 ids, `L` the longest encoding.
 
+        Raises:
+            TypeError: If `texts` is a single str instead of a list of them.
+            ValueError: If `texts` is empty.
+
         Examples:
             >>> CharVocab.build(["ab"]).encode_batch(["ab", "a"], add_eos=True)
             tensor([[4, 5, 2],
                     [4, 2, 0]])
         """
+        if isinstance(texts, str):
+            raise TypeError(f"texts must be a list of strings, got a str (write [{texts[:20]!r}] for one text)")
+        if len(texts) == 0:
+            raise ValueError("texts is empty: a batch needs at least one text")
         encoded = [self.encode(t, add_bos, add_eos) for t in texts]
         out = torch.full((len(encoded), max(map(len, encoded), default=0)), self.pad_id)  # (B, L)
         for row, ids in enumerate(encoded):
@@ -152,12 +181,21 @@ def encode_pairs(
         `src` `(N, S)` and `tgt` `(N, T)` int64 ids, right-padded with 0; `tgt[:, :-1]` is the decoder
         input and `tgt[:, 1:]` the labels (teacher forcing).
 
+    Raises:
+        TypeError: If a pair is not two strings.
+        ValueError: If `pairs` is empty.
+
     Examples:
         >>> v = CharVocab.build(["ab"])
         >>> src, tgt = encode_pairs([("ab", "ba"), ("a", "b")], v, v)
         >>> src.shape, tgt.shape
         (torch.Size([2, 2]), torch.Size([2, 4]))
     """
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: pass at least one (source, target) pair")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, tuple | list) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise TypeError(f"pairs[{i}] must be a (source, target) pair of strings, got {pair!r}")
     src = src_vocab.encode_batch([s for s, _ in pairs])  # (N, S)
     tgt = tgt_vocab.encode_batch([t for _, t in pairs], add_bos=True, add_eos=True)  # (N, T)
     return src, tgt

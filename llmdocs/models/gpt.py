@@ -8,7 +8,7 @@ Every position predicts the next token, P(x_{t+1} | x_{<=t}) = softmax(logits_t)
 the tokens before it (a causal mask). The blocks are Pre-LN (Xiong et al., 2020) with a final LayerNorm,
 exactly as GPT-2; the feed-forward network uses GPT-2's tanh approximation of GELU. Weights map one to one
 onto Hugging Face's ``GPT2LMHeadModel`` through [interop.hf][llmdocs.interop.hf]. Sampling, streaming and
-beam search live in [generation][llmdocs.generation.decoder_only].
+beam search live in [generation][llmdocs.generation].
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ class CausalSelfAttention(MultiHeadAttention):
 
         Attention(Q, K, V) = softmax(Q K^T / sqrt(Dh) + M) V,   M_ts = 0 if s <= t else -inf
 
-    Without a padding mask and with an empty cache (training, or the prompt of a generation) it calls the fused
-    kernel with ``is_causal=True``: no (T, T) mask is built. Otherwise it hands the causal mask, combined with
-    the padding mask of the batch, to the general layer.
+    Without a padding mask, with an empty cache and without ``need_weights`` (training, or the prompt of a
+    generation) it calls the fused kernel with ``is_causal=True``: no (T, T) mask is built. Otherwise it hands the
+    causal mask, combined with the padding mask of the batch, to the general layer, which returns the weights
+    when asked.
 
     Args:
         d_model: model width D.
@@ -124,7 +125,7 @@ class CausalSelfAttention(MultiHeadAttention):
         bias: whether the four projections have a bias.
 
     Shape:
-        x (B, T, D), key_mask (B, T_past + T) -> (B, T, D).
+        x (B, T, D), key_mask (B, T_past + T) -> out (B, T, D), weights (B, H, T, T_past + T).
 
     References:
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017, section 3.2.3 (masking in the decoder).
@@ -134,26 +135,32 @@ class CausalSelfAttention(MultiHeadAttention):
         >>> _ = torch.manual_seed(0)
         >>> attn = CausalSelfAttention(d_model=8, n_heads=2).eval()
         >>> x = torch.randn(1, 5, 8)
-        >>> torch.allclose(attn(x)[:, :3], attn(x[:, :3]), atol=1e-6)  # the past ignores the future
-        True
+        >>> out, _ = attn(x)
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(out[:, :3], attn(x[:, :3])[0])  # the past ignores the future
+        >>> _, weights = attn(x, need_weights=True)  # (B, H, T, T)
+        >>> weights.shape, bool(weights.triu(diagonal=1).eq(0).all())  # nothing above the diagonal
+        (torch.Size([1, 2, 5, 5]), True)
     """
 
     def forward(  # type: ignore[override]
-        self, x: Tensor, key_mask: Tensor | None = None, cache: KVCache | None = None
-    ) -> Tensor:
+        self, x: Tensor, key_mask: Tensor | None = None, cache: KVCache | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """Causal self-attention over x (B, T, D) and the cached past.
 
         Args:
             x: hidden states of the new positions (B, T, D).
             key_mask: bool (B, T_past + T), True at real (non-padding) tokens; None = no padding.
             cache: the layer's [KVCache][llmdocs.nn.attention.KVCache]; it receives this call's keys/values.
+            need_weights: also return the attention weights (explicit, slower path).
 
         Returns:
-            Output (B, T, D).
+            ``(out, weights)``: out (B, T, D); weights (B, H, T, T_past + T), zero above the diagonal
+            (and at padding keys), or None.
         """
         B, T, D = x.shape
         offset = len(cache) if cache is not None else 0
-        if key_mask is None and offset == 0:
+        if key_mask is None and offset == 0 and not need_weights:
             q = self._split_heads(self.q_proj(x))  # (B, H, T, Dh)
             k = self._split_heads(self.k_proj(x))  # (B, H, T, Dh)
             v = self._split_heads(self.v_proj(x))  # (B, H, T, Dh)
@@ -162,13 +169,13 @@ class CausalSelfAttention(MultiHeadAttention):
             dropout_p = self.dropout if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, H, T, Dh)
             out = out.transpose(1, 2).reshape(B, T, D)  # (B, T, H * Dh) = (B, T, D)
-            return self.out_proj(out)
+            return self.out_proj(out), None
         # One new query may see every cached key: then only padding needs masking.
         mask = causal_mask(T, x.device, offset) if T > 1 else None  # (T, T_past + T)
         if key_mask is not None:
             keys = key_mask[:, None, None, :]  # (B, 1, 1, T_past + T)
             mask = keys if mask is None else keys & mask  # (B, 1, T, T_past + T)
-        return super().forward(x, mask=mask, cache=cache)[0]
+        return super().forward(x, mask=mask, need_weights=need_weights, cache=cache)
 
 
 class Block(nn.Module):
@@ -177,13 +184,20 @@ class Block(nn.Module):
     Args:
         config: a [GPTConfig][llmdocs.models.gpt.GPTConfig].
 
+    Attributes:
+        last_self_weights: attention weights (B, H, T, T_past + T) of the last call with ``need_weights=True``,
+            else None.
+
     Shape:
         x (B, T, D), key_mask (B, T_past + T) -> (B, T, D).
 
     Examples:
         >>> import torch
-        >>> Block(GPTConfig.tiny())(torch.randn(2, 5, 32)).shape
+        >>> block = Block(GPTConfig.tiny())
+        >>> block(torch.randn(2, 5, 32), need_weights=True).shape
         torch.Size([2, 5, 32])
+        >>> block.last_self_weights.shape  # (B, H, T, T)
+        torch.Size([2, 4, 5, 5])
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -194,10 +208,24 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
         self.ff = _feed_forward(c)
         self.dropout = nn.Dropout(c.dropout)  # "resid_pdrop" of GPT-2, after each branch
+        self.last_self_weights: Tensor | None = None
 
-    def forward(self, x: Tensor, key_mask: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
-        """Apply the block to x (B, T, D); see [CausalSelfAttention][llmdocs.models.gpt.CausalSelfAttention]."""
-        x = x + self.dropout(self.self_attn(self.norm1(x), key_mask, cache))  # (B, T, D)
+    def forward(
+        self, x: Tensor, key_mask: Tensor | None = None, cache: KVCache | None = None, need_weights: bool = False
+    ) -> Tensor:
+        """Apply the block to x (B, T, D); see [CausalSelfAttention][llmdocs.models.gpt.CausalSelfAttention].
+
+        Args:
+            x: hidden states (B, T, D); with a cache, only the new positions.
+            key_mask: bool (B, T_past + T), True at real tokens; None = no padding.
+            cache: the block's [KVCache][llmdocs.nn.attention.KVCache].
+            need_weights: keep the attention weights in ``last_self_weights``.
+
+        Returns:
+            Hidden states (B, T, D).
+        """
+        attn_out, self.last_self_weights = self.self_attn(self.norm1(x), key_mask, cache, need_weights)
+        x = x + self.dropout(attn_out)  # (B, T, D)
         return x + self.dropout(self.ff(self.norm2(x)))  # (B, T, D)
 
 
@@ -219,8 +247,8 @@ class GPTCache:
         >>> steps = [model(ids[:, :4], cache=cache)] + [model(ids[:, t : t + 1], cache=cache) for t in (4, 5)]
         >>> len(cache)
         6
-        >>> torch.allclose(torch.cat(steps, dim=1), model(ids), atol=1e-5)
-        True
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(torch.cat(steps, dim=1), model(ids), depth=model.config.n_layers)  # the same logits
     """
 
     def __init__(self, n_layers: int) -> None:
@@ -255,7 +283,9 @@ class GPT(nn.Module):
 
     ``forward`` checks its input, adds learned position embeddings (positions continue after a cache's length, and
     count only real tokens when an ``attention_mask`` marks left padding), runs the blocks and the final LayerNorm,
-    and projects onto the vocabulary with the (tied) token embedding matrix.
+    and projects onto the vocabulary with the (tied) token embedding matrix. With ``need_weights=True`` every block
+    keeps its attention weights in ``last_self_weights``, as the layers of the
+    [Transformer][llmdocs.models.transformer.Transformer] do.
 
     Args:
         config: a [GPTConfig][llmdocs.models.gpt.GPTConfig].
@@ -275,8 +305,8 @@ class GPT(nn.Module):
         >>> logits = model(ids)
         >>> logits.shape
         torch.Size([2, 7, 50])
-        >>> torch.allclose(model(ids[:, :4]), logits[:, :4], atol=1e-5)  # causal: the future is not seen
-        True
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(model(ids[:, :4]), logits[:, :4], depth=model.config.n_layers)  # the future is not seen
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -302,6 +332,7 @@ class GPT(nn.Module):
         cache: GPTCache | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
+        need_weights: bool = False,
     ) -> Tensor:
         """Next-token logits for every position of ``ids``.
 
@@ -312,9 +343,18 @@ class GPT(nn.Module):
                 covers the cached tokens too, as in Hugging Face.
             position_ids: optional (B, T) positions; default ``T_past .. T_past + T - 1``, or, with an
                 ``attention_mask``, the number of real tokens before each one (so left padding shifts nothing).
+            need_weights: keep each block's attention weights (B, H, T, T_past + T) in its ``last_self_weights``
+                (for plots; the explicit attention path is slower).
 
         Returns:
             Logits (B, T, V).
+
+        Examples:
+            >>> import torch
+            >>> model = GPT(GPTConfig.tiny()).eval()
+            >>> logits = model(torch.tensor([[3, 1, 4, 1]]), need_weights=True)
+            >>> [tuple(block.last_self_weights.shape) for block in model.blocks]  # (B, H, T, T) per block
+            [(1, 4, 4, 4), (1, 4, 4, 4)]
         """
         c = self.config
         check_token_ids(ids, c.vocab_size)
@@ -340,5 +380,5 @@ class GPT(nn.Module):
                 position_ids = real_before[:, offset:].clamp(min=0)  # (B, T); padding gets position 0
         x = self.dropout(self.tok_embed(ids) + self.pos_embed(position_ids))  # (B, T, D)
         for i, block in enumerate(self.blocks):
-            x = block(x, key_mask, cache.layers[i] if cache is not None else None)  # (B, T, D)
+            x = block(x, key_mask, cache.layers[i] if cache is not None else None, need_weights)  # (B, T, D)
         return self.lm_head(self.norm(x))  # (B, T, V)

@@ -109,8 +109,8 @@ def scaled_dot_product_attention(
         >>> out, w = scaled_dot_product_attention(q, k, v, mask=causal_mask(3, offset=2))
         >>> out.shape, w.shape
         (torch.Size([2, 4, 3, 8]), torch.Size([2, 4, 3, 5]))
-        >>> torch.allclose(w.sum(-1), torch.ones(2, 4, 3))
-        True
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(w.sum(-1), torch.ones(2, 4, 3))  # every row is a distribution
         >>> w[0, 0, 0, 3:].tolist()  # the first query may not see the last two keys
         [0.0, 0.0]
     """

@@ -7,6 +7,7 @@ from llmdocs.training import TrainConfig, train, plot_history, save_checkpoint, 
 ```
 """
 
+from llmdocs.training.batch import mean_loss, move_to_device
 from llmdocs.training.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -23,8 +24,9 @@ from llmdocs.training.distributed import (
     setup_distributed,
     unwrap_model,
 )
-from llmdocs.training.loop import build_adamw, build_scheduler, mean_loss, move_to_device, train
+from llmdocs.training.loop import train
 from llmdocs.training.metrics import append_jsonl, plot_history, read_jsonl, write_csv, write_jsonl
+from llmdocs.training.optim import build_adamw, build_scheduler
 from llmdocs.training.schedules import (
     inverse_sqrt,
     inverse_sqrt_lambda,

@@ -29,10 +29,18 @@ class TrainConfig:
         Traceback (most recent call last):
         ...
         ValueError: steps must be a positive int, got 0
+        >>> TrainConfig(max_seconds=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_seconds must be None or a positive number of seconds, got 0
     """
 
     steps: int = 1000
     """Number of optimizer updates."""
+    max_seconds: float | None = None
+    """Wall-clock budget of one call of `train`, in seconds: after the first step that ends past it, the run
+    writes a checkpoint (with `out_dir`) and stops; `resume=True` continues it towards `steps`. The learning-rate
+    schedule still spans `steps`. `None`: no budget."""
     lr: float = 3e-4
     """Peak learning rate (the schedule multiplies it)."""
     warmup: int = 100
@@ -76,6 +84,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.max_seconds is not None and (
+            isinstance(self.max_seconds, bool)
+            or not isinstance(self.max_seconds, int | float)
+            or not self.max_seconds > 0  # also rejects NaN
+        ):
+            raise ValueError(f"max_seconds must be None or a positive number of seconds, got {self.max_seconds!r}")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.schedule == "cosine" and self.warmup >= self.steps:

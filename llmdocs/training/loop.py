@@ -13,6 +13,11 @@ Per step (the loop body of every LLM trainer):
    (gradients add up; under DDP they are averaged across processes on the last micro-batch);
 2. clip the global gradient norm to `grad_clip`;
 3. `optimizer.step()`, `scheduler.step()`, `optimizer.zero_grad()`.
+
+A run ends after `config.steps` steps, or earlier when `config.max_seconds` of wall-clock time are spent: it
+then writes a checkpoint, and `resume=True` carries on to `config.steps` as if it had never stopped. The
+optimizer and schedule come from [optim][llmdocs.training.optim], the batch plumbing and `mean_loss` from
+[batch][llmdocs.training.batch].
 """
 
 from __future__ import annotations
@@ -21,169 +26,27 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim import AdamW, Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
 
+from llmdocs.training.batch import Batch, LossFn, _check_batch, _loss_and_tokens, _model_device, move_to_device
 from llmdocs.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llmdocs.training.config import TrainConfig
 from llmdocs.training.distributed import get_rank, get_world_size, unwrap_model
 from llmdocs.training.metrics import append_jsonl, write_csv, write_jsonl
-from llmdocs.training.schedules import inverse_sqrt_lambda, warmup_cosine_lambda
+from llmdocs.training.optim import build_adamw, build_scheduler
 from llmdocs.training.seed import resolve_device, seed_everything
 
-__all__ = ["build_adamw", "build_scheduler", "mean_loss", "move_to_device", "train"]
-
-Batch = Any
-"""Whatever `get_batch` returns and `loss_fn` accepts: a tensor, or a tuple/list/dict of tensors."""
-LossFn = Callable[[nn.Module, Batch], "torch.Tensor | tuple[torch.Tensor, int]"]
-
-
-def build_adamw(
-    model: nn.Module,
-    lr: float,
-    weight_decay: float = 0.1,
-    betas: tuple[float, float] = (0.9, 0.95),
-    eps: float = 1e-8,
-) -> AdamW:
-    """AdamW with two parameter groups: weight decay on matrices (dim >= 2), none on biases and norms.
-
-    Decaying a LayerNorm gain or a bias towards 0 only hurts; decaying weight matrices and embeddings is
-    the regulariser (the GPT-2/3, nanoGPT recipe).
-
-    Args:
-        model: The model (only parameters with `requires_grad` are optimised).
-        lr: Peak learning rate.
-        weight_decay: Decoupled weight decay of the matrices.
-        betas: Moment decay rates.
-        eps: Denominator epsilon.
-
-    Returns:
-        The optimizer.
-
-    Examples:
-        >>> model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
-        >>> opt = build_adamw(model, lr=1e-3)
-        >>> [(len(g["params"]), g["weight_decay"]) for g in opt.param_groups]
-        [(1, 0.1), (3, 0.0)]
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": group, "weight_decay": wd} for group, wd in ((decay, weight_decay), (no_decay, 0.0)) if group]
-    return AdamW(groups, lr=lr, betas=betas, eps=eps, fused=_fused_adamw_supported(params) or None)
-
-
-def _fused_adamw_supported(params: list[Tensor]) -> bool:
-    """Whether AdamW's fused kernel (one call for all tensors) runs here: CUDA, or CPU from torch 2.4 on.
-
-    On a CPU the default per-tensor loop costs about 10% of a small GPT's step; the fused kernel does the same
-    update (up to float rounding) in one pass over each tensor.
-    """
-    cpu_ok = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 4)
-    devices = {p.device.type for p in params}
-    floating = all(p.is_floating_point() for p in params)
-    return floating and (devices == {"cuda"} or (cpu_ok and devices == {"cpu"}))
-
-
-def build_scheduler(optimizer: Optimizer, config: TrainConfig) -> LambdaLR:
-    """The `LambdaLR` named by `config.schedule`, peaking at the optimizer's learning rate.
-
-    Args:
-        optimizer: The optimizer.
-        config: Uses `schedule`, `warmup`, `steps` and `min_lr_ratio`.
-
-    Returns:
-        The scheduler.
-
-    Examples:
-        >>> opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-        >>> sched = build_scheduler(opt, TrainConfig(steps=10, warmup=4, schedule="inverse_sqrt"))
-        >>> lrs = [opt.param_groups[0]["lr"]]
-        >>> for _ in range(7):
-        ...     opt.step()
-        ...     sched.step()
-        ...     lrs.append(round(opt.param_groups[0]["lr"], 3))
-        >>> lrs
-        [0.25, 0.5, 0.75, 1.0, 0.894, 0.816, 0.756, 0.707]
-    """
-    if config.schedule == "cosine":
-        lr_lambda = warmup_cosine_lambda(config.warmup, config.steps, config.min_lr_ratio)
-    elif config.schedule == "inverse_sqrt":
-        lr_lambda = inverse_sqrt_lambda(d_model=1, warmup=config.warmup, normalize=True)
-    else:
-        warmup = config.warmup
-
-        def lr_lambda(step: int) -> float:
-            return min(1.0, (step + 1) / warmup) if warmup else 1.0
-
-    return LambdaLR(optimizer, lr_lambda)
-
-
-def move_to_device(batch: Batch, device: torch.device) -> Batch:
-    """Move every tensor of a (nested tuple/list/dict) batch to `device`.
-
-    Args:
-        batch: A tensor or a container of tensors (other values pass through).
-        device: The target device.
-
-    Returns:
-        The same structure on `device`.
-
-    Examples:
-        >>> move_to_device({"x": torch.zeros(2), "n": 3}, torch.device("cpu"))["x"].device
-        device(type='cpu')
-    """
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple | list):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    return batch
-
-
-@torch.no_grad()
-def mean_loss(model: nn.Module, batches: Iterable[Batch], loss_fn: LossFn) -> float:
-    """Average loss over a fixed set of batches, in eval mode (dropout off), without gradients.
-
-    Each batch is weighted by its token count (see `train` for how tokens are counted), so the result is
-    a per-token average.
-
-    Args:
-        model: The model.
-        batches: Evaluation batches (e.g. a list, so every evaluation sees the same data).
-        loss_fn: `loss_fn(model, batch) -> loss` or `(loss, n_tokens)`.
-
-    Returns:
-        The mean loss (`nan` for no batches).
-
-    Examples:
-        >>> model = nn.Linear(2, 1)
-        >>> batches = [(torch.ones(4, 2), torch.zeros(4, 1))]
-        >>> mse = lambda m, b: nn.functional.mse_loss(m(b[0]), b[1])
-        >>> isinstance(mean_loss(model, batches, mse), float)
-        True
-    """
-    was_training = model.training
-    model.eval()
-    device = _model_device(model)
-    total, count = 0.0, 0
-    for batch in batches:
-        batch = move_to_device(batch, device)
-        loss, n_tokens = _loss_and_tokens(loss_fn(model, batch), batch)
-        total += loss.item() * n_tokens
-        count += n_tokens
-    model.train(was_training)
-    return total / count if count else math.nan
+__all__ = ["train"]
 
 
 def train(
@@ -194,11 +57,12 @@ def train(
     *,
     optimizer: Optimizer | None = None,
     scheduler: LRScheduler | None = None,
-    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
     resume: bool | str | os.PathLike[str] = False,
     progress: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[dict[str, Any]]:
-    """Train `model` for `config.steps` optimizer steps and return the history.
+    """Train `model` for `config.steps` optimizer steps (or until `config.max_seconds`) and return the history.
 
     Args:
         model: The model, or a `DistributedDataParallel` wrapper (already on its device). A plain model
@@ -209,14 +73,21 @@ def train(
             Without `n_tokens`, the number of elements of the batch's first tensor is counted for the
             tokens/s figure.
         config: The run's settings.
-        optimizer: Defaults to [`build_adamw`][llmdocs.training.loop.build_adamw] from `config`.
-        scheduler: Defaults to [`build_scheduler`][llmdocs.training.loop.build_scheduler] from `config`.
-        evaluate: Called (in eval mode, without gradients, with the unwrapped model) every
-            `config.eval_every` steps and after the last one; its dict is merged into that step's row.
-            Under DDP it runs on every rank.
+        optimizer: Defaults to [`build_adamw`][llmdocs.training.optim.build_adamw] from `config`.
+        scheduler: Defaults to [`build_scheduler`][llmdocs.training.optim.build_scheduler] from `config`.
+        evaluate: `evaluate(model, step) -> metrics`, called (in eval mode, without gradients, with the
+            unwrapped model) after step `step` (1-based, the row's `"step"`) every `config.eval_every` steps
+            and after the last step of the call; its dict is merged into that step's row. Under DDP it runs
+            on every rank.
         resume: `True` continues from the newest checkpoint in `config.out_dir/checkpoints` (starting
             fresh if there is none); a path names a checkpoint folder.
         progress: Show a tqdm bar with the loss and tokens/s (rank 0 only).
+        clock: Seconds of a monotonic clock, for tokens/s and `config.max_seconds` (tests pass a fake one).
+
+    With `config.max_seconds`, the first step that ends past the budget is the last: the run writes a
+    checkpoint there (with `out_dir`), then a final history row (with an evaluation if `evaluate` is given).
+    The checkpoint holds the state of the unbroken run at that step, so `resume=True` continues it to
+    `config.steps` exactly as if it had never stopped (the final row is then dropped from the log).
 
     Every RNG is seeded with `config.seed + rank` first (build the model before calling `train`); a
     resumed run then restores the RNG states of the checkpoint. Under DDP only rank 0 writes the metrics
@@ -226,13 +97,16 @@ def train(
 
     Returns:
         The history: one dict per logged step with `step`, `loss` (mean over the steps since the previous
-        row), `lr`, `grad_norm` (before clipping), `tokens_per_s`, and the evaluation metrics.
+        row), `lr`, `grad_norm` (before clipping), `tokens_per_s`, and the evaluation metrics; a run stopped
+        by `config.max_seconds` ends with the row of its last step.
 
     Raises:
         FileNotFoundError: If `resume` is a path without a complete checkpoint.
+        TypeError: If `get_batch`, `loss_fn` or `evaluate` is not callable, `config` is not a `TrainConfig`,
+            or `evaluate` does not return a dict.
         ValueError: If `resume=True` without `config.out_dir`, if the checkpoint's data position does
-            not fit `config.grad_accum`, or if a fresh run (no `resume`) finds checkpoints in
-            `out_dir/checkpoints`.
+            not fit `config.grad_accum`, if a fresh run (no `resume`) finds checkpoints in
+            `out_dir/checkpoints`, or if `get_batch` returns an empty batch.
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -247,6 +121,7 @@ def train(
         >>> history[-1]["loss"] < history[0]["loss"]
         True
     """
+    _check_arguments(get_batch, loss_fn, config, evaluate)
     rank, world_size = get_rank(), get_world_size()
     is_main = rank == 0
     if not isinstance(model, DistributedDataParallel):
@@ -262,7 +137,7 @@ def train(
     ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
     metrics_path = out_dir / "metrics.jsonl" if out_dir is not None else None
     start, history = 0, []
-    window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}  # since the last history row
+    window = _empty_window()  # sums since the last history row
     if resume:
         if resume is True and ckpt_dir is None:
             raise ValueError("resume=True needs config.out_dir (checkpoints live in out_dir/checkpoints)")
@@ -283,12 +158,14 @@ def train(
     max_norm = config.grad_clip if config.grad_clip else math.inf  # inf: measure without clipping
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and is_main), dynamic_ncols=True)
     model.train()
+    started = clock()
     for step in range(start, config.steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         step_loss = torch.zeros((), device=device)
         step_tokens = 0
         for micro in range(config.grad_accum):
-            batch = move_to_device(get_batch(step * config.grad_accum + micro), device)
+            index = step * config.grad_accum + micro
+            batch = move_to_device(_check_batch(get_batch(index), index), device)
             last = micro == config.grad_accum - 1
             # DDP all-reduces gradients in backward(); skip that on all but the last micro-batch.
             sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
@@ -312,84 +189,115 @@ def train(
         window["loss"] += stats[0].item()
         window["tokens"] += int(stats[1].item())
         window["steps"] += 1
-        window["seconds"] += time.perf_counter() - t0
+        window["seconds"] += clock() - t0
         bar.update(1)
+        out_of_time = done < config.steps and _budget_spent(config.max_seconds, clock() - started, device)
 
         row: dict[str, Any] | None = None
         if done % config.log_every == 0 or done == config.steps:
-            row = {
-                "step": done,
-                "loss": window["loss"] / window["steps"],
-                "lr": lr,
-                "grad_norm": grad_norm.item(),
-                "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9),
-            }
-            window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
+            row, window = _log_row(window, done, lr, grad_norm), _empty_window()
+        metrics: dict[str, float] | None = None
         if evaluate is not None and ((config.eval_every and done % config.eval_every == 0) or done == config.steps):
-            plain = unwrap_model(model)
-            plain.eval()
-            with torch.no_grad():
-                metrics = evaluate(plain)
-            plain.train()
+            metrics = _run_evaluation(model, evaluate, done)
             row = {"step": done, **(row or {}), **metrics}
         if row is not None:
             history.append(row)
             if is_main and metrics_path is not None:
                 append_jsonl(metrics_path, row)
-            postfix = {k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "tokens_per_s")}
-            if "tokens_per_s" in row:
-                postfix["tok/s"] = f"{row['tokens_per_s']:,.0f}"
-            bar.set_postfix(postfix, refresh=False)
+            _show(bar, row)
 
         if ckpt_dir is not None and (
-            (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps
+            (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps or out_of_time
         ):
             if is_main:
-                extra = {
-                    "data_position": done * config.grad_accum,
-                    "history": history,
-                    "window": window,
-                }
+                extra = {"data_position": done * config.grad_accum, "history": history, "window": window}
                 save_checkpoint(
-                    ckpt_dir,
-                    model,
-                    optimizer,
-                    scheduler,
-                    done,
-                    extra,
-                    config=config,
-                    keep=config.keep_checkpoints,
+                    ckpt_dir, model, optimizer, scheduler, done, extra, config=config, keep=config.keep_checkpoints
                 )
             if world_size > 1:
                 dist.barrier()  # no rank races ahead while rank 0 writes
+        if out_of_time:
+            # The checkpoint holds the unbroken run's state; this last row only reports where the run stopped.
+            final = _log_row(window, done, lr, grad_norm) if window["steps"] else {}
+            if evaluate is not None and metrics is None:
+                final |= _run_evaluation(model, evaluate, done)
+            if final:
+                if history and history[-1]["step"] == done:
+                    history[-1] = {**history[-1], **final}
+                else:
+                    history.append({"step": done, **final})
+                if is_main and metrics_path is not None:
+                    write_jsonl(metrics_path, history)
+                _show(bar, history[-1])
+            if progress and is_main:
+                bar.write(f"stopped after step {done} of {config.steps}: max_seconds={config.max_seconds:g} spent")
+            break
     bar.close()
     if is_main and out_dir is not None:
         write_csv(out_dir / "metrics.csv", history)
     return history
 
 
-def _loss_and_tokens(output: torch.Tensor | tuple[torch.Tensor, int], batch: Batch) -> tuple[torch.Tensor, int]:
-    """Split `loss_fn`'s output into the loss and a token count."""
-    if isinstance(output, tuple):
-        loss, n_tokens = output
-        return loss, int(n_tokens)
-    return output, _count_tokens(batch)
+def _check_arguments(get_batch: object, loss_fn: object, config: object, evaluate: object) -> None:
+    """Fail before any work on arguments of the wrong kind."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    for name, fn, expected in (
+        ("get_batch", get_batch, "get_batch(index) -> batch, e.g. an IndexedBatches"),
+        ("loss_fn", loss_fn, "loss_fn(model, batch) -> loss"),
+        ("evaluate", evaluate, "evaluate(model, step) -> dict of metrics, or None"),
+    ):
+        if not (callable(fn) or (name == "evaluate" and fn is None)):
+            raise TypeError(f"{name} must be a function {expected}; got {type(fn).__name__}")
 
 
-def _count_tokens(batch: Batch) -> int:
-    """Elements of the first tensor found in the batch (the input ids, by convention)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.numel()
-    values = batch.values() if isinstance(batch, dict) else batch
-    if isinstance(values, Iterable) and not isinstance(values, str):
-        for value in values:
-            n = _count_tokens(value)
-            if n:
-                return n
-    return 0
+def _empty_window() -> dict[str, Any]:
+    """Sums of the steps since the last history row."""
+    return {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a model without parameters)."""
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
+def _log_row(window: dict[str, Any], step: int, lr: float, grad_norm: torch.Tensor) -> dict[str, Any]:
+    """The history row of the steps in `window`, ending at `step`."""
+    return {
+        "step": step,
+        "loss": window["loss"] / window["steps"],
+        "lr": lr,
+        "grad_norm": grad_norm.item(),
+        "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9),
+    }
+
+
+def _run_evaluation(
+    model: nn.Module, evaluate: Callable[[nn.Module, int], dict[str, float]], step: int
+) -> dict[str, float]:
+    """`evaluate(model, step)` on the unwrapped model, in eval mode and without gradients."""
+    plain = unwrap_model(model)
+    plain.eval()
+    try:
+        with torch.no_grad():
+            metrics = evaluate(plain, step)
+    finally:
+        plain.train()
+    if not isinstance(metrics, dict):
+        raise TypeError(f"evaluate(model, step) must return a dict of metrics, got {type(metrics).__name__}")
+    return metrics
+
+
+def _budget_spent(max_seconds: float | None, elapsed: float, device: torch.device) -> bool:
+    """Whether `elapsed` seconds exhaust the budget; under DDP every rank gets the same answer."""
+    if max_seconds is None:
+        return False
+    spent = elapsed >= max_seconds
+    if get_world_size() > 1:  # ranks must stop after the same step, or the next all-reduce hangs
+        flag = torch.tensor(float(spent), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        spent = bool(flag.item())
+    return spent
+
+
+def _show(bar: tqdm, row: dict[str, Any]) -> None:
+    """Put a history row's figures on the progress bar."""
+    postfix = {k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "tokens_per_s")}
+    if "tokens_per_s" in row:
+        postfix["tok/s"] = f"{row['tokens_per_s']:,.0f}"
+    bar.set_postfix(postfix, refresh=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from llmdocs.viz import CourseFigure
 
 __all__ = ["append_jsonl", "plot_history", "read_jsonl", "write_csv", "write_jsonl"]
 
@@ -91,7 +91,7 @@ def plot_history(
     *,
     log_y: bool = False,
     title: str | None = None,
-) -> Figure:
+) -> CourseFigure:
     """Training curve: each key against `step`, plus the learning rate on a second axis when logged.
 
     Args:
@@ -101,19 +101,28 @@ def plot_history(
         title: Optional figure title.
 
     Returns:
-        A matplotlib `Figure` (created without pyplot, so no global state; save it with `fig.savefig`).
+        A [`CourseFigure`][llmdocs.viz.CourseFigure], like the helpers of [viz][llmdocs.viz] (created without
+        pyplot, so no global state; save it with [`save_figure`][llmdocs.viz.save_figure] or `fig.savefig`).
 
     Raises:
-        ValueError: If no row holds any of `keys`.
+        TypeError: If `history` is not a sequence of dicts.
+        ValueError: If `history` is empty, a row has no `"step"`, or no row holds any of `keys`.
 
     Examples:
         >>> fig = plot_history([{"step": 1, "loss": 2.0, "lr": 1e-3}, {"step": 2, "loss": 1.5, "lr": 1e-3}])
         >>> [line.get_label() for line in fig.axes[0].get_lines()]
         ['loss']
     """
-    from matplotlib.figure import Figure
+    from llmdocs.viz import CourseFigure
 
-    fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+    if isinstance(history, str | bytes | dict) or not all(isinstance(row, dict) for row in history):
+        raise TypeError("history must be a sequence of dicts (rows such as {'step': 10, 'loss': 2.3})")
+    if not history:
+        raise ValueError("history is empty: there is no step to draw")
+    missing = [i for i, row in enumerate(history) if "step" not in row]
+    if missing:
+        raise ValueError(f"every row of history needs a 'step'; rows {missing[:5]} have none")
+    fig = CourseFigure(figsize=(6.0, 3.5), layout="constrained")
     ax = fig.add_subplot()
     drawn = 0
     for key in keys:

@@ -40,6 +40,10 @@ def train_subword_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_fr
     Returns:
         A ``tokenizers.Tokenizer`` whose ids 0-3 are ``<pad> <bos> <eos> <unk>``.
 
+    Raises:
+        TypeError: If ``texts`` is a single str, or holds something other than strings.
+        ValueError: If ``vocab_size`` leaves no room beside the special tokens, or ``texts`` has no text.
+
     Examples:
         >>> tok = train_subword_tokenizer(["the cat sat", "el gato se sentó"] * 50, vocab_size=60)
         >>> tok.token_to_id("<eos>"), tok.decode(tok.encode("the gato").ids)
@@ -47,6 +51,13 @@ def train_subword_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_fr
     """
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size={vocab_size} must exceed the {len(SPECIAL_TOKENS)} special tokens")
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of sentences, got a single str (write [text])")
+    texts = list(texts)
+    if not all(isinstance(text, str) for text in texts):
+        raise TypeError("texts must hold strings (sentences of both languages)")
+    if not any(text.strip() for text in texts):
+        raise ValueError("texts has no text to learn a vocabulary from (it is empty or blank)")
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -74,6 +85,10 @@ def encode_pairs(
     Returns:
         ``(source_ids, target_ids)`` per pair, without special tokens.
 
+    Raises:
+        TypeError: If a pair is not two strings.
+        ValueError: If ``pairs`` is empty or ``max_len < 2``.
+
     Examples:
         >>> tok = train_subword_tokenizer(["a b c d"] * 10, vocab_size=20)
         >>> [len(s) for s, _ in encode_pairs(tok, [("a b c d", "a")], max_len=3)]
@@ -81,10 +96,22 @@ def encode_pairs(
     """
     if max_len is not None and max_len < 2:
         raise ValueError(f"max_len={max_len} must be at least 2 (one token plus <eos>)")
+    _check_pairs(pairs)
     sources = tokenizer.encode_batch([s for s, _ in pairs])
     targets = tokenizer.encode_batch([t for _, t in pairs])
     limit = None if max_len is None else max_len - 1
     return [(s.ids[:limit], t.ids[:limit]) for s, t in zip(sources, targets, strict=True)]
+
+
+def _check_pairs(pairs: Sequence[tuple[str, str]]) -> None:
+    """Raise a readable error unless ``pairs`` is a non-empty sequence of (source, target) strings."""
+    if isinstance(pairs, str):
+        raise TypeError("pairs must be a list of (source, target) pairs, got a str")
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: pass at least one (source, target) pair")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, tuple | list) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise TypeError(f"pairs[{i}] must be a (source, target) pair of strings, got {pair!r}")
 
 
 def length_bucketed_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int = 0) -> list[list[int]]:
@@ -104,12 +131,20 @@ def length_bucketed_batches(lengths: Sequence[int], max_tokens: int, seed: int, 
     Returns:
         Lists of example indices.
 
+    Raises:
+        ValueError: If ``lengths`` is empty or has a length below 1, or ``max_tokens`` is below the longest.
+
     Examples:
         >>> batches = length_bucketed_batches([3, 9, 4, 8, 3], max_tokens=18, seed=0)
         >>> sorted(sorted(b) for b in batches)
         [[0, 2, 4], [1, 3]]
     """
-    if max_tokens < max(lengths, default=0):
+    if len(lengths) == 0:
+        raise ValueError("lengths is empty: there is no example to batch")
+    if min(lengths) < 1:
+        # a batch of zero-cost examples would never reach max_tokens and grow without bound
+        raise ValueError(f"every length must be >= 1 (padded tokens of an example), got {min(lengths)}")
+    if max_tokens < max(lengths):
         raise ValueError(f"max_tokens={max_tokens} is smaller than the longest example ({max(lengths)})")
     rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(lengths)))
@@ -149,6 +184,10 @@ def collate_pairs(
     Returns:
         ``src`` (B, S), ``tgt_in`` (B, T) and ``tgt_out`` (B, T), int64, right-padded with ``pad_id``.
 
+    Raises:
+        TypeError: If an example is not a ``(source_ids, target_ids)`` pair.
+        ValueError: If ``examples`` is empty.
+
     Examples:
         >>> src, tgt_in, tgt_out = collate_pairs([([5, 6], [7]), ([5], [8, 9])])
         >>> src.tolist(), tgt_in.tolist(), tgt_out.tolist()
@@ -156,6 +195,9 @@ def collate_pairs(
     """
     if not examples:
         raise ValueError("examples is empty: a batch needs at least one sentence pair")
+    for i, example in enumerate(examples):
+        if not isinstance(example, tuple | list) or len(example) != 2:
+            raise TypeError(f"examples[{i}] must be a (source_ids, target_ids) pair, got {example!r}")
     B = len(examples)
     S = max(len(s) for s, _ in examples) + 1
     T = max(len(t) for _, t in examples) + 1
@@ -208,7 +250,8 @@ def label_smoothed_cross_entropy(
         raise ValueError(f"smoothing={smoothing} must be in [0, 1)")
     if logits.shape[:-1] != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must share leading dimensions")
-    log_probs = F.log_softmax(logits.float(), dim=-1)  # (..., V)
+    # half-precision logits are normalised in float32; float64 stays float64
+    log_probs = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # (..., V)
     nll = -log_probs.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1)  # (...)
     uniform = -log_probs.mean(dim=-1)  # (...): cross-entropy against the uniform distribution
     loss = (1.0 - smoothing) * nll + smoothing * uniform  # (...)
@@ -227,14 +270,24 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
     Returns:
         BLEU in [0, 100].
 
+    Raises:
+        TypeError: If ``hypotheses`` or ``references`` is a single str, or a hypothesis is not a str.
+        ValueError: If either is empty, or a reference stream's length differs from the hypotheses'.
+
     Examples:
         >>> round(corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 1)
         100.0
     """
     import sacrebleu
 
+    if isinstance(hypotheses, str) or isinstance(references, str):
+        raise TypeError("hypotheses and references must be lists of sentences, got a single str")
     if not hypotheses:
         raise ValueError("hypotheses is empty")
+    if not all(isinstance(h, str) for h in hypotheses):
+        raise TypeError("hypotheses must be strings (detokenised sentences)")
+    if not references:
+        raise ValueError("references is empty: pass one reference per hypothesis")
     streams = [list(references)] if isinstance(references[0], str) else [list(r) for r in references]
     for stream in streams:
         if len(stream) != len(hypotheses):

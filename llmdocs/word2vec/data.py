@@ -149,6 +149,12 @@ class Vocabulary:
     words: tuple[str, ...]
     counts: torch.Tensor
 
+    def __post_init__(self) -> None:
+        if not self.words:
+            raise ValueError("words is empty: a vocabulary needs at least one word")
+        if self.counts.shape != (len(self.words),):
+            raise ValueError(f"counts must have shape (V,)=({len(self.words)},), got {tuple(self.counts.shape)}")
+
     @classmethod
     def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 5, max_size: int | None = None) -> Vocabulary:
         """Count the words and keep those seen at least `min_count` times (ties sorted alphabetically).
@@ -162,7 +168,8 @@ class Vocabulary:
             The vocabulary.
 
         Raises:
-            ValueError: If `min_count < 1` or no word is frequent enough.
+            TypeError: If a sentence is a str instead of a list of words, or a word is not a str.
+            ValueError: If `min_count < 1`, `max_size < 1`, or no word is frequent enough (e.g. no sentences).
 
         Examples:
             >>> vocab = Vocabulary.build([["a", "b", "a"], ["c", "a", "b"]], min_count=2)
@@ -171,11 +178,18 @@ class Vocabulary:
         """
         if min_count < 1:
             raise ValueError(f"min_count={min_count} must be at least 1")
+        if max_size is not None and max_size < 1:
+            raise ValueError(f"max_size={max_size} must be at least 1 (or None for no limit)")
+        if isinstance(sentences, str):
+            raise TypeError("sentences must be lists of words, got a str (split it into words first)")
         counter: Counter[str] = Counter()
         for sentence in sentences:
             if isinstance(sentence, str):
                 raise TypeError("sentences must be lists of words, got a str (split it into words first)")
             counter.update(sentence)
+        not_str = next((w for w in counter if not isinstance(w, str)), None)
+        if not_str is not None:
+            raise TypeError(f"words must be str, got {type(not_str).__name__} {not_str!r}")
         kept = sorted(((w, c) for w, c in counter.items() if c >= min_count), key=lambda wc: (-wc[1], wc[0]))
         if max_size is not None:
             kept = kept[:max_size]
@@ -197,10 +211,16 @@ class Vocabulary:
     def encode(self, sentences: Iterable[Sequence[str]]) -> list[torch.Tensor]:
         """Ids of the words of each sentence; out-of-vocabulary words are dropped, as word2vec does.
 
+        Raises:
+            TypeError: If `sentences` or one sentence is a str instead of a list of words.
+
         Examples:
             >>> Vocabulary(("a", "b"), torch.tensor([3, 2])).encode([["a", "z", "b"]])
             [tensor([0, 1])]
         """
+        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+        if any(isinstance(s, str) for s in sentences):
+            raise TypeError("sentences must be lists of words, got a str (split it into words first)")
         index = self.index
         return [torch.tensor([index[w] for w in s if w in index], dtype=torch.long) for s in sentences]
 
@@ -221,12 +241,16 @@ def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tens
     Returns:
         (V,) float probabilities in (0, 1].
 
+    Raises:
+        ValueError: If `sample < 0`, or `counts` is empty, negative or all zero.
+
     Examples:
         >>> keep_probabilities(torch.tensor([1000, 10]), sample=0.01).round(decimals=3).tolist()
         [0.111, 1.0]
     """
     if sample < 0:
         raise ValueError(f"sample={sample} must be non-negative")
+    _check_counts(counts)
     counts = counts.double()
     if sample == 0:
         return torch.ones_like(counts)
@@ -248,12 +272,24 @@ def subsample(ids: torch.Tensor, keep_prob: torch.Tensor, generator: torch.Gener
 def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Tensor:
     """Negative-sampling noise: $P_n(w) \\propto \\text{count}(w)^{0.75}$, which flattens the unigram distribution.
 
+    Raises:
+        ValueError: If `counts` is empty, negative or all zero (there would be nothing to draw).
+
     Examples:
         >>> noise_distribution(torch.tensor([16, 1]), exponent=0.5).tolist()
         [0.8, 0.2]
     """
+    _check_counts(counts)
     weights = counts.double() ** exponent
     return weights / weights.sum()
+
+
+def _check_counts(counts: torch.Tensor) -> None:
+    """Word counts must be a non-empty (V,) tensor of non-negative numbers with a positive total."""
+    if counts.dim() != 1 or counts.numel() == 0:
+        raise ValueError(f"counts must be a non-empty (V,) tensor, got shape {tuple(counts.shape)}")
+    if bool((counts < 0).any()) or not counts.sum() > 0:
+        raise ValueError("counts must be non-negative with a positive total (word counts of a corpus)")
 
 
 def context_windows(
@@ -286,7 +322,8 @@ def context_windows(
     if window < 1:
         raise ValueError(f"window={window} must be at least 1")
     ids = torch.cat([s.long() for s in sentences]) if sentences else torch.zeros(0, dtype=torch.long)  # (N,)
-    sentence_of = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor([len(s) for s in sentences]))
+    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)  # long even when there are none
+    sentence_of = torch.repeat_interleave(torch.arange(len(sentences)), lengths)  # (N,)
     N = ids.numel()
     # (N,) the window b of each position
     reduced = torch.randint(1, window + 1, (N,), generator=generator) if dynamic else torch.full((N,), window)

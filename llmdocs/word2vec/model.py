@@ -21,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -174,6 +175,8 @@ class Word2Vec(nn.Module):
         if inputs.shape != mask.shape:
             raise ValueError(f"inputs {tuple(inputs.shape)} and mask {tuple(mask.shape)} must have the same shape")
         B, C = inputs.shape
+        if B == 0 or C == 0:
+            raise ValueError(f"inputs {tuple(inputs.shape)} is empty: a batch needs at least one example and word")
         counts = mask.sum(dim=1, keepdim=True)  # (B, 1)
         if bool((counts == 0).any()):
             raise ValueError("every example needs at least one input word (a row of mask is all False)")
@@ -321,11 +324,21 @@ def train_word2vec(
         on_batch: Called after each step with `{"loss", "words", "lr"}` (e.g. to move a progress bar).
 
     Returns:
-        One row per epoch: `{"epoch", "loss", "seconds", "words_per_second"}` (words of the raw corpus).
+        One row per epoch: `{"epoch", "loss", "seconds", "words_per_second"}` (words of the raw corpus); the
+        loss is `nan` for an epoch whose subsampling left no example.
+
+    Raises:
+        TypeError: If a sentence is not a 1-D tensor of integer ids.
+        ValueError: If `sentences` is empty, no sentence has two words (no context: nothing to learn), an id
+            is outside the vocabulary, `keep_prob` or `noise` is not (V,), or a size is not positive.
     """
     if batch_size < 1 or epochs < 1 or window < 1:
         raise ValueError(f"batch_size={batch_size}, epochs={epochs} and window={window} must be positive")
     config = model.config
+    _check_sentences(sentences, config.vocab_size)
+    for name, table in (("keep_prob", keep_prob), ("noise", noise)):
+        if table.shape != (config.vocab_size,):
+            raise ValueError(f"{name} must have shape (V,)=({config.vocab_size},), got {tuple(table.shape)}")
     device = model.input_embeddings.weight.device
     flat = torch.cat([s.long() for s in sentences])  # (N,) the corpus
     sentence_of = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor([len(s) for s in sentences]))
@@ -364,6 +377,28 @@ def train_word2vec(
             if on_batch is not None:
                 on_batch({"loss": batch_loss, "words": raw_words / n_batches, "lr": opt.param_groups[0]["lr"]})
         seconds = time.perf_counter() - start
-        history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": seconds,
+        history.append({"epoch": epoch + 1, "loss": total / count if count else math.nan, "seconds": seconds,
                         "words_per_second": raw_words / max(seconds, 1e-9)})  # fmt: skip
     return history
+
+
+def _check_sentences(sentences: Sequence[torch.Tensor], vocab_size: int) -> None:
+    """Raise a readable error unless `sentences` is a corpus word2vec can learn from."""
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of 1-D id tensors (Vocabulary.encode gives them), got a str")
+    if len(sentences) == 0:
+        raise ValueError("sentences is empty: pass the corpus as 1-D id tensors (Vocabulary.encode gives them)")
+    for i, sentence in enumerate(sentences):
+        if not isinstance(sentence, torch.Tensor):
+            raise TypeError(f"sentences[{i}] must be a tensor of word ids (Vocabulary.encode), got {type(sentence)}")
+        if sentence.dim() != 1 or sentence.is_floating_point():
+            got = f"shape {tuple(sentence.shape)}, {sentence.dtype}"
+            raise TypeError(f"sentences[{i}] must be a 1-D tensor of integer word ids, got {got}")
+    if max(len(s) for s in sentences) < 2:
+        raise ValueError(
+            "no sentence has 2 or more words: word2vec learns each word from the words around it in its sentence, "
+            "so one-word sentences give no training example"
+        )
+    ids = torch.cat([s for s in sentences if len(s)])  # (N,)
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
+        raise ValueError(f"word ids must be in [0, vocab_size={vocab_size}), got {int(ids.min())}..{int(ids.max())}")

@@ -39,6 +39,8 @@ class WordVectors:
     vectors: torch.Tensor
 
     def __post_init__(self) -> None:
+        if not self.words:
+            raise ValueError("words is empty: WordVectors needs at least one word")
         if self.vectors.dim() != 2 or self.vectors.shape[0] != len(self.words):
             raise ValueError(f"vectors must be ({len(self.words)}, D), got {tuple(self.vectors.shape)}")
         if len(set(self.words)) != len(self.words):
@@ -72,6 +74,8 @@ class WordVectors:
         return F.cosine_similarity(self.vector(a), self.vector(b), dim=0).item()
 
     def _closest(self, query: torch.Tensor, exclude: Sequence[int], k: int) -> list[tuple[str, float]]:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k={k!r} must be a positive int (how many words to return)")
         scores = F.normalize(self.vectors.float(), dim=1) @ F.normalize(query.float(), dim=0)  # (V,)
         scores[list(exclude)] = -float("inf")
         top = scores.topk(min(k, len(self.words) - len(set(exclude))))
