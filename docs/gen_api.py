@@ -17,7 +17,7 @@ nav = mkdocs_gen_files.Nav()
 for module in public_modules():
     parts = module.split(".")
     # A package is a section with an index page (navigation.indexes), a module is a page:
-    # llmdocs -> reference/index.md, llmdocs.viz -> reference/viz.md, llmdocs.a -> reference/a/index.md
+    # llmdocs -> reference/index.md, llmdocs.testing -> reference/testing.md, llmdocs.a -> reference/a/index.md
     is_package = REPO_ROOT.joinpath(*parts, "__init__.py").is_file()
     stem = Path(*parts[1:], "index") if is_package else Path(*parts[1:])
     doc_path = Path("reference") / stem.with_suffix(".md")

@@ -144,7 +144,7 @@ def _figures_into(out_dir: Path) -> Iterator[None]:
 
 
 def save_demo_figure(fig: Any, out_dir: Path, name: str) -> Path:
-    """Write a figure as `<out_dir>/<name>.svg` with [`save_figure`][llmdocs.viz.save_figure] (reproducible SVG).
+    """Write a figure as `<out_dir>/<name>.svg` with [`save_figure`][llmdocs.viz.figure.save_figure] (reproducible SVG).
 
     Missing-glyph warnings are silenced: without a CJK font, Chinese labels are drawn as boxes, and
     `llmdocs doctor` already says how to install one.
