@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import io
 import json
 import os
@@ -337,6 +338,12 @@ def output_html(stdout: str) -> str:
         f'<div class="{OUTPUT_CLASS}-label" aria-hidden="true">Output</div>'
         f"<pre><code>{text}</code></pre></div>"
     )
+
+
+def rendered_outputs(rendered: str) -> list[str]:
+    """The text of every output area in rendered HTML, as a browser shows it."""
+    pattern = rf'<div class="{OUTPUT_CLASS}"[^>]*>.*?<pre><code>(.*?)</code></pre></div>'
+    return [html.unescape(text) for text in re.findall(pattern, rendered, flags=re.DOTALL)]
 
 
 def insert_outputs(markdown: str, blocks: list[dict[str, Any]], path: Path | str = "<page>") -> str:

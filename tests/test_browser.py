@@ -19,16 +19,19 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from docs_support import OUTPUT_CLASS, rendered_outputs
+
+from llmdocs.cli.checks import find_chromium  # the same lookup as `llmdocs doctor`
 
 pytestmark = pytest.mark.browser
 
@@ -49,17 +52,6 @@ HOW_TO_ENABLE = (
     "root) or set LLMDOCS_CHROMIUM=/path/to/chromium; the Python package `playwright` must be installed "
     "(never run `playwright install`)"
 )
-
-
-def find_chromium() -> str | None:
-    candidates = [
-        os.environ.get("LLMDOCS_CHROMIUM"),
-        "/usr/lib/chromium/chromium",  # Debian's binary (the /usr/bin/chromium wrapper only adds flags)
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +346,29 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
     assert not problems, f"{len(problems)} problem(s) in {len(pages)} pages:\n" + "\n".join(problems)
     # The checks above must have had something to check: Conventions has math and a diagram, 4+ chapters.
     assert stats["math"] >= 1 and stats["mermaid"] >= 1 and stats["chapters"] >= 4, stats
+
+
+# -- what the chapters' code prints is shown under it (static: no browser needed) ----------------------
+
+
+def shown_outputs(page_html: str) -> list[tuple[str, str]]:
+    """(code, output) for every output area of a built page, checking that it sits right under a python block."""
+    pairs = []
+    for match in re.finditer(f'<div class="{OUTPUT_CLASS}"', page_html):
+        before = page_html[: match.start()].rstrip()
+        assert before.endswith("</code></pre></div>"), f"an output area not right under a code block: {before[-200:]}"
+        start = before.rfind('<div class="language-python highlight">')
+        code = unescape(re.sub(r"<[^>]+>", "", before[start:]))
+        pairs.append((code, rendered_outputs(page_html[match.start() :])[0]))
+    return pairs
+
+
+@pytest.mark.slow
+def test_chapters_show_what_their_code_prints(site_dir: Path) -> None:
+    chapters = sorted((site_dir / "chapters").glob("*/index.html"))
+    assert len(chapters) >= 4
+    shown = {page.parent.name: shown_outputs(page.read_text(encoding="utf-8")) for page in chapters}
+    assert all(shown.values()), {name: len(pairs) for name, pairs in shown.items()}
+    attention = dict(shown["attention"])
+    code = next(code for code in attention if "print(context_vec.shape, attn_weights.shape)" in code)
+    assert attention[code] == "torch.Size([2, 1, 5, 8]) torch.Size([2, 1, 5, 5])"

@@ -2,17 +2,14 @@
 
 The build runs each page once (docs/docs_support.py `run_page`, cached with its figures), keeps what every
 block printed in `outputs.json`, and `insert_outputs` puts it under the block as an escaped HTML output area.
-The unit tests run a small page of their own; the last test reads a real built page.
+The tests run a small page of their own; tests/test_browser.py checks the real built chapters (one
+build serves both).
 """
 
 from __future__ import annotations
 
-import html
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import markdown
@@ -20,7 +17,6 @@ import pytest
 from docs_support import (
     OUTPUT_CLASS,
     OUTPUTS_FILE,
-    REPO_ROOT,
     clean_output,
     code_blocks,
     insert_outputs,
@@ -28,6 +24,7 @@ from docs_support import (
     page_outputs,
     page_results,
     parse_text,
+    rendered_outputs,
     run_page,
     source_digest,
 )
@@ -98,12 +95,6 @@ def blocks(page: Path) -> list[dict]:
     return run_page(page, page.parent / "out")
 
 
-def output_texts(rendered: str) -> list[str]:
-    """The text of every output area in rendered HTML, as a browser shows it."""
-    pattern = rf'<div class="{OUTPUT_CLASS}"[^>]*>.*?<pre><code>(.*?)</code></pre></div>'
-    return [html.unescape(text) for text in re.findall(pattern, rendered, flags=re.DOTALL)]
-
-
 def test_run_page_captures_each_blocks_stdout(page: Path, blocks: list[dict]) -> None:
     assert [(b["line"], b["hidden"], b["skipped"]) for b in blocks] == [
         (3, True, False),
@@ -141,7 +132,7 @@ def test_outputs_survive_markdown(page: Path, blocks: list[dict]) -> None:
         extensions=EXTENSIONS,
         extension_configs=EXTENSION_CONFIGS,
     )
-    shown = output_texts(rendered)
+    shown = rendered_outputs(rendered)
     assert shown[:2] == ["hello world", "<b>&amp; 中文 *not emphasis* $x$"]
     assert shown[2] == blocks[4]["stdout"].rstrip("\n")  # 100 long lines, all of them: the box scrolls
     assert "<em>not emphasis</em>" not in rendered and "arithmatex" not in rendered
@@ -166,7 +157,7 @@ def test_changed_code_is_not_given_old_outputs(page: Path, blocks: list[dict]) -
 def test_output_html_is_one_inert_line() -> None:
     area = output_html("a < b & c\n\n--8<-- x\n  `code` _u_ [l](x) \\(m\\)\n")
     assert "\n" not in area
-    assert output_texts(area) == ["a < b & c\n\n--8<-- x\n  `code` _u_ [l](x) \\(m\\)"]
+    assert rendered_outputs(area) == ["a < b & c\n\n--8<-- x\n  `code` _u_ [l](x) \\(m\\)"]
 
 
 def test_clean_output_is_what_a_terminal_shows() -> None:
@@ -183,49 +174,3 @@ def test_results_are_cached_with_outputs(page: Path, tmp_path: Path) -> None:
     assert page_results(page, cache, "fingerprint") == first and (first / "marker").is_file()
     assert page_outputs(page, cache, "fingerprint")[1]["stdout"] == "hello world\n"
     assert page_results(page, cache, "other sources") != first
-
-
-# -- the real site ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built site: `LLMDOCS_SITE_DIR` when set (as for tests/test_browser.py), else built here."""
-    reuse = os.environ.get("LLMDOCS_SITE_DIR")
-    if reuse:
-        return Path(reuse)
-    out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-5000:]}"
-    return out
-
-
-def shown_outputs(page_html: str) -> list[tuple[str, str]]:
-    """(code, output) for every output area of a built page, checking that it sits right under a python block."""
-    pairs = []
-    for match in re.finditer(f'<div class="{OUTPUT_CLASS}"', page_html):
-        before = page_html[: match.start()].rstrip()
-        assert before.endswith("</code></pre></div>"), f"an output area not right under a code block: {before[-200:]}"
-        start = before.rfind('<div class="language-python highlight">')
-        code = html.unescape(re.sub(r"<[^>]+>", "", before[start:]))
-        pairs.append((code, output_texts(page_html[match.start() :])[0]))
-    return pairs
-
-
-@pytest.mark.slow
-def test_chapters_show_what_their_code_prints(built_site: Path) -> None:
-    chapters = sorted((built_site / "chapters").glob("*/index.html"))
-    assert len(chapters) >= 4
-    shown = {page.parent.name: shown_outputs(page.read_text(encoding="utf-8")) for page in chapters}
-    assert all(shown.values()), {name: len(pairs) for name, pairs in shown.items()}
-    attention = dict(shown["attention"])
-    code = next(code for code in attention if "print(context_vec.shape, attn_weights.shape)" in code)
-    assert attention[code] == "torch.Size([2, 1, 5, 8]) torch.Size([2, 1, 5, 5])"

@@ -58,7 +58,7 @@ OPTIONAL_LIBRARIES = {  # name -> what it is for
     "playwright": "the browser test",
     "ruff": "lint and format",
 }
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")  # Debian's, as tests/test_browser.py
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")  # Debian: the binary, then its wrapper
 CHROMIUM_FIX = (
     "make system (as root), or: apt-get install -y --no-install-recommends chromium; "
     "or set LLMDOCS_CHROMIUM=/path/to/chromium"
