@@ -101,8 +101,8 @@ def plot_history(
         title: Optional figure title.
 
     Returns:
-        A [`CourseFigure`][llmdocs.viz.CourseFigure], like the helpers of [viz][llmdocs.viz] (created without
-        pyplot, so no global state; save it with [`save_figure`][llmdocs.viz.save_figure] or `fig.savefig`).
+        A [`CourseFigure`][llmdocs.viz.figure.CourseFigure], like the helpers of [viz][llmdocs.viz] (created without
+        pyplot, so no global state; save it with [`save_figure`][llmdocs.viz.figure.save_figure] or `fig.savefig`).
 
     Raises:
         TypeError: If `history` is not a sequence of dicts.
