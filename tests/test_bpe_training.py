@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -55,10 +56,13 @@ def test_incremental_trainer_equals_naive_trainer(seed: int, alphabet: str) -> N
     corpus = random_corpus(rng, alphabet, n_words=rng.randint(5, 300))
     vocab_size = 256 + rng.randint(1, 60)
     min_frequency = rng.choice([1, 2, 3])
-    fast, vocab = train_bpe(corpus, vocab_size, min_frequency)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast, vocab = train_bpe(corpus, vocab_size, min_frequency)
     assert fast == naive_train_bpe(corpus, vocab_size, min_frequency)
     assert len(set(vocab.values())) == len(vocab)  # every token is a distinct byte string
     assert len(vocab) <= vocab_size
+    assert len(caught) == (len(vocab) < vocab_size)  # a warning exactly when training stopped short
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -77,9 +81,11 @@ def test_each_merge_is_the_most_frequent_pair_at_its_time(seed: int) -> None:
 
 
 def test_training_stops_when_no_pair_is_frequent_enough() -> None:
-    steps, vocab = train_bpe({b"ab": 1, b"cd": 1}, vocab_size=300, min_frequency=2)
+    with pytest.warns(UserWarning, match="learnt 0 merges of the 44 that vocab_size=300 asks for"):
+        steps, vocab = train_bpe({b"ab": 1, b"cd": 1}, vocab_size=300, min_frequency=2)
     assert steps == [] and len(vocab) == 256
-    steps, vocab = train_bpe({b"ab": 1, b"cd": 1}, vocab_size=300, min_frequency=1)
+    with pytest.warns(UserWarning, match="learnt 2 merges of the 44 .* at least min_frequency=1 times"):
+        steps, vocab = train_bpe({b"ab": 1, b"cd": 1}, vocab_size=300, min_frequency=1)
     assert [vocab[s.new_id] for s in steps] == [b"ab", b"cd"]  # then nothing is left to merge
 
 
@@ -98,7 +104,8 @@ def test_trainer_errors() -> None:
 
 def test_tokenizer_training_skips_special_tokens_and_gives_them_the_last_ids() -> None:
     text = "hello world<|endoftext|>hello there<|endoftext|>" * 30
-    tok = BPETokenizer.train(text, vocab_size=300, special_tokens=["<|endoftext|>"])
+    with pytest.warns(UserWarning, match="that vocab_size=300 asks for"):
+        tok = BPETokenizer.train(text, vocab_size=300, special_tokens=["<|endoftext|>"])
     # the corpus runs out of pairs before 300 tokens: the special token follows the last ordinary id
     assert tok.special_tokens == {"<|endoftext|>": len(tok.vocab)} and tok.vocab_size == len(tok.vocab) + 1
     assert not any(b"<|" in token or b"|>" in token for token in tok.vocab.values())  # never learnt its text
@@ -190,3 +197,47 @@ def test_empty_corpus_is_fine_when_no_merge_is_asked_for() -> None:
     assert train_bpe({}, vocab_size=256) == ([], {i: bytes([i]) for i in range(256)})
     tok = BPETokenizer.train("", vocab_size=257, special_tokens=["<|endoftext|>"])
     assert tok.merges == [] and tok.special_tokens == {"<|endoftext|>": 256}
+
+
+@pytest.mark.parametrize(
+    ("word_counts", "message"),
+    [
+        ("a", r"word_counts must be a mapping of word bytes to frequencies .* got str 'a'; to train on text, call"),
+        (b"ab", "word_counts must be a mapping .* got bytes"),
+        (7, "word_counts must be a mapping .* got int"),
+        ([b"ab", b"cd"], r"\(word, frequency\) pairs; an item is bytes b'ab'"),
+        ([(b"ab", 2, 1)], r"an item is tuple \(b'ab', 2, 1\)"),
+    ],
+)
+def test_train_bpe_names_the_table_it_expects(word_counts: object, message: str) -> None:
+    # a string used to fail with a bare "not enough values to unpack"
+    with pytest.raises(TypeError, match=message):
+        train_bpe(word_counts, 300)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="min_frequency must be an int, got str"):
+        train_bpe({b"ab": 2}, 300, min_frequency="2")  # type: ignore[arg-type]
+    assert train_bpe([(b"abab", 2)], 257)[1][256] == b"ab"  # (word, frequency) pairs are a table too
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (lambda: BPETokenizer.train("a", 257), "learnt 0 merges of the 1 that vocab_size=257 asks for"),
+        (lambda: BPETokenizer.train(["ab"], 260), "learnt 0 merges of the 4 that vocab_size=260 asks for"),
+        (lambda: BPETokenizer.train("ab ab", 260, ["<s>"]), "learnt 1 merge of the 3 .* stopped at 258 tokens"),
+        (lambda: train_bpe({b"a": 5}, 257), "learnt 0 merges of the 1 .* at least min_frequency=2 times"),
+        (lambda: train_bpe({b"ab": 3}, 258, min_frequency=4), "learnt 0 merges of the 2 .* min_frequency=4"),
+    ],
+)
+def test_training_that_stops_short_of_vocab_size_warns(train, message: str) -> None:  # type: ignore[no-untyped-def]
+    # stopping early is right (the `tokenizers` library does it silently); the warning says by how much
+    with pytest.warns(UserWarning, match=message) as caught:
+        train()
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller, not at llmdocs
+
+
+def test_training_that_reaches_vocab_size_does_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BPETokenizer.train("ab ab", 257).vocab_size == 257
+        assert len(train_bpe({b"abc": 2}, 258)[1]) == 258
+        assert BPETokenizer.train("a", 256).vocab_size == 256  # no merge asked for, none missing

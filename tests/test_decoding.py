@@ -96,18 +96,18 @@ def test_decoding_errors(model: Transformer, src: Tensor) -> None:
 class BigramModel(nn.Module):
     """A stand-in 'translator' whose next-token distribution depends only on the last token.
 
-    Each source sentence id (src[:, 0]) selects its own bigram table, carried through as 'memory',
-    so exact sequence probabilities are known and every candidate can be enumerated.
+    Each source sentence id (src[:, 0], counted from 1: id 0 is padding) selects its own bigram table, carried
+    through as 'memory', so exact sequence probabilities are known and every candidate can be enumerated.
     """
 
     def __init__(self, n_sentences: int, vocab_size: int, max_len: int = 16) -> None:
         super().__init__()
         self.V = vocab_size
-        self.config = TransformerConfig.tiny(n_sentences, vocab_size, max_len=max_len)
+        self.config = TransformerConfig.tiny(n_sentences + 1, vocab_size, max_len=max_len)  # + the pad id 0
         self.log_probs = torch.randn(n_sentences, vocab_size, vocab_size).mul(2).log_softmax(-1)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
-        return self.log_probs[src[:, 0]].flatten(1)[:, None, :]  # (B, 1, V*V)
+        return self.log_probs[src[:, 0] - 1].flatten(1)[:, None, :]  # (B, 1, V*V)
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache(0)  # nothing to cache: only the last token matters
@@ -143,7 +143,7 @@ def test_wide_beam_finds_the_exact_best_hypothesis(alpha: float) -> None:
     torch.manual_seed(0)
     V, max_new = 4, 3
     bigram = BigramModel(n_sentences=6, vocab_size=V)
-    src = torch.arange(6)[:, None]  # sentence ids
+    src = torch.arange(1, 7)[:, None]  # sentence ids
     # K = 64 >= 3^3 prefixes x 4 tokens keeps every candidate, so beam search is exhaustive here
     found = beam_search(bigram, src, BOS, EOS, 64, max_new, length_penalty=alpha)  # type: ignore[arg-type]
     expected = [brute_force_best(bigram, i, max_new, alpha) for i in range(6)]
@@ -154,7 +154,7 @@ def test_wide_beam_finds_the_exact_best_hypothesis(alpha: float) -> None:
 def test_beam_scores_at_least_greedy_on_the_bigram_model() -> None:
     torch.manual_seed(0)
     bigram = BigramModel(n_sentences=6, vocab_size=4)
-    src = torch.arange(6)[:, None]
+    src = torch.arange(1, 7)[:, None]
     greedy = greedy_decode(bigram, src, BOS, EOS, max_new_tokens=3)  # type: ignore[arg-type]
     beam = beam_search(bigram, src, BOS, EOS, 3, 3, length_penalty=0.0)  # type: ignore[arg-type]
     for i in range(6):
@@ -167,7 +167,7 @@ def test_beam_scores_at_least_greedy_on_the_bigram_model() -> None:
 def test_eos_first_gives_empty_output() -> None:
     bigram = BigramModel(n_sentences=1, vocab_size=4)
     bigram.log_probs[0, BOS] = torch.tensor([-9.0, -9.0, 0.0, -9.0])  # EOS right after BOS
-    src = torch.zeros(1, 1, dtype=torch.long)
+    src = torch.ones(1, 1, dtype=torch.long)
     assert greedy_decode(bigram, src, BOS, EOS, max_new_tokens=5) == [[]]  # type: ignore[arg-type]
     assert beam_search(bigram, src, BOS, EOS, beam_size=2, max_new_tokens=5) == [[]]  # type: ignore[arg-type]
 
@@ -190,3 +190,16 @@ def test_eos_first_gives_empty_output() -> None:
 def test_degenerate_input_raises(model: Transformer, src: Tensor, call, error: type, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error, match=message):
         call(model, src)
+
+
+@pytest.mark.parametrize("decode", [greedy_decode, beam_search])
+def test_a_source_row_of_padding_only_raises(model: Transformer, src: Tensor, decode) -> None:  # type: ignore[no-untyped-def]
+    # its padding mask hides every key, so the decoder's cross-attention has nothing to attend to
+    src[1] = PAD
+    with pytest.raises(ValueError, match=r"src row 1 is all padding \(pad_id=0\): every source sentence needs"):
+        decode(model, src, BOS, EOS, max_new_tokens=3)
+    src[3] = PAD
+    with pytest.raises(ValueError, match=r"src row 1 is all padding .*; all-padding rows: \[1, 3\]"):
+        decode(model, src, BOS, EOS, max_new_tokens=3)
+    src[1, 0] = src[3, -1] = 5  # one real token is enough, wherever it sits
+    assert len(decode(model, src, BOS, EOS, max_new_tokens=3)) == 4

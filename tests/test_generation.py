@@ -380,6 +380,8 @@ def test_degenerate_helpers_raise(model: GPT) -> None:
         top_k_filter(torch.zeros(3), 2)
     with pytest.raises(ValueError, match=r"logits must have shape \(B, V\)"):
         top_p_filter(torch.zeros(3), 0.5)
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, V\), got \(3,\)"):
+        apply_temperature(torch.zeros(3), 2.0)
     with pytest.raises(TypeError, match="top_k must be an int"):
         top_k_filter(torch.zeros(1, 3), 1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"ids must have shape \(B, T\) with B=2"):
@@ -388,3 +390,29 @@ def test_degenerate_helpers_raise(model: GPT) -> None:
         kv_cache_speedup(model, prompt_length=4, max_new_tokens=4, repeats=0)
     with pytest.raises(ValueError, match="batch_size=0"):
         kv_cache_speedup(model, prompt_length=4, max_new_tokens=4, batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "process",
+    [
+        lambda z: apply_temperature(z, 0.7),
+        lambda z: top_k_filter(z, 2),
+        lambda z: top_p_filter(z, 0.9),
+        lambda z: top_p_filter(z, 1.0),  # the keep-everything shortcut checks too
+        lambda z: apply_repetition_penalty(z, torch.zeros(2, 1, dtype=torch.long), 1.2),
+    ],
+)
+def test_logits_processors_reject_an_empty_vocabulary(process) -> None:  # type: ignore[no-untyped-def]
+    # (B, 0) logits used to pass through silently: there is no token to choose
+    with pytest.raises(ValueError, match=r"logits have an empty vocabulary: shape \(2, 0\), expected \(B, V\)"):
+        process(torch.zeros(2, 0))
+
+
+def test_left_pad_rejects_no_prompts_and_empty_prompts() -> None:
+    # these used to return empty tensors (or an all-padding row) that failed later, far from the cause
+    with pytest.raises(ValueError, match="prompts is empty: left_pad needs at least one prompt"):
+        left_pad([])
+    with pytest.raises(ValueError, match=r"prompts\[0\] is empty: every prompt needs at least one token"):
+        left_pad([[]])
+    with pytest.raises(ValueError, match=r"prompts\[1\] is empty"):
+        left_pad([[4, 5], []])

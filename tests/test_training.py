@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from llmdocs.data import IndexedBatches
-from llmdocs.testing import assert_close, assert_equivalent
+from llmdocs.testing import assert_equivalent
 from llmdocs.training import (
     TrainConfig,
     build_adamw,
@@ -237,8 +237,8 @@ def test_grad_accumulation_equals_the_big_batch() -> None:
     h_big = train(big, IndexedBatches(x, y, batch_size=8, seed=1), _mse, cfg_big, progress=False)
     for a, b in zip(small.parameters(), big.parameters(), strict=True):
         assert_equivalent(a, b, depth=cfg_big.steps)
-    losses = [torch.tensor([r["loss"] for r in h]) for h in (h_small, h_big)]  # the loop logs in float32
-    assert_close(*losses, depth=cfg_big.steps)
+    losses = [torch.tensor([r["loss"] for r in h], dtype=torch.float64) for h in (h_small, h_big)]
+    assert_equivalent(*losses, depth=cfg_big.steps)  # a float64 run logs float64 losses
 
 
 def test_grad_clipping_bounds_the_update() -> None:
@@ -358,3 +358,15 @@ def test_max_seconds_stops_after_the_step_that_spends_it() -> None:
     )
     assert [row["step"] for row in history] == [4, 6]  # the regular row, then the row of the stopping step
     assert evaluated == [6] and history[-1]["val_loss"] == 1.0
+
+
+def test_a_float64_run_logs_float64_losses() -> None:
+    # the logged loss was summed in a float32 tensor, so float64 runs logged float32-rounded losses
+    x, y = (t.double() for t in _regression(8))
+    model = _mlp().double()
+    with torch.no_grad():
+        expected = ((_mse(model, (x[:4], y[:4])) + _mse(model, (x[4:], y[4:]))) / 2).item()  # before the update
+    assert torch.tensor(expected).float().item() != expected  # a float32 log could not hold this value
+    cfg = TrainConfig(steps=1, warmup=0, grad_accum=2, log_every=1, device="cpu")
+    history = train(model, lambda i: (x[4 * i : 4 * i + 4], y[4 * i : 4 * i + 4]), _mse, cfg, progress=False)
+    assert history[0]["loss"] == expected  # the same float64 sum, bit for bit

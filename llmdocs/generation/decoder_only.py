@@ -67,6 +67,7 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor,
 
     Raises:
         TypeError: If a prompt is not a sequence of integer ids (e.g. a string, or a list of lists).
+        ValueError: If there are no prompts, or a prompt is empty (an all-padding row has nothing to condition on).
 
     Examples:
         >>> ids, mask = left_pad([[5, 6, 7], [8]])
@@ -74,13 +75,17 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor,
         ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
     """
     rows = [_as_id_row(prompt, f"prompts[{i}]") for i, prompt in enumerate(prompts)]
-    T = max((len(r) for r in rows), default=0)
+    if not rows:
+        raise ValueError("prompts is empty: left_pad needs at least one prompt")
+    empty = [i for i, row in enumerate(rows) if len(row) == 0]
+    if empty:
+        raise ValueError(f"prompts[{empty[0]}] is empty: every prompt needs at least one token")
+    T = max(len(r) for r in rows)
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long)  # (B, T_max)
     mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (B, T_max)
     for i, row in enumerate(rows):
-        if len(row) > 0:
-            ids[i, T - len(row) :] = row
-            mask[i, T - len(row) :] = True
+        ids[i, T - len(row) :] = row
+        mask[i, T - len(row) :] = True
     return ids, mask
 
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from llmdocs.generation.beams import BeamSearchScorer, expand_to_beams, gnmt_length_penalty
 from llmdocs.models.transformer import DecoderCache, Transformer
 from llmdocs.nn.attention import padding_mask
+from llmdocs.nn.checks import check_token_ids
 
 
 def _check_args(model: Transformer, src: Tensor, bos_id: int, eos_id: int, max_new_tokens: int) -> None:
@@ -35,6 +36,16 @@ def _check_args(model: Transformer, src: Tensor, bos_id: int, eos_id: int, max_n
         raise TypeError(f"src must be a (B, S) tensor of token ids, got {type(src).__name__}")
     if src.dim() != 2:
         raise ValueError(f"src must have shape (B, S), got {tuple(src.shape)}; a single sentence is src[None]")
+    check_token_ids(src, model.config.src_vocab_size, "src")
+    pad_id = model.config.pad_id
+    blank = (src == pad_id).all(dim=1).nonzero().flatten().tolist()  # rows whose every token is padding
+    if blank:
+        # the padding mask would hide every key: cross-attention has nothing to attend to in that row
+        others = f"; all-padding rows: {blank[:10]}" if len(blank) > 1 else ""
+        raise ValueError(
+            f"src row {blank[0]} is all padding (pad_id={pad_id}): every source sentence needs at least one "
+            f"non-pad token{others}"
+        )
     V = model.config.tgt_vocab_size
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id), ("max_new_tokens", max_new_tokens)):
         if isinstance(value, bool) or not isinstance(value, Integral):
@@ -77,8 +88,8 @@ def greedy_decode(
 
     Raises:
         TypeError: If ``src`` is not an integer tensor, or ``bos_id``, ``eos_id`` or ``max_new_tokens`` is not an int.
-        ValueError: If ``src`` is empty or not (B, S) ids, a token id is out of range, or ``max_new_tokens`` is not in
-            [1, max_len].
+        ValueError: If ``src`` is empty or not (B, S) ids, a token id is out of range, a row of ``src`` is all
+            padding, or ``max_new_tokens`` is not in [1, max_len].
 
     Examples:
         >>> import torch

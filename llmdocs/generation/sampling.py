@@ -24,6 +24,8 @@ from torch import Tensor
 def _check_logits(logits: Tensor) -> None:
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
+    if logits.size(-1) == 0:  # nothing to choose from: every filter would return an empty row
+        raise ValueError(f"logits have an empty vocabulary: shape {tuple(logits.shape)}, expected (B, V) with V >= 1")
 
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
@@ -37,7 +39,7 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
         Scaled logits (B, V).
 
     Raises:
-        ValueError: If ``temperature`` is not > 0.
+        ValueError: If ``temperature`` is not > 0, or ``logits`` is not (B, V) with V >= 1.
 
     Examples:
         >>> import torch
@@ -46,6 +48,7 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     """
     if not temperature > 0.0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_logits(logits)
     return logits / temperature
 
 
@@ -61,7 +64,7 @@ def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
 
     Raises:
         TypeError: If ``top_k`` is not an int.
-        ValueError: If ``top_k`` < 1 or ``logits`` is not (B, V).
+        ValueError: If ``top_k`` < 1 or ``logits`` is not (B, V) with V >= 1.
 
     References:
         Fan et al., "Hierarchical Neural Story Generation", ACL 2018.
@@ -95,7 +98,7 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
         Filtered logits (B, V), -inf outside the nucleus.
 
     Raises:
-        ValueError: If ``top_p`` is outside (0, 1] or ``logits`` is not (B, V).
+        ValueError: If ``top_p`` is outside (0, 1] or ``logits`` is not (B, V) with V >= 1.
 
     References:
         Holtzman et al., "The Curious Case of Neural Text Degeneration", ICLR 2020, section 3.1.
@@ -134,7 +137,7 @@ def apply_repetition_penalty(logits: Tensor, ids: Tensor, penalty: float, mask: 
         Penalised logits (B, V).
 
     Raises:
-        ValueError: If ``penalty`` is not > 0, or ``logits`` and ``ids`` are not (B, V) and (B, T).
+        ValueError: If ``penalty`` is not > 0, or ``logits`` and ``ids`` are not (B, V) (V >= 1) and (B, T).
 
     References:
         Keskar et al., "CTRL: A Conditional Transformer Language Model for Controllable Generation", 2019,

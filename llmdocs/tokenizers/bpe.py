@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import operator
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Literal
 
 from llmdocs.tokenizers.bpe_encoding import apply_merges, merge_ranks
 from llmdocs.tokenizers.bpe_files import read_gpt2_files, read_tokenizer_config, write_tokenizer_files
-from llmdocs.tokenizers.bpe_training import Pair, train_bpe
+from llmdocs.tokenizers.bpe_training import Pair, _stopped_early, _train_bpe
 from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, count_chunks, pretokenize
 from llmdocs.tokenizers.special_tokens import ENDOFTEXT, check_special_tokens, encodable_specials, split_special
 
@@ -115,6 +116,10 @@ class BPETokenizer:
             TypeError: If `text` is not a string or strings, `vocab_size` is not an int, or `special_tokens` is a
                 bare string.
 
+        Warns:
+            UserWarning: If the corpus runs out of pairs that occur `min_frequency` times before the vocabulary
+                reaches `vocab_size`; the tokenizer is then smaller, and the warning says by how much.
+
         Examples:
             >>> tok = BPETokenizer.train("ab ab cab", vocab_size=258, special_tokens=["<|endoftext|>"])
             >>> tok.vocab_size, tok.special_tokens, tok.token_bytes(256)
@@ -127,7 +132,9 @@ class BPETokenizer:
         if vocab_size < 256 + n_special:
             raise ValueError(f"vocab_size={vocab_size} leaves no room for 256 bytes and {n_special} special tokens")
         chunk_counts = count_chunks(text, pattern, special_tokens)
-        steps, vocab = train_bpe(chunk_counts, vocab_size - n_special, min_frequency=min_frequency)
+        steps, vocab = _train_bpe(chunk_counts, vocab_size - n_special, min_frequency)
+        if len(vocab) + n_special < vocab_size:
+            warnings.warn(_stopped_early(len(steps), len(vocab) + n_special, vocab_size, min_frequency), stacklevel=2)
         specials = {s: len(vocab) + i for i, s in enumerate(dict.fromkeys(special_tokens))}
         return cls(vocab, [(step.pair, step.new_id) for step in steps], specials, pattern)
 

@@ -28,6 +28,7 @@ References:
 from __future__ import annotations
 
 import heapq
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
@@ -131,7 +132,14 @@ def train_bpe(
     Raises:
         ValueError: If `vocab_size < 256`, `min_frequency < 1`, a frequency is negative, or the corpus is empty
             while merges are asked for.
-        TypeError: If `vocab_size` is not an int, a word is not `bytes` or a frequency is not an int.
+        TypeError: If `word_counts` is not a mapping or an iterable of `(word, frequency)` pairs (e.g. a string:
+            pre-tokenize and count it first, or call `BPETokenizer.train`), `vocab_size` is not an int, a word is
+            not `bytes`, or a frequency or `min_frequency` is not an int.
+
+    Warns:
+        UserWarning: If training stops before the vocabulary reaches `vocab_size` because no remaining pair of
+            adjacent tokens occurs at least `min_frequency` times. The smaller result is correct (the `tokenizers`
+            library stops there too, silently); the warning names how many merges were learnt and were asked for.
 
     Examples:
         >>> merges, vocab = train_bpe({b"low": 5, b"lower": 2, b"newest": 6, b"widest": 3}, vocab_size=259)
@@ -140,17 +148,28 @@ def train_bpe(
         >>> vocab[256], vocab[257], vocab[258]
         (b'es', b'est', b'lo')
     """
+    merges, vocab = _train_bpe(word_counts, vocab_size, min_frequency)
+    if len(vocab) < vocab_size:
+        warnings.warn(_stopped_early(len(merges), len(vocab), vocab_size, min_frequency), stacklevel=2)
+    return merges, vocab
+
+
+def _train_bpe(
+    word_counts: Mapping[bytes, int] | Iterable[tuple[bytes, int]], vocab_size: int, min_frequency: int
+) -> tuple[list[MergeStep], dict[int, bytes]]:
+    """`train_bpe` without its warning (`BPETokenizer.train` warns in terms of its own `vocab_size`)."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, Integral):
         raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} {vocab_size!r}")
     if vocab_size < 256:
         raise ValueError(f"vocab_size={vocab_size} is smaller than the 256 byte tokens")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, Integral):
+        raise TypeError(f"min_frequency must be an int, got {type(min_frequency).__name__} {min_frequency!r}")
     if min_frequency < 1:
         raise ValueError(f"min_frequency={min_frequency} must be at least 1")
-    items = word_counts.items() if isinstance(word_counts, Mapping) else word_counts
     words: list[list[int]] = []
     freqs: list[int] = []
     corpus_is_empty = True
-    for word, freq in items:
+    for word, freq in _word_count_items(word_counts):
         if not isinstance(word, bytes | bytearray):
             raise TypeError(f"words must be bytes (UTF-8 encoded chunks), got {type(word).__name__}: {word!r}")
         if isinstance(freq, bool) or not isinstance(freq, Integral):
@@ -209,6 +228,37 @@ def train_bpe(
             if counts.get(p, 0) > 0:
                 heapq.heappush(heap, (-counts[p], p))
     return merges, vocab
+
+
+def _word_count_items(word_counts: object) -> Iterable[tuple[bytes, int]]:
+    """The `(word, frequency)` pairs of `word_counts`; TypeError for text or anything else that is not a table."""
+    expected = "a mapping of word bytes to frequencies (e.g. pretokenize.count_chunks(text)) or (word, frequency) pairs"
+    if isinstance(word_counts, str | bytes | bytearray):
+        raise TypeError(
+            f"word_counts must be {expected}, got {type(word_counts).__name__} {word_counts[:20]!r}; "
+            "to train on text, call BPETokenizer.train(text, vocab_size)"
+        )
+    if isinstance(word_counts, Mapping):
+        return word_counts.items()
+    if not isinstance(word_counts, Iterable):
+        raise TypeError(f"word_counts must be {expected}, got {type(word_counts).__name__}")
+    return (_as_word_count(item, expected) for item in word_counts)
+
+
+def _as_word_count(item: object, expected: str) -> tuple[bytes, int]:
+    if isinstance(item, str | bytes | bytearray) or not isinstance(item, Sequence) or len(item) != 2:
+        raise TypeError(f"word_counts must be {expected}; an item is {type(item).__name__} {item!r}")
+    return item[0], item[1]
+
+
+def _stopped_early(n_merges: int, n_tokens: int, vocab_size: int, min_frequency: int) -> str:
+    """The warning of a training run that ran out of frequent pairs before reaching `vocab_size` tokens."""
+    n_asked = n_merges + vocab_size - n_tokens  # one merge per missing token
+    return (
+        f"BPE training learnt {n_merges} merge{'s' * (n_merges != 1)} of the {n_asked} that vocab_size={vocab_size} "
+        f"asks for, and stopped at {n_tokens} tokens: no remaining pair of adjacent tokens occurs at least "
+        f"min_frequency={min_frequency} times. Train on more text or lower min_frequency for a bigger vocabulary."
+    )
 
 
 def _occurrences(word: list[int], pair: Pair) -> list[int]:

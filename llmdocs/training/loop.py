@@ -161,7 +161,7 @@ def train(
     started = clock()
     for step in range(start, config.steps):
         t0 = clock()
-        step_loss = torch.zeros((), device=device)
+        step_losses: list[torch.Tensor] = []  # the micro-batch losses, detached
         step_tokens = 0
         for micro in range(config.grad_accum):
             index = step * config.grad_accum + micro
@@ -172,7 +172,7 @@ def train(
             with sync:
                 loss, n_tokens = _loss_and_tokens(loss_fn(model, batch), batch)
                 (loss / config.grad_accum).backward()  # sum of grads / k = grad of the mean
-            step_loss += loss.detach()
+            step_losses.append(loss.detach())
             step_tokens += n_tokens
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         lr = optimizer.param_groups[0]["lr"]
@@ -181,7 +181,11 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
 
-        stats = torch.stack([step_loss / config.grad_accum, torch.tensor(float(step_tokens))])
+        # Summed in the loss's dtype, float32 at least: a float64 run logs float64 losses.
+        losses = torch.stack(step_losses)  # (grad_accum,)
+        step_loss = losses.sum(dtype=torch.promote_types(losses.dtype, torch.float32)) / config.grad_accum  # ()
+        n_tokens_seen = torch.tensor(float(step_tokens), dtype=step_loss.dtype, device=step_loss.device)
+        stats = torch.stack([step_loss, n_tokens_seen])  # (2,)
         if world_size > 1:  # the logged loss and throughput cover every rank
             stats = stats.to(device)
             dist.all_reduce(stats)
