@@ -20,6 +20,8 @@ where ``scale`` is the largest ``|expected|``: the rounding error of a sum is pr
 not to its result, so an output that cancels to nearly zero still carries the absolute error of its large
 neighbours. ``EPS_PER_LEVEL`` is 64 for float32 and float64 (4x the worst difference measured per layer between
 two implementations or two CPU kernel levels) and 16 for bfloat16 and float16 (which accumulate in float32).
+Complex results get the budget of their parts' dtype (complex128: float64's); float8 and float4 have none and are
+refused. NaN never equals NaN (``torch.testing.assert_close``'s ``equal_nan=False``): a NaN fails every check.
 
 Examples:
     >>> import torch
@@ -33,6 +35,8 @@ Examples:
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -47,10 +51,12 @@ EPS_PER_LEVEL: dict[torch.dtype, int] = {
     torch.bfloat16: 16,  # products are accumulated in float32: only the rounding of each stored result counts
     torch.float16: 16,
 }
-"""Machine epsilons of error budget per level of depth, for each floating dtype (others: 64 from 32 bits up,
-else 16). Measured on the course's tiny models (5 seeds; default, AVX2 and AVX-512 kernels): two float32 or
-float64 implementations of one function differ by at most 16 eps of the output's scale per layer (65 eps after 4
-layers); a float32 result is at most 30 eps from the float64 one after 1 layer, a bfloat16 result 8 eps per layer.
+"""Machine epsilons of error budget per level of depth, for each floating dtype; a complex dtype uses the entry of
+its parts' dtype (``dtype.to_real()``). A dtype without an entry (float8, float4) has no budget: ``tolerance``
+refuses it rather than invent one. Measured on the course's tiny models (5 seeds; default, AVX2 and AVX-512
+kernels): two float32 or float64 implementations of one function differ by at most 16 eps of the output's scale
+per layer (65 eps after 4 layers); a float32 result is at most 30 eps from the float64 one after 1 layer, a
+bfloat16 result 8 eps per layer.
 """
 
 
@@ -67,17 +73,21 @@ def tolerance(dtype: torch.dtype, depth: int = 1, scale: float = 1.0) -> Toleran
     rtol = depth * EPS_PER_LEVEL[dtype] * eps(dtype),  atol = rtol * scale
 
     Args:
-        dtype: the dtype both results are computed in. Integer and bool results must be equal: ``(0, 0)``.
+        dtype: the ``torch.dtype`` both results are computed in: float64, float32, bfloat16, float16 or a complex
+            dtype of these (its parts' budget). Integer and bool results must be equal: ``(0, 0)``.
         depth: the number of sequential levels the rounding errors pass through: a model's number of layers
             (its embeddings and output head are covered by the budget), 1 for one layer, one function or a
             formula, the number of optimizer steps for a training run.
-        scale: the magnitude the absolute error is relative to, usually the largest ``|expected|``.
+        scale: the magnitude the absolute error is relative to, usually the largest ``|expected|``: a finite
+            number >= 0 (an infinite ``atol`` would pass anything), or a one-element tensor.
 
     Returns:
         The ``Tolerance(rtol, atol)``.
 
     Raises:
-        ValueError: ``depth < 1`` or a negative ``scale``.
+        TypeError: ``dtype`` is not a ``torch.dtype``, ``depth`` not an integer, or ``scale`` not a number.
+        ValueError: ``depth < 1``; a negative, NaN or infinite ``scale`` (or a tensor of several numbers); a
+            floating dtype without a budget in ``EPS_PER_LEVEL`` (float8, float4).
 
     Examples:
         >>> tolerance(torch.float32)  # 64 machine epsilons of float32
@@ -86,17 +96,54 @@ def tolerance(dtype: torch.dtype, depth: int = 1, scale: float = 1.0) -> Toleran
         20.0
         >>> tolerance(torch.int64)
         Tolerance(rtol=0.0, atol=0.0)
+        >>> tolerance(torch.float32, scale=float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: scale must be a finite number >= 0 (the magnitude errors are relative to), got inf: ...
     """
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1 (the number of layers), got {depth!r}")
-    if not scale >= 0:
-        raise ValueError(f"scale must be >= 0, got {scale!r}")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {type(dtype).__name__} {dtype!r}")
+    depth = _as_depth(depth)
+    scale = _as_scale(scale)
     if not (dtype.is_floating_point or dtype.is_complex):
         return Tolerance(0.0, 0.0)
-    info = torch.finfo(dtype)
-    budget = EPS_PER_LEVEL.get(dtype, 64 if info.bits >= 32 else 16)
-    rtol = depth * budget * info.eps
-    return Tolerance(rtol=rtol, atol=rtol * float(scale))
+    real = dtype.to_real()  # the dtype of a complex number's parts, which is what rounds
+    if real not in EPS_PER_LEVEL:
+        budgets = ", ".join(str(d).removeprefix("torch.") for d in EPS_PER_LEVEL)
+        raise ValueError(
+            f"dtype {dtype} has no error budget (EPS_PER_LEVEL covers {budgets} and their complex types): "
+            "compare the results after converting them to one of those, e.g. with .float()"
+        )
+    rtol = depth * EPS_PER_LEVEL[real] * torch.finfo(real).eps
+    return Tolerance(rtol=rtol, atol=rtol * scale)
+
+
+def _as_depth(depth: object) -> int:
+    """``depth`` as an int >= 1 (numpy integers too, not bools)."""
+    expected = "an integer >= 1 (the number of layers)"
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+        raise TypeError(f"depth must be {expected}, got {type(depth).__name__} {depth!r}")
+    if depth < 1:
+        raise ValueError(f"depth must be {expected}, got {depth!r}")
+    return int(depth)
+
+
+def _as_scale(scale: object) -> float:
+    """``scale`` as a finite float >= 0: a real number (not a bool) or a one-element real tensor."""
+    expected = "a finite number >= 0 (the magnitude errors are relative to)"
+    if isinstance(scale, Tensor):
+        if scale.numel() != 1 or scale.is_complex() or scale.dtype == torch.bool:
+            raise ValueError(f"scale must be {expected}, got a {scale.dtype} tensor of shape {tuple(scale.shape)}")
+        value = float(scale.detach())
+    elif isinstance(scale, numbers.Real) and not isinstance(scale, bool):
+        value = float(scale)
+    else:
+        raise TypeError(f"scale must be {expected}, got {type(scale).__name__} {scale!r}")
+    if math.isinf(value):
+        raise ValueError(f"scale must be {expected}, got {value}: an infinite atol would let any result pass")
+    if not value >= 0:  # also NaN
+        raise ValueError(f"scale must be {expected}, got {value}")
+    return value
 
 
 def _scale_of(expected: Tensor) -> float:
@@ -117,19 +164,25 @@ def assert_close(
     """Assert that two results agree within the [tolerance][llmdocs.testing.tolerance] of their dtype and depth.
 
     A thin wrapper of ``torch.testing.assert_close`` (same shape, dtype and device required; infinities must
-    match) whose ``rtol`` and ``atol`` come from the policy instead of the call site.
+    match) whose ``rtol`` and ``atol`` come from the policy instead of the call site. NaN never equals NaN
+    (``equal_nan=False``): a NaN in either result fails, as a test of a finite computation should. To compare
+    results that are meant to hold NaN, check ``torch.equal(actual.isnan(), expected.isnan())`` and then compare
+    the other elements.
 
     Args:
         actual: the result under test.
         expected: the reference result, of the same dtype.
         depth: the number of layers between the inputs and the results (see ``tolerance``).
-        scale: the magnitude errors are relative to. Default: the largest finite ``|expected|``. Pass the
-            inputs' magnitude when ``expected`` is a cancellation to (nearly) zero, e.g. the mean of a centred
-            tensor.
-        msg: what is compared, printed before the details when the check fails.
+        scale: the magnitude errors are relative to: a finite number >= 0 or a one-element tensor. Default: the
+            largest finite ``|expected|``. Pass the inputs' magnitude when ``expected`` is a cancellation to
+            (nearly) zero, e.g. the mean of a centred tensor.
+        msg: what is compared (a str), printed before the details when the check fails.
 
     Raises:
-        AssertionError: the results differ by more than the tolerance, or their dtypes, shapes or devices differ.
+        AssertionError: the results differ by more than the tolerance (a NaN always does), or their dtypes,
+            shapes or devices differ.
+        TypeError: a result is not a tensor, or ``depth``, ``scale`` or ``msg`` has the wrong type.
+        ValueError: ``depth``, ``scale`` or the dtype is out of the policy's range (see ``tolerance``).
 
     Examples:
         >>> import torch
@@ -147,12 +200,14 @@ def assert_close(
     """
     if not isinstance(actual, Tensor) or not isinstance(expected, Tensor):
         raise TypeError(f"compare tensors, got {type(actual).__name__} and {type(expected).__name__}")
+    if msg is not None and not isinstance(msg, str):
+        raise TypeError(f"msg must be a str (what is compared) or None, got {type(msg).__name__} {msg!r}")
     if actual.dtype != expected.dtype:
         raise AssertionError(
             f"{msg + ': ' if msg else ''}dtypes differ: {actual.dtype} vs {expected.dtype}. The tolerance comes "
             "from the dtype: compare results computed in one dtype (float64 for an equivalence proof)."
         )
-    scale = _scale_of(expected) if scale is None else float(scale.detach() if isinstance(scale, Tensor) else scale)
+    scale = _scale_of(expected) if scale is None else _as_scale(scale)
     tol = tolerance(expected.dtype, depth, scale)
     details = (
         f"Tolerance of {expected.dtype} at depth {depth}: rtol={tol.rtol:.2g}, atol={tol.atol:.2g} "
@@ -175,17 +230,18 @@ def assert_equivalent(
 
     An equivalence proof (ours against ``torch.nn``, Hugging Face or ``peft``; a fast path against the explicit
     one) runs both sides in float64, where a tolerance of ~1e-13 holds on every CPU. Convert both models and the
-    inputs with ``.double()`` (the interop builders keep the dtype of the model they copy).
+    inputs with ``.double()`` (the interop builders keep the dtype of the model they copy). Complex results are
+    compared in complex128, float64's complex type, with the same budget.
 
     Args:
-        actual: our result, float64.
-        expected: the reference result, float64.
+        actual: our result, float64 (or complex128).
+        expected: the reference result, of the same dtype.
         depth: the number of layers between the inputs and the results.
         scale: the magnitude errors are relative to (default: the largest finite ``|expected|``).
         msg: what is compared, printed before the details when the check fails.
 
     Raises:
-        TypeError: a result is not float64: the proof would only hold to float32's rounding.
+        TypeError: a result is not float64 or complex128: the proof would only hold to float32's rounding.
         AssertionError: the results differ by more than the float64 tolerance.
 
     Examples:
@@ -200,9 +256,10 @@ def assert_equivalent(
         TypeError: an equivalence proof compares float64 results, got torch.float32: convert both models ...
     """
     for result in (actual, expected):
-        if isinstance(result, Tensor) and result.dtype != torch.float64:
+        if isinstance(result, Tensor) and result.dtype not in (torch.float64, torch.complex128):
+            how = ".to(torch.complex128), float64's complex type" if result.is_complex() else ".double()"
             raise TypeError(
                 f"an equivalence proof compares float64 results, got {result.dtype}: "
-                "convert both models and the inputs with .double()"
+                f"convert both models and the inputs with {how}"
             )
     assert_close(actual, expected, depth=depth, scale=scale, msg=msg)

@@ -122,11 +122,18 @@ def run_level(
     return LevelResult(level, "failed", passed, failed, seconds, note, output)
 
 
-def format_table(results: list[LevelResult]) -> str:
-    """The results as a fixed-width table, one row per level."""
+def format_table(results: list[LevelResult], jobs: int = 1) -> str:
+    """The results as a fixed-width table, one row per level, and a footer when levels ran side by side.
+
+    Each level's seconds are its own wall-clock time. With ``jobs`` > 1 the levels overlap, so the column adds up
+    to more than the run took; the footer says so.
+    """
     lines = [f"{'level':<8} {'status':<8} {'passed':>6} {'failed':>6} {'seconds':>7}  note"]
     for r in results:
         lines.append(f"{r.level:<8} {r.status:<8} {r.passed:>6} {r.failed:>6} {r.seconds:>7.1f}  {r.note}".rstrip())
+    at_a_time = min(jobs, len(results))
+    if at_a_time > 1:
+        lines.append(f"seconds: wall-clock of each level; levels run {at_a_time} at a time, so they overlap")
     return "\n".join(lines)
 
 
@@ -142,23 +149,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-m", dest="selection", default=SELECTION, help="pytest marker expression of the tests")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = min(args.jobs, len(args.levels))
 
     files = numerics_files()
     if not files:
         print(f"no test module under tests/ marks a test {MARKER}", file=sys.stderr)
         return 1
-    print(f"CPU-capability matrix: tests '{args.selection}' of {len(files)} modules, levels {', '.join(args.levels)}")
+    print(
+        f"CPU-capability matrix: tests '{args.selection}' of {len(files)} modules, levels {', '.join(args.levels)}"
+        f" ({jobs} at a time)"
+    )
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda level: run_level(level, files, args.pytest_args, args.selection), args.levels))
     for r in results:
         if r.status in ("failed", "error") and r.output:
             print(f"\n---- {r.level}: pytest output (last 60 lines) ----")
             print("\n".join(r.output.rstrip().splitlines()[-60:]))
-    print(format_table(results))
+    print(format_table(results, jobs))
     bad = [r.level for r in results if r.status in ("failed", "error")]
     print(f"{'FAILED at ' + ', '.join(bad) if bad else 'all levels passed or skipped'} "
-          f"({time.perf_counter() - start:.1f} s)")  # fmt: skip
+          f"({time.perf_counter() - start:.1f} s wall-clock in all)")  # fmt: skip
     return 1 if bad else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -65,3 +66,27 @@ def test_junit_counts_and_table(matrix: ModuleType, tmp_path: Path) -> None:
         "default  passed       96      0     9.8",
         "avx512   skipped       0      0     0.0  CPU lacks avx512: torch runs AVX2 instead",
     ]
+
+
+def test_the_table_says_when_levels_overlap(matrix: ModuleType) -> None:
+    # run side by side, the levels' seconds add up to more than the total: the table must say why
+    rows = [matrix.LevelResult(level, "passed", 100, 0, 10.0) for level in ("default", "avx2", "avx512")]
+    assert matrix.format_table(rows, jobs=2).splitlines()[-1] == (
+        "seconds: wall-clock of each level; levels run 2 at a time, so they overlap"
+    )
+    assert matrix.format_table(rows, jobs=8).splitlines()[-1].endswith("levels run 3 at a time, so they overlap")
+    assert len(matrix.format_table(rows, jobs=1).splitlines()) == 4  # one after another: no footer
+
+
+def test_main_prints_the_overlap_and_the_wall_clock_total(
+    matrix: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(matrix, "run_level", lambda level, *a: matrix.LevelResult(level, "passed", 5, 0, 2.0))
+    assert matrix.main(["--levels", "default", "avx2", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "levels default, avx2 (2 at a time)" in out
+    assert "levels run 2 at a time, so they overlap" in out
+    assert re.search(r"all levels passed or skipped \([\d.]+ s wall-clock in all\)", out)
+    with pytest.raises(SystemExit):
+        matrix.main(["--jobs", "0"])
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from weights import perturb
@@ -39,10 +40,59 @@ def test_float64_tolerance_is_tight_and_float32_is_not() -> None:
 def test_tolerance_rejects_a_bad_depth_or_scale() -> None:
     with pytest.raises(ValueError, match="depth must be an integer >= 1"):
         tolerance(torch.float32, depth=0)
-    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+    with pytest.raises(TypeError, match="depth must be an integer >= 1"):
         tolerance(torch.float32, depth=2.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="scale must be >= 0"):
+    with pytest.raises(TypeError, match=r"depth must be an integer >= 1 .*got bool True"):
+        tolerance(torch.float32, depth=True)  # used to count as depth 1
+    assert tolerance(torch.float32, depth=np.int64(3)) == tolerance(torch.float32, depth=3)  # used to be refused
+    with pytest.raises(ValueError, match="scale must be a finite number >= 0"):
         tolerance(torch.float32, scale=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("scale", "error", "message"),
+    [
+        (float("inf"), ValueError, "got inf: an infinite atol would let any result pass"),  # used to pass x vs x+100
+        (float("nan"), ValueError, "got nan"),
+        (-1.0, ValueError, "got -1.0"),
+        ("1", TypeError, "got str '1'"),  # used to be float()-ed silently
+        ("big", TypeError, "got str 'big'"),  # used to fail in float() without naming scale
+        (True, TypeError, "got bool True"),
+        (torch.ones(3), ValueError, r"got a torch\.float32 tensor of shape \(3,\)"),
+    ],
+)
+def test_a_bad_scale_is_named(scale: object, error: type[Exception], message: str) -> None:
+    x = torch.randn(3)
+    with pytest.raises(error, match="scale must be a finite number >= 0 .*" + message):
+        assert_close(x, x + 100, scale=scale)  # type: ignore[arg-type]
+
+
+def test_a_scale_may_be_a_one_element_tensor_or_a_numpy_number() -> None:
+    x = torch.randn(3)
+    assert_close(x, x, scale=torch.tensor([2.0]))
+    assert_close(x, x, scale=np.float32(2.0))
+    assert tolerance(torch.float32, scale=torch.tensor(2.0)).atol == tolerance(torch.float32, scale=2.0).atol
+
+
+def test_tolerance_takes_torch_dtypes_with_a_budget_only() -> None:
+    with pytest.raises(TypeError, match=r"dtype must be a torch\.dtype such as torch\.float32, got str 'float32'"):
+        tolerance("float32")  # type: ignore[arg-type]  # used to fail with an AttributeError
+    with pytest.raises(ValueError, match=r"dtype torch\.float8_e4m3fn has no error budget .*float64, float32"):
+        tolerance(torch.float8_e4m3fn)  # used to get rtol=2.0
+    assert tolerance(torch.complex128) == tolerance(torch.float64)  # complex: the budget of its parts
+    assert tolerance(torch.complex64) == tolerance(torch.float32)
+
+
+def test_msg_must_be_a_string() -> None:
+    x = torch.zeros(2)
+    with pytest.raises(TypeError, match=r"msg must be a str .*got int 123"):
+        assert_close(x, x, msg=123)  # type: ignore[arg-type]
+
+
+def test_nan_never_compares_equal() -> None:
+    nan = torch.tensor([float("nan"), 1.0])
+    with pytest.raises(AssertionError, match="not close"):
+        assert_close(nan, nan.clone())  # torch.testing.assert_close's equal_nan=False
 
 
 # ---- assert_close / assert_equivalent ---------------------------------------------------------------------------
@@ -76,6 +126,15 @@ def test_errors_name_the_policy_the_check_and_the_dtypes() -> None:
         assert_equivalent(torch.zeros(3), torch.zeros(3))
     with pytest.raises(AssertionError, match="shape"):
         assert_close(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(TypeError, match=r"got torch\.complex64: .*\.to\(torch\.complex128\)"):
+        assert_equivalent(torch.zeros(3, dtype=torch.complex64), torch.zeros(3, dtype=torch.complex64))
+
+
+def test_complex128_results_prove_equivalence_like_float64() -> None:
+    z = torch.randn(4, 4, dtype=torch.complex128)
+    assert_equivalent(z @ z, torch.einsum("ij,jk->ik", z, z))  # two orders of summation
+    with pytest.raises(AssertionError, match="not close"):
+        assert_equivalent(z + 1e-9j, z)  # off by 1e-9 in the imaginary part: far above float64's rounding
 
 
 def test_infinities_must_match_and_do_not_set_the_scale() -> None:

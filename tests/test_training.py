@@ -164,6 +164,20 @@ def test_build_scheduler_constant_and_cosine() -> None:
         ({"steps": 0}, "steps must be a positive int"),
         ({"grad_accum": 0}, "grad_accum must be a positive int"),
         ({"lr": 0.0}, "lr must be positive"),
+        ({"lr": float("inf")}, "lr must be positive and finite, got inf"),  # used to train on NaN losses
+        ({"lr": float("nan")}, "lr must be positive and finite, got nan"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0, got nan"),
+        ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0"),
+        ({"grad_clip": float("nan")}, r"grad_clip must be None or a finite number >= 0 \(None or 0 disables"),
+        ({"grad_clip": float("inf")}, "grad_clip must be None or a finite number >= 0"),
+        ({"min_lr_ratio": float("nan")}, r"min_lr_ratio must be a number in \[0, 1\], got nan"),
+        ({"min_lr_ratio": 1.5}, r"min_lr_ratio must be a number in \[0, 1\]"),
+        ({"betas": (0.9, float("nan"))}, r"betas must be two numbers in \[0, 1\)"),
+        ({"betas": (0.9, 0.95, 0.99)}, "betas must be two numbers"),
+        ({"max_seconds": float("inf")}, "max_seconds must be None or a positive number of seconds, got inf"),
+        ({"seed": 2**64}, "seed must be below 2"),
+        ({"device": "cuda:first"}, "device must be auto, cpu, cuda or mps"),
+        ({"out_dir": ""}, "out_dir must be None or a folder path"),
         ({"warmup": 10, "steps": 10}, "warmup=10 must be smaller than steps=10"),
         ({"schedule": "linear"}, "schedule must be one of"),
         ({"betas": (0.9, 1.0)}, "betas"),
@@ -173,13 +187,44 @@ def test_build_scheduler_constant_and_cosine() -> None:
         ({"max_seconds": 0}, "max_seconds must be None or a positive number of seconds, got 0"),
         ({"max_seconds": -5.0}, "max_seconds must be None or a positive number"),
         ({"max_seconds": float("nan")}, "max_seconds must be None or a positive number"),
-        ({"max_seconds": True}, "max_seconds must be None or a positive number"),
-        ({"max_seconds": "60"}, "max_seconds must be None or a positive number"),
     ],
 )
 def test_train_config_validation(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [  # each used to pass, or to fail with an error about something else ('>' not supported, no len(), .split)
+        ({"lr": "1e-3"}, "lr must be positive and finite, got str '1e-3'"),
+        ({"betas": 0.9}, r"betas must be two numbers in \[0, 1\), e\.g\. \(0\.9, 0\.95\), got float 0\.9"),
+        ({"betas": "ab"}, "betas must be two numbers"),
+        ({"betas": (0.9, "0.95")}, "betas must be two numbers"),
+        ({"device": None}, "device must be auto, cpu, cuda or mps .*, got NoneType None"),
+        ({"steps": 10.0}, "steps must be a positive int, got float 10.0"),
+        ({"warmup": True}, "warmup must be a non-negative int, got bool True"),
+        ({"seed": "0"}, "seed must be a non-negative int"),
+        ({"weight_decay": None}, "weight_decay must be a finite number >= 0, got NoneType"),
+        ({"grad_clip": "1"}, "grad_clip must be None or a finite number"),
+        ({"min_lr_ratio": "0.1"}, "min_lr_ratio must be a number"),
+        ({"max_seconds": True}, "max_seconds must be None or a positive number"),
+        ({"max_seconds": "60"}, "max_seconds must be None or a positive number"),
+        ({"schedule": None}, "schedule must be one of"),
+        ({"out_dir": 3}, r"out_dir must be None or a folder path \(str or Path\), got int"),
+    ],
+)
+def test_train_config_rejects_values_of_the_wrong_type(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_train_config_stores_numpy_numbers_and_devices_as_python_values() -> None:
+    cfg = TrainConfig(steps=np.int64(20), warmup=2, lr=np.float32(0.5), betas=[0.9, 0.99], device=torch.device("cpu"))
+    assert (cfg.steps, cfg.lr, cfg.betas, cfg.device) == (20, 0.5, (0.9, 0.99), "cpu")
+    assert type(cfg.steps) is int and type(cfg.lr) is float
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # JSON-friendly
+    assert TrainConfig(device="cuda:1").device == "cuda:1"  # an index is fine (checked when the run starts)
 
 
 def test_train_config_round_trip_and_frozen() -> None:
@@ -312,6 +357,74 @@ def test_train_rejects_bad_arguments_and_empty_batches() -> None:
     not_a_dict = lambda m, step: 0.5  # noqa: E731
     with pytest.raises(TypeError, match=r"evaluate\(model, step\) must return a dict of metrics, got float"):
         train(_mlp(), lambda i: (x, y), _mse, cfg, evaluate=not_a_dict, progress=False)  # type: ignore[arg-type]
+
+
+def test_train_names_a_callback_that_cannot_take_the_loops_arguments() -> None:
+    x, y = _regression(8)
+    cfg = TrainConfig(steps=2, warmup=0, device="cpu")
+
+    def old_evaluate(model: nn.Module) -> dict[str, float]:  # the signature before evaluate got the step
+        return {}
+
+    with pytest.raises(TypeError, match=r"evaluate must be a function evaluate\(model, step\).*old_evaluate takes"):
+        train(_mlp(), lambda i: (x, y), _mse, cfg, evaluate=old_evaluate, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"get_batch must be a function get_batch\(index\).* takes \(\)"):
+        train(_mlp(), lambda: (x, y), _mse, cfg, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"loss_fn must be a function loss_fn\(model, batch\)"):
+        train(_mlp(), lambda i: (x, y), lambda batch: batch, cfg, progress=False)  # type: ignore[arg-type]
+    flexible = lambda *args, **kwargs: {"n": float(len(args))}  # noqa: E731
+    assert train(_mlp(), lambda i: (x, y), _mse, cfg, evaluate=flexible, progress=False)[-1]["n"] == 2.0
+
+
+def test_train_rejects_a_loss_it_cannot_step_on() -> None:
+    x, y = _regression(8)
+    cfg = TrainConfig(steps=2, warmup=0, device="cpu")
+    per_example = lambda m, b: (m(b[0]) - b[1]) ** 2  # noqa: E731  (8, 1): autograd would say "implicitly created"
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar loss .*got a tensor of shape \(8, 1\)"):
+        train(_mlp(), lambda i: (x, y), per_example, cfg, progress=False)
+    with pytest.raises(TypeError, match=r"loss_fn must return the loss as a tensor .*got float"):
+        train(_mlp(), lambda i: (x, y), lambda m, b: 0.5, cfg, progress=False)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="got a tuple of 3 items"):
+        train(_mlp(), lambda i: (x, y), lambda m, b: (_mse(m, b), 8, 0), cfg, progress=False)  # type: ignore
+    detached = lambda m, b: _mse(m, b).detach()  # noqa: E731
+    with pytest.raises(ValueError, match=r"loss_fn\(model, get_batch\(0\)\) returned a loss without a gradient"):
+        train(_mlp(), lambda i: (x, y), detached, cfg, progress=False)
+    one_element = lambda m, b: _mse(m, b).reshape(1)  # noqa: E731  (1,): one number, accepted as the loss
+    assert len(train(_mlp(), lambda i: (x, y), one_element, cfg, progress=False)) == 1
+
+
+def test_a_nan_loss_stops_the_run_before_its_update(tmp_path: Path) -> None:
+    x, y = _regression(8)
+    poisoned = x.clone()
+    poisoned[3, 1] = float("nan")  # one bad value in one micro-batch of step 3
+
+    def get_batch(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (poisoned if index == 5 else x), y
+
+    model = _mlp()
+    settings = {"warmup": 0, "schedule": "constant", "grad_accum": 2, "log_every": 1, "device": "cpu"}
+    cfg = TrainConfig(steps=6, out_dir=str(tmp_path), **settings)  # type: ignore[arg-type]
+    with pytest.raises(FloatingPointError, match=r"step 3: the loss is nan \(from get_batch\(5\)\).*after step 2"):
+        train(model, get_batch, _mse, cfg, progress=False)
+    assert [row["step"] for row in read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2]  # the log stops before it
+    reference = _mlp()  # two good steps (a constant schedule does not depend on steps)
+    train(reference, get_batch, _mse, TrainConfig(steps=2, **settings), progress=False)  # type: ignore[arg-type]
+    for stopped, good in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(stopped, good)  # the weights of step 2: the NaN step was not applied
+
+
+def test_an_infinite_gradient_stops_the_run_even_when_the_loss_is_finite() -> None:
+    x, y = _regression(8)
+
+    def sqrt_at_zero(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        out = model(batch[0])
+        return torch.sqrt(out - out.detach()).mean()  # value 0, but d sqrt(u)/du = inf at u = 0
+
+    model = _mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(FloatingPointError, match=r"step 1: the loss is 0\.0 and the gradient norm (inf|nan)"):
+        train(model, lambda i: (x, y), sqrt_at_zero, TrainConfig(steps=3, warmup=0, device="cpu"), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # no update applied
 
 
 def test_mean_loss_refuses_to_average_nothing() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -389,6 +390,60 @@ def test_train_word2vec_checks_its_tables_and_reports_an_epoch_without_examples_
         train_word2vec(model, sentences, keep_prob, noise[None], epochs=1)
     dropped = train_word2vec(model, sentences, torch.zeros(4, dtype=torch.float64), noise, epochs=1)
     assert math.isnan(dropped[0]["loss"])  # subsampling kept no word: no loss to report, not 0.0
+
+
+@pytest.mark.parametrize(
+    ("noise", "message"),
+    [  # each used to fail in torch.multinomial with "invalid multinomial distribution"
+        (torch.zeros(4), "sum 0"),
+        (torch.tensor([0.5, float("nan"), 0.25, 0.25]), "got min nan"),
+        (torch.tensor([0.5, -0.5, 0.5, 0.5]), "got min -0.5"),
+        (torch.tensor([0.5, float("inf"), 0.5, 0.5]), "max inf"),
+    ],
+)
+def test_train_word2vec_rejects_a_noise_table_it_cannot_sample_from(noise: torch.Tensor, message: str) -> None:
+    model, keep_prob, _ = _corpus_tables()
+    with pytest.raises(ValueError, match=r"noise must be finite weights >= 0 with a positive sum .*" + message):
+        train_word2vec(model, [torch.tensor([0, 1, 2, 3])], keep_prob, noise, epochs=1)
+
+
+def test_the_full_softmax_ignores_the_noise_table() -> None:
+    model = Word2Vec(Word2VecConfig(vocab_size=4, dim=4, objective="softmax"))
+    history = train_word2vec(model, [torch.tensor([0, 1, 2, 3])], torch.ones(4), torch.zeros(4), epochs=1)
+    assert len(history) == 1 and math.isfinite(history[0]["loss"])  # no noise words drawn: zeros are fine
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"keep_prob": [1.0] * 4}, TypeError, r"keep_prob must be a \(V,\) tensor .*got list"),  # AttributeError
+        ({"noise": None}, TypeError, r"noise must be a \(V,\) tensor .*got NoneType"),
+        ({"keep_prob": torch.full((4,), float("nan"))}, ValueError, r"keep_prob must be probabilities in \[0, 1\]"),
+        ({"keep_prob": torch.full((4,), 2.0)}, ValueError, "keep_prob must be probabilities"),
+        ({"batch_size": "8"}, TypeError, "batch_size must be an int >= 1, got str '8'"),  # used: '<' not supported
+        ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1, got 0"),
+        ({"epochs": 2.0}, TypeError, "epochs must be an int >= 1, got float"),
+        ({"window": True}, TypeError, "window must be an int >= 1, got bool"),
+        ({"start_epoch": -1}, ValueError, "start_epoch must be an int >= 0, got -1"),  # used to run an "epoch 0"
+        ({"start_epoch": 3}, ValueError, r"start_epoch=3 is past the run's last epoch \(epochs=1\)"),
+        ({"stop_epoch": -1}, ValueError, "stop_epoch must be an int >= 0"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"on_batch": "print"}, TypeError, "on_batch must be a function"),
+    ],
+)
+def test_train_word2vec_names_a_bad_argument(kwargs: dict[str, object], error: type, message: str) -> None:
+    model, keep_prob, noise = _corpus_tables()
+    arguments: dict[str, object] = {"keep_prob": keep_prob, "noise": noise, "epochs": 1, **kwargs}
+    with pytest.raises(error, match=message):
+        train_word2vec(model, [torch.tensor([0, 1, 2, 3])], **arguments)  # type: ignore[arg-type]
+
+
+def test_train_word2vec_accepts_numpy_sizes_and_a_finished_resume() -> None:
+    model, keep_prob, noise = _corpus_tables()
+    sentences = [torch.tensor([0, 1, 2, 3])]
+    history = train_word2vec(model, sentences, keep_prob, noise, epochs=np.int64(1), batch_size=np.int64(2))
+    assert [row["epoch"] for row in history] == [1]
+    assert train_word2vec(model, sentences, keep_prob, noise, epochs=1, start_epoch=1) == []  # nothing left to do
 
 
 def test_vocabulary_tables_and_vectors_reject_degenerate_input() -> None:

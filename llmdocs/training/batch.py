@@ -115,11 +115,26 @@ def _first_tensor(batch: Batch) -> torch.Tensor | None:
 
 
 def _loss_and_tokens(output: torch.Tensor | tuple[torch.Tensor, int], batch: Batch) -> tuple[torch.Tensor, int]:
-    """Split `loss_fn`'s output into the loss and a token count."""
+    """Split `loss_fn`'s output into the loss (a 0-d tensor) and a token count, rejecting anything else.
+
+    A per-example loss of shape (B,) would otherwise fail in `backward()` with autograd's "grad can be
+    implicitly created only for scalar outputs", which names neither `loss_fn` nor the shape.
+    """
     if isinstance(output, tuple):
+        if len(output) != 2:
+            raise TypeError(f"loss_fn must return loss or (loss, n_tokens), got a tuple of {len(output)} items")
         loss, n_tokens = output
-        return loss, int(n_tokens)
-    return output, _count_tokens(batch)
+        n_tokens = int(n_tokens)
+    else:
+        loss, n_tokens = output, _count_tokens(batch)
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"loss_fn must return the loss as a tensor (or (loss, n_tokens)), got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(
+            f"loss_fn must return a scalar loss (the mean over the batch's tokens), got a tensor of shape "
+            f"{tuple(loss.shape)}: reduce it, e.g. with .mean()"
+        )
+    return loss.reshape(()), n_tokens  # ()
 
 
 def _count_tokens(batch: Batch) -> int:

@@ -12,7 +12,9 @@ Per step (the loop body of every LLM trainer):
 1. for each micro-batch: `loss = loss_fn(model, batch) / grad_accum; loss.backward()`
    (gradients add up; under DDP they are averaged across processes on the last micro-batch);
 2. clip the global gradient norm to `grad_clip`;
-3. `optimizer.step()`, `scheduler.step()`, `optimizer.zero_grad()`.
+3. stop with a `FloatingPointError` if the step's loss or gradient norm is NaN or infinite: before the update,
+   so the weights stay those of the last good step instead of turning NaN;
+4. `optimizer.step()`, `scheduler.step()`, `optimizer.zero_grad()`.
 
 A run ends after `config.steps` steps, or earlier when `config.max_seconds` of wall-clock time are spent: it
 then writes a checkpoint, and `resume=True` carries on to `config.steps` as if it had never stopped. The
@@ -23,6 +25,7 @@ optimizer and schedule come from [optim][llmdocs.training.optim], the batch plum
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import time
@@ -102,11 +105,15 @@ def train(
 
     Raises:
         FileNotFoundError: If `resume` is a path without a complete checkpoint.
-        TypeError: If `get_batch`, `loss_fn` or `evaluate` is not callable, `config` is not a `TrainConfig`,
-            or `evaluate` does not return a dict.
+        FloatingPointError: If a step's loss or gradient norm is NaN or infinite (raised before that step's
+            update; the message names the step and the micro-batches whose loss was not finite).
+        TypeError: If `get_batch`, `loss_fn` or `evaluate` is not callable or cannot take the loop's
+            arguments (`get_batch(index)`, `loss_fn(model, batch)`, `evaluate(model, step)`), `config` is not
+            a `TrainConfig`, `loss_fn` does not return a tensor, or `evaluate` does not return a dict.
         ValueError: If `resume=True` without `config.out_dir`, if the checkpoint's data position does
             not fit `config.grad_accum`, if a fresh run (no `resume`) finds checkpoints in
-            `out_dir/checkpoints`, or if `get_batch` returns an empty batch.
+            `out_dir/checkpoints`, if `get_batch` returns an empty batch, or if `loss_fn` returns a loss that
+            is not a scalar or has no gradient.
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -171,27 +178,41 @@ def train(
             sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
             with sync:
                 loss, n_tokens = _loss_and_tokens(loss_fn(model, batch), batch)
+                if not loss.requires_grad:
+                    raise ValueError(
+                        f"loss_fn(model, get_batch({index})) returned a loss without a gradient (requires_grad=False):"
+                        " was it computed under torch.no_grad(), detached, or from frozen parameters only?"
+                    )
                 (loss / config.grad_accum).backward()  # sum of grads / k = grad of the mean
             step_losses.append(loss.detach())
             step_tokens += n_tokens
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         done = step + 1
 
         # Summed in the loss's dtype, float32 at least: a float64 run logs float64 losses.
         losses = torch.stack(step_losses)  # (grad_accum,)
         step_loss = losses.sum(dtype=torch.promote_types(losses.dtype, torch.float32)) / config.grad_accum  # ()
-        n_tokens_seen = torch.tensor(float(step_tokens), dtype=step_loss.dtype, device=step_loss.device)
-        stats = torch.stack([step_loss, n_tokens_seen])  # (2,)
+        dtype = torch.promote_types(step_loss.dtype, grad_norm.dtype)
+        n_tokens_seen = torch.tensor(float(step_tokens), dtype=dtype, device=step_loss.device)
+        stats = torch.stack([step_loss.to(dtype), n_tokens_seen, grad_norm.to(step_loss.device, dtype)])  # (3,)
         if world_size > 1:  # the logged loss and throughput cover every rank
             stats = stats.to(device)
             dist.all_reduce(stats)
             stats[0] /= world_size
-        window["loss"] += stats[0].item()
-        window["tokens"] += int(stats[1].item())
+            stats[2] /= world_size  # the same norm on every rank (gradients are all-reduced)
+        step_loss_value, tokens, norm = stats.tolist()  # the step's one device-to-host copy
+        if not (math.isfinite(step_loss_value) and math.isfinite(norm)):
+            # Checked before the update: an AdamW step with a NaN gradient writes NaN into every weight it
+            # touches, and the run would go on logging NaN losses (a NaN loss gives a NaN gradient norm too).
+            bar.close()
+            raise FloatingPointError(_non_finite_message(done, step_loss_value, norm, step_losses, config))
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        window["loss"] += step_loss_value
+        window["tokens"] += int(tokens)
         window["steps"] += 1
         window["seconds"] += clock() - t0
         bar.update(1)
@@ -243,16 +264,47 @@ def train(
 
 
 def _check_arguments(get_batch: object, loss_fn: object, config: object, evaluate: object) -> None:
-    """Fail before any work on arguments of the wrong kind."""
+    """Fail before any work on arguments of the wrong kind, or functions that cannot take the loop's arguments."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    for name, fn, expected in (
-        ("get_batch", get_batch, "get_batch(index) -> batch, e.g. an IndexedBatches"),
-        ("loss_fn", loss_fn, "loss_fn(model, batch) -> loss"),
-        ("evaluate", evaluate, "evaluate(model, step) -> dict of metrics, or None"),
+    for name, fn, params, expected in (
+        ("get_batch", get_batch, ("index",), "get_batch(index) -> batch, e.g. an IndexedBatches"),
+        ("loss_fn", loss_fn, ("model", "batch"), "loss_fn(model, batch) -> loss"),
+        ("evaluate", evaluate, ("model", "step"), "evaluate(model, step) -> dict of metrics, or None"),
     ):
-        if not (callable(fn) or (name == "evaluate" and fn is None)):
+        if name == "evaluate" and fn is None:
+            continue
+        if not callable(fn):
             raise TypeError(f"{name} must be a function {expected}; got {type(fn).__name__}")
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin without a signature: the call will tell
+            continue
+        try:
+            signature.bind(*params)  # the loop passes them positionally
+        except TypeError:
+            label = getattr(fn, "__qualname__", type(fn).__name__)
+            hint = (
+                ": add the step argument, e.g. evaluate=lambda model, step: my_eval(model)"
+                if name == "evaluate"
+                else ""
+            )
+            raise TypeError(f"{name} must be a function {expected}, but {label} takes {signature}{hint}") from None
+
+
+def _non_finite_message(
+    step: int, loss: float, grad_norm: float, step_losses: list[torch.Tensor], config: TrainConfig
+) -> str:
+    """Why the run stopped at `step`, and which micro-batches gave a non-finite loss (on this rank)."""
+    first = (step - 1) * config.grad_accum
+    bad = [first + j for j, micro_loss in enumerate(step_losses) if not bool(torch.isfinite(micro_loss))]
+    where = f" (from get_batch({'), get_batch('.join(map(str, bad))}))" if bad else ""
+    return (
+        f"step {step}: the loss is {loss}{where} and the gradient norm {grad_norm}; training stopped before "
+        f"this step's update, so the weights are those after step {step - 1}. Lower the learning rate "
+        f"(lr={config.lr:g}), clip gradients (grad_clip={config.grad_clip}), or check the batch for NaN, inf or "
+        "out-of-range values."
+    )
 
 
 def _empty_window() -> dict[str, Any]:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmdocs.word2vec._checks import check_int, check_sentences, check_table
 from llmdocs.word2vec.data import context_windows
 
 __all__ = [
@@ -328,17 +329,25 @@ def train_word2vec(
         loss is `nan` for an epoch whose subsampling left no example.
 
     Raises:
-        TypeError: If a sentence is not a 1-D tensor of integer ids.
+        TypeError: If a sentence is not a 1-D tensor of integer ids, `keep_prob` or `noise` is not a tensor, a
+            size, `seed` or an epoch is not an int, or `on_batch` is not callable.
         ValueError: If `sentences` is empty, no sentence has two words (no context: nothing to learn), an id
-            is outside the vocabulary, `keep_prob` or `noise` is not (V,), or a size is not positive.
+            is outside the vocabulary, `keep_prob` or `noise` is not (V,), `keep_prob` is not probabilities,
+            `noise` is not weights >= 0 with a positive sum (negative sampling), a size is not positive, or an
+            epoch is negative or `start_epoch` is past `epochs`.
     """
-    if batch_size < 1 or epochs < 1 or window < 1:
-        raise ValueError(f"batch_size={batch_size}, epochs={epochs} and window={window} must be positive")
+    window, epochs = check_int("window", window, 1), check_int("epochs", epochs, 1)
+    batch_size, seed = check_int("batch_size", batch_size, 1), check_int("seed", seed, 0)
+    start_epoch = check_int("start_epoch", start_epoch, 0)
+    stop_epoch = None if stop_epoch is None else check_int("stop_epoch", stop_epoch, 0)
+    if start_epoch > epochs:
+        raise ValueError(f"start_epoch={start_epoch} is past the run's last epoch (epochs={epochs})")
+    if on_batch is not None and not callable(on_batch):
+        raise TypeError(f"on_batch must be a function of the batch's figures, or None; got {type(on_batch).__name__}")
     config = model.config
-    _check_sentences(sentences, config.vocab_size)
-    for name, table in (("keep_prob", keep_prob), ("noise", noise)):
-        if table.shape != (config.vocab_size,):
-            raise ValueError(f"{name} must have shape (V,)=({config.vocab_size},), got {tuple(table.shape)}")
+    check_sentences(sentences, config.vocab_size)
+    check_table("keep_prob", keep_prob, config.vocab_size, "probabilities")
+    check_table("noise", noise, config.vocab_size, "weights" if config.objective == "negative" else "unused")
     device = model.input_embeddings.weight.device
     flat = torch.cat([s.long() for s in sentences])  # (N,) the corpus
     sentence_of = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor([len(s) for s in sentences]))
@@ -380,25 +389,3 @@ def train_word2vec(
         history.append({"epoch": epoch + 1, "loss": total / count if count else math.nan, "seconds": seconds,
                         "words_per_second": raw_words / max(seconds, 1e-9)})  # fmt: skip
     return history
-
-
-def _check_sentences(sentences: Sequence[torch.Tensor], vocab_size: int) -> None:
-    """Raise a readable error unless `sentences` is a corpus word2vec can learn from."""
-    if isinstance(sentences, str):
-        raise TypeError("sentences must be a list of 1-D id tensors (Vocabulary.encode gives them), got a str")
-    if len(sentences) == 0:
-        raise ValueError("sentences is empty: pass the corpus as 1-D id tensors (Vocabulary.encode gives them)")
-    for i, sentence in enumerate(sentences):
-        if not isinstance(sentence, torch.Tensor):
-            raise TypeError(f"sentences[{i}] must be a tensor of word ids (Vocabulary.encode), got {type(sentence)}")
-        if sentence.dim() != 1 or sentence.is_floating_point():
-            got = f"shape {tuple(sentence.shape)}, {sentence.dtype}"
-            raise TypeError(f"sentences[{i}] must be a 1-D tensor of integer word ids, got {got}")
-    if max(len(s) for s in sentences) < 2:
-        raise ValueError(
-            "no sentence has 2 or more words: word2vec learns each word from the words around it in its sentence, "
-            "so one-word sentences give no training example"
-        )
-    ids = torch.cat([s for s in sentences if len(s)])  # (N,)
-    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
-        raise ValueError(f"word ids must be in [0, vocab_size={vocab_size}), got {int(ids.min())}..{int(ids.max())}")
