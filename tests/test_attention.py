@@ -12,6 +12,7 @@ from llmdocs.nn.attention import (
     KVCache,
     MultiHeadAttention,
     causal_mask,
+    key_padding_mask,
     padding_mask,
     scaled_dot_product_attention,
 )
@@ -278,3 +279,44 @@ def test_kv_cache_under_autograd_keeps_the_graph() -> None:
     k, _ = cache.update(torch.randn(1, 1, 1, 4), torch.randn(1, 1, 1, 4))
     k.sum().backward()  # in-place writes into a buffer would break this backward
     assert first.grad is not None and torch.equal(first.grad, torch.ones_like(first))
+
+
+def test_kv_cache_rejects_keys_of_another_batch_size_or_width() -> None:
+    cache = KVCache()
+    assert cache.batch_size is None
+    cache.update(torch.zeros(2, 3, 4, 8), torch.zeros(2, 3, 4, 8))
+    assert cache.batch_size == 2
+    for batch in (1, 3):  # 1 used to raise an expand error, and a 1-row cache broadcast silently to more rows
+        with pytest.raises(
+            ValueError, match=f"cache was filled with batch size 2, but this step has batch size {batch}"
+        ):
+            cache.update(torch.zeros(batch, 3, 1, 8), torch.zeros(batch, 3, 1, 8))
+    with pytest.raises(
+        ValueError, match="cache holds keys of n_heads=3, d_head=8, but this layer has n_heads=3, d_head=4"
+    ):
+        cache.update(torch.zeros(2, 3, 1, 4), torch.zeros(2, 3, 1, 4))
+    assert len(cache) == 4  # nothing was stored
+    single = KVCache()
+    single.update(torch.zeros(1, 3, 4, 8), torch.zeros(1, 3, 4, 8))
+    with pytest.raises(ValueError, match="filled with batch size 1, but this step has batch size 2"):
+        single.update(torch.zeros(2, 3, 1, 8), torch.zeros(2, 3, 1, 8))
+
+
+def test_mha_static_cache_of_another_batch_raises() -> None:
+    mha = make_mha()
+    cache = KVCache(static=True)
+    mha(torch.randn(B, 1, D), torch.randn(B, S, D), cache=cache)
+    with pytest.raises(ValueError, match=f"cache was filled with batch size {B}, but this step has batch size 1"):
+        mha(torch.randn(1, 1, D), torch.randn(1, S, D), cache=cache)
+
+
+def test_key_padding_mask_checks_type_and_shape() -> None:
+    assert key_padding_mask(None, 2, 3) is None
+    mask = key_padding_mask(torch.tensor([[0, 1, 1], [1, 1, 1]]), 2, 3)
+    assert mask is not None and mask.dtype == torch.bool and mask.tolist() == [[False, True, True], [True] * 3]
+    with pytest.raises(TypeError, match=r"attention_mask must be a bool or integer 0/1 tensor .*got torch.float32"):
+        key_padding_mask(torch.tensor([[float("-inf"), 0.0, 0.0]]), 1, 3)  # additive: .bool() would invert it
+    with pytest.raises(TypeError, match="attention_mask must be a bool or integer 0/1 tensor, got list"):
+        key_padding_mask([[1, 1, 1]], 1, 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"attention_mask must be \(B, T_past \+ T\)=\(1, 4\), got \(1, 3\)"):
+        key_padding_mask(torch.ones(1, 3, dtype=torch.bool), 1, 4)

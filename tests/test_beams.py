@@ -180,3 +180,62 @@ def test_bad_input_raises() -> None:
         BeamHypotheses(0, raw)
     with pytest.raises(ValueError, match=r"log_probs must have shape \(B\*K, V\) = \(6, V\), got \(3, 5\)"):
         BeamSearchScorer(2, 3, raw).step(torch.zeros(3, 5))
+
+
+def test_finalize_before_any_step_returns_empty_outputs() -> None:
+    beams = BeamSearchScorer(2, 3, mean)  # lp(0) = 0 ** 1 = 0: used to raise ZeroDivisionError
+    assert beams.finalize() == [[], []]
+    assert beams.is_done
+
+
+@pytest.mark.parametrize(
+    ("log_probs", "error", "message"),
+    [
+        (torch.zeros(6, 0), ValueError, r"log_probs has an empty vocabulary: shape \(6, 0\)"),  # was a topk error
+        (torch.full((6, 4), math.nan), ValueError, "log_probs contains NaN"),
+        (torch.tensor([[-1.0, math.nan, -2.0, -3.0]] * 6), ValueError, "log_probs contains NaN"),
+        (torch.full((6, 4), 0.25), ValueError, r"log-probabilities \(<= 0\), got a value 0.25 > 0; .*log_softmax"),
+        (torch.zeros(6, 4, dtype=torch.long), TypeError, "log_probs must be a floating-point tensor .*torch.int64"),
+        ([[0.0] * 4] * 6, TypeError, "log_probs must be a floating-point tensor .*got list"),
+        (torch.full((6, 4), INF), ValueError, "every candidate of input 0 has log-probability -inf"),
+    ],
+)
+def test_step_rejects_what_is_not_log_probabilities(log_probs: Tensor, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        BeamSearchScorer(2, 3, mean).step(log_probs)
+
+
+def test_end_ids_are_checked() -> None:
+    assert BeamSearchScorer(1, 2, mean, end_ids=2).end_ids.tolist() == [2]  # a bare id is one end token
+    assert BeamSearchScorer(1, 2, mean, end_ids=torch.tensor([3, 1, 3])).end_ids.tolist() == [1, 3]
+    with pytest.raises(ValueError, match=r"end_ids must be token ids >= 0, got \[-1\]"):
+        BeamSearchScorer(1, 2, mean, end_ids=[0, -1])
+    with pytest.raises(TypeError, match="end_ids must be a token id or a collection of token ids, got str"):
+        BeamSearchScorer(1, 2, mean, end_ids="2")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"end_ids must hold int token ids, got 2.0 \(float\)"):
+        BeamSearchScorer(1, 2, mean, end_ids=[2.0])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"end_ids must hold integer token ids, got a tensor of dtype torch.float32"):
+        BeamSearchScorer(1, 2, mean, end_ids=torch.tensor([2.0]))
+    beams = BeamSearchScorer(1, 2, mean, end_ids=[1, 4])
+    with pytest.raises(ValueError, match=r"end_ids \[1, 4\] are not all token ids of a vocabulary of V=4 \(0..3\)"):
+        beams.step(torch.full((2, 4), -1.0))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: BeamSearchScorer(2, 2.5, mean), TypeError, "beam_size must be an int, got float 2.5"),  # type: ignore[arg-type]
+        (lambda: BeamSearchScorer(2, "2", mean), TypeError, "beam_size must be an int, got str '2'"),  # type: ignore[arg-type]
+        (lambda: BeamSearchScorer(2.0, 2, mean), TypeError, "batch_size must be an int, got float"),  # type: ignore[arg-type]
+        (lambda: BeamSearchScorer(2, 2, None), TypeError, "length_penalty must be a callable lp"),  # type: ignore[arg-type]
+        (lambda: BeamHypotheses(2, 0.6), TypeError, "length_penalty must be a callable lp"),  # type: ignore[arg-type]
+        (lambda: BeamHypotheses(True, mean), TypeError, "beam_size must be an int, got bool"),
+        (lambda: expand_to_beams(torch.zeros(2, 3), -1), ValueError, "beam_size must be >= 1, got -1"),
+        (lambda: expand_to_beams(torch.zeros(2, 3), 2.0), TypeError, "beam_size must be an int, got float"),  # type: ignore[arg-type]
+        (lambda: expand_to_beams([1, 2], 2), TypeError, r"x must be a \(B, ...\) tensor, got list"),  # type: ignore[arg-type]
+        (lambda: expand_to_beams(torch.tensor(1.0), 2), ValueError, "x must have a batch dimension"),
+    ],
+)
+def test_bad_settings_raise_naming_the_argument(call, error: type, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        call()

@@ -203,3 +203,18 @@ def test_a_source_row_of_padding_only_raises(model: Transformer, src: Tensor, de
         decode(model, src, BOS, EOS, max_new_tokens=3)
     src[1, 0] = src[3, -1] = 5  # one real token is enough, wherever it sits
     assert len(decode(model, src, BOS, EOS, max_new_tokens=3)) == 4
+
+
+@pytest.mark.parametrize("decode", [greedy_decode, beam_search])
+def test_a_model_that_is_not_an_encoder_decoder_raises(src: Tensor, decode) -> None:  # type: ignore[no-untyped-def]
+    from llmdocs.models.gpt import GPT, GPTConfig
+
+    message = r"model must be an encoder-decoder model such as Transformer \(with encode\(\), decode\(\)"
+    for not_a_model in ("model", None, GPT(GPTConfig.tiny(20))):  # "model" used to raise an AttributeError
+        with pytest.raises(TypeError, match=message):
+            decode(not_a_model, src, BOS, EOS, max_new_tokens=3)
+
+
+def test_beam_search_length_penalty_must_be_a_number(model: Transformer, src: Tensor) -> None:
+    with pytest.raises(TypeError, match="length_penalty must be a number, got NoneType"):
+        beam_search(model, src, BOS, EOS, length_penalty=None)  # type: ignore[arg-type]

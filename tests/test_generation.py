@@ -416,3 +416,45 @@ def test_left_pad_rejects_no_prompts_and_empty_prompts() -> None:
         left_pad([[]])
     with pytest.raises(ValueError, match=r"prompts\[1\] is empty"):
         left_pad([[4, 5], []])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(temperature="hot"), "temperature must be a number, got str 'hot'"),  # was: '>' not supported
+        (dict(top_p="0.9"), "top_p must be a number, got str '0.9'"),
+        (dict(repetition_penalty=None), "repetition_penalty must be a number, got NoneType"),
+        (dict(seed="0"), "seed must be an int, got str '0'"),  # was: manual_seed expected a long
+        (dict(seed=1.5), "seed must be an int, got float 1.5"),
+        (dict(generator=0), "generator must be a torch.Generator, got int"),
+        (dict(do_sample="yes"), "do_sample must be True, False or None, got str 'yes'"),
+    ],
+)
+def test_settings_of_the_wrong_type_raise_naming_the_argument(model: GPT, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        generate(model, [1, 2], 3, **kwargs)
+    with pytest.raises(TypeError, match=message):
+        list(stream_generate(model, [1, 2], 3, **kwargs))
+
+
+@pytest.mark.parametrize("not_a_model", ["model", None, GPTConfig.tiny(V), nn.Linear(2, 2)])
+def test_a_model_that_is_not_a_language_model_raises(not_a_model: Any) -> None:
+    message = r"model must be a language model such as GPT \(with new_cache\(\), train\(\), config.vocab_size"
+    with pytest.raises(TypeError, match=message):  # "model" used to raise an AttributeError
+        generate(not_a_model, [1, 2], 3)
+    with pytest.raises(TypeError, match=message):
+        list(stream_generate(not_a_model, [1, 2], 3))
+    with pytest.raises(TypeError, match=message):
+        beam_search(not_a_model, [1, 2], 3)
+
+
+def test_attention_mask_must_be_a_tensor(model: GPT) -> None:
+    with pytest.raises(TypeError, match=r"attention_mask must be a \(B, T\) tensor, got list"):
+        generate(model, torch.tensor([[1, 2]]), 3, attention_mask=[[1, 1]])  # type: ignore[arg-type]
+
+
+def test_beam_search_length_penalty_must_be_a_number(model: GPT) -> None:
+    with pytest.raises(TypeError, match="length_penalty must be a number, got str '1'"):
+        beam_search(model, [1, 2], 3, length_penalty="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="beam_size must be an int, got str '2'"):
+        beam_search(model, [1, 2], 3, beam_size="2")  # type: ignore[arg-type]

@@ -303,6 +303,80 @@ def test_bad_inputs_raise_readable_errors() -> None:
         model(torch.zeros(2, 3, dtype=torch.long), attention_mask=torch.ones(2, 4))
 
 
+@pytest.mark.parametrize(
+    ("filled_with", "step_batch", "message"),
+    [
+        # (config overrides of the model that filled the cache, batch of the next step, expected error)
+        (dict(n_layers=1), 2, r"cache has 1 layers but n_layers=2: use model.new_cache\(\)"),  # was an IndexError
+        (dict(n_layers=3), 2, r"cache has 3 layers but n_layers=2"),  # was silently accepted
+        (dict(d_model=64), 2, r"cache holds keys of n_heads=4, d_head=16, but this layer has n_heads=4, d_head=8"),
+        ({}, 1, r"cache was filled with batch size 2, but this step has batch size 1"),  # was an expand error
+        ({}, 3, r"cache was filled with batch size 2, but this step has batch size 3"),
+    ],
+)
+def test_a_cache_of_another_model_or_batch_size_raises(
+    filled_with: dict[str, Any], step_batch: int, message: str
+) -> None:
+    model = tiny_model()
+    other = tiny_model(**filled_with)
+    cache = other.new_cache()
+    other(torch.randint(0, V, (2, 4)), cache=cache)
+    with pytest.raises(ValueError, match=message):
+        model(torch.randint(0, V, (step_batch, 1)), cache=cache)
+    assert len(cache) == 4  # rejected before any layer stored a key
+
+
+def test_a_cache_filled_with_one_row_does_not_broadcast_to_two() -> None:
+    model = tiny_model()
+    cache = model.new_cache()
+    model(torch.randint(0, V, (1, 4)), cache=cache)
+    with pytest.raises(ValueError, match="cache was filled with batch size 1, but this step has batch size 2"):
+        model(torch.randint(0, V, (2, 1)), cache=cache)  # used to broadcast the one cached row silently
+    cache.reorder(torch.tensor([0, 0]))  # the documented way to widen it
+    assert model(torch.randint(0, V, (2, 1)), cache=cache).shape == (2, 1, V)
+    with pytest.raises(TypeError, match=r"cache must be a GPTCache from model.new_cache\(\), got list"):
+        model(torch.randint(0, V, (2, 1)), cache=[])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("position_ids", "error", "message"),
+    [
+        (torch.full((2, 4), 10**4), ValueError, r"position_ids must be in \[0, context_length=8\), got values 10000"),
+        (torch.tensor([[-1, 0, 1, 2]]), ValueError, r"position_ids must be in \[0, context_length=8\), got values -1"),
+        (torch.zeros(3, 4, dtype=torch.long), ValueError, r"position_ids must be \(B, T\)=\(2, 4\) or \(1, T\)"),
+        (torch.zeros(2, 5, dtype=torch.long), ValueError, r"got \(2, 5\)"),
+        (torch.arange(4.0)[None], TypeError, "position_ids must be an integer tensor, got torch.float32"),
+        (torch.ones(2, 4, dtype=torch.bool), TypeError, "position_ids must be an integer tensor"),
+        ([[0, 1, 2, 3]], TypeError, "position_ids must be an integer tensor, got"),
+    ],
+)
+def test_bad_position_ids_raise(position_ids: Any, error: type, message: str) -> None:
+    model = GPT(GPTConfig.tiny(V, context_length=8))
+    with pytest.raises(error, match=message):
+        model(torch.randint(0, V, (2, 4)), position_ids=position_ids)
+
+
+def test_explicit_position_ids_equal_the_default_ones() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, V, (2, 4))
+    default = model(ids)
+    assert torch.equal(model(ids, position_ids=torch.arange(4)[None]), default)  # (1, T), the same kernels
+    assert torch.equal(model(ids, position_ids=torch.arange(4).expand(2, 4)), default)  # (B, T)
+
+
+def test_attention_mask_must_be_a_bool_or_integer_tensor() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, V, (2, 4))
+    with pytest.raises(TypeError, match=r"attention_mask must be a bool or integer 0/1 tensor .*got torch.float32"):
+        model(ids, attention_mask=torch.zeros(2, 4))  # an additive 0/-inf mask would be inverted by .bool()
+    with pytest.raises(TypeError, match="attention_mask must be a bool or integer 0/1 tensor, got list"):
+        model(ids, attention_mask=[[1] * 4] * 2)  # type: ignore[arg-type]
+    assert torch.equal(
+        model(ids, attention_mask=torch.ones(2, 4, dtype=torch.long)),
+        model(ids, attention_mask=torch.ones(2, 4, dtype=torch.bool)),
+    )
+
+
 # ---- saving -----------------------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,8 @@
 - [decoder_only_beam][llmdocs.generation.decoder_only_beam]: beam search for a language model;
 - [encoder_decoder][llmdocs.generation.encoder_decoder]: greedy decoding and beam search for the
   [Transformer][llmdocs.models.transformer.Transformer];
-- [benchmark][llmdocs.generation.benchmark]: what the key/value cache saves, timed.
+- [benchmark][llmdocs.generation.benchmark]: what the key/value cache saves, timed;
+- [checks][llmdocs.generation.checks]: the argument checks they share (readable errors that name the argument).
 
 The two beam searches share a name and live in their own modules (`decoder_only_beam.beam_search`,
 `encoder_decoder.beam_search`).

@@ -34,15 +34,47 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import math
+from collections.abc import Callable, Collection, Iterable
+from numbers import Integral
 
 import torch
 from torch import Tensor
+
+from llmdocs.generation.checks import check_int
 
 __all__ = ["BeamHypotheses", "BeamSearchScorer", "expand_to_beams", "gnmt_length_penalty", "power_length_penalty"]
 
 LengthPenalty = Callable[[int], float]
 """lp(|Y|): the number a hypothesis's summed log-probability is divided by, given its length |Y| >= 1."""
+
+
+def _check_length_penalty(length_penalty: object) -> None:
+    if not callable(length_penalty):
+        raise TypeError(
+            "length_penalty must be a callable lp(length) -> float, e.g. "
+            f"functools.partial(gnmt_length_penalty, alpha=0.6), got {type(length_penalty).__name__}"
+        )
+
+
+def _as_end_ids(end_ids: int | Collection[int] | Tensor) -> list[int]:
+    """One id or a collection of ids -> sorted unique ids; TypeError for text or non-integers, ValueError if < 0."""
+    if isinstance(end_ids, Tensor):
+        if end_ids.is_floating_point() or end_ids.dtype == torch.bool:
+            raise TypeError(f"end_ids must hold integer token ids, got a tensor of dtype {end_ids.dtype}")
+        end_ids = end_ids.flatten().tolist()
+    if isinstance(end_ids, Integral) and not isinstance(end_ids, bool):
+        end_ids = [end_ids]  # a bare id: the one end token
+    if isinstance(end_ids, str | bytes) or not isinstance(end_ids, Iterable):
+        raise TypeError(f"end_ids must be a token id or a collection of token ids, got {type(end_ids).__name__}")
+    ids = list(end_ids)
+    not_ints = [t for t in ids if isinstance(t, bool) or not isinstance(t, Integral)]
+    if not_ints:
+        raise TypeError(f"end_ids must hold int token ids, got {not_ints[0]!r} ({type(not_ints[0]).__name__})")
+    negative = [t for t in ids if t < 0]
+    if negative:
+        raise ValueError(f"end_ids must be token ids >= 0, got {negative}")
+    return sorted({int(t) for t in ids})
 
 
 def gnmt_length_penalty(length: int, alpha: float) -> float:
@@ -90,11 +122,20 @@ def power_length_penalty(length: int, alpha: float) -> float:
 def expand_to_beams(x: Tensor, beam_size: int) -> Tensor:
     """Repeat each row K times: (B, ...) -> (B*K, ...), row ``b * K + k`` is beam k of input b.
 
+    Raises:
+        TypeError: If ``x`` is not a tensor or ``beam_size`` is not an int.
+        ValueError: If ``beam_size`` < 1 or ``x`` is 0-dimensional.
+
     Examples:
         >>> import torch
         >>> expand_to_beams(torch.tensor([[1, 2], [3, 4]]), 2).tolist()
         [[1, 2], [1, 2], [3, 4], [3, 4]]
     """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a (B, ...) tensor, got {type(x).__name__}")
+    if x.dim() == 0:
+        raise ValueError("x must have a batch dimension (B, ...), got a 0-dimensional tensor")
+    check_int(beam_size, "beam_size", minimum=1)
     return x.repeat_interleave(beam_size, dim=0)  # (B*K, ...)
 
 
@@ -118,8 +159,8 @@ class BeamHypotheses:
     """
 
     def __init__(self, beam_size: int, length_penalty: LengthPenalty) -> None:
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        check_int(beam_size, "beam_size", minimum=1)
+        _check_length_penalty(length_penalty)
         self.beam_size = beam_size
         self.length_penalty = length_penalty
         self.hypotheses: list[tuple[float, list[int]]] = []  # (score, tokens), best first
@@ -163,7 +204,7 @@ class BeamSearchScorer:
         beam_size: K, beams per input (K = 1 is greedy decoding).
         length_penalty: lp(|Y|) that finished scores are divided by, e.g.
             ``functools.partial(gnmt_length_penalty, alpha=0.6)``.
-        end_ids: tokens that finish a hypothesis (EOS, stop tokens); may be empty.
+        end_ids: tokens that finish a hypothesis (EOS, stop tokens): one id or a collection, possibly empty.
         device: where the beams' tensors live (that of the log-probabilities).
 
     Attributes:
@@ -201,16 +242,17 @@ class BeamSearchScorer:
         batch_size: int,
         beam_size: int,
         length_penalty: LengthPenalty,
-        end_ids: Collection[int] = (),
+        end_ids: int | Collection[int] = (),
         device: torch.device | str | None = None,
     ) -> None:
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        if batch_size < 0:
-            raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+        check_int(beam_size, "beam_size", minimum=1)
+        check_int(batch_size, "batch_size", minimum=0)
+        _check_length_penalty(length_penalty)
+        end_list = _as_end_ids(end_ids)
         B, K = batch_size, beam_size
         self.batch_size, self.beam_size, self.length_penalty = B, K, length_penalty
-        self.end_ids = torch.tensor(sorted(set(end_ids)), dtype=torch.long, device=device)  # (E,)
+        self.end_ids = torch.tensor(end_list, dtype=torch.long, device=device)  # (E,)
+        self._max_end_id = max(end_list, default=-1)  # checked against V at each step
         self.beam_scores = torch.full((B, K), float("-inf"), device=device)  # (B, K) summed log-probabilities
         self.beam_scores[:, 0] = 0.0
         self.sequences = torch.zeros((B * K, 0), dtype=torch.long, device=device)  # (B*K, t)
@@ -237,12 +279,32 @@ class BeamSearchScorer:
             ``next_tokens[r]``. Reorder every per-beam tensor and cache with ``parent_rows``.
 
         Raises:
-            ValueError: If ``log_probs`` is not (B*K, V).
+            TypeError: If ``log_probs`` is not a floating-point tensor.
+            ValueError: If ``log_probs`` is not (B*K, V) with V >= 1, holds NaN or a value > 0 (probabilities
+                instead of log-probabilities), an end id is not below V, or every candidate of an input is -inf.
         """
         B, K = self.batch_size, self.beam_size
+        if not isinstance(log_probs, Tensor) or not log_probs.is_floating_point():
+            kind = f"dtype {log_probs.dtype}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
+            raise TypeError(f"log_probs must be a floating-point tensor of log-probabilities, got {kind}")
         if log_probs.dim() != 2 or log_probs.size(0) != B * K:
             raise ValueError(f"log_probs must have shape (B*K, V) = ({B * K}, V), got {tuple(log_probs.shape)}")
         V = log_probs.size(-1)
+        if V == 0:
+            raise ValueError(f"log_probs has an empty vocabulary: shape {tuple(log_probs.shape)}, expected V >= 1")
+        if self._max_end_id >= V:
+            raise ValueError(
+                f"end_ids {self.end_ids.tolist()} are not all token ids of a vocabulary of V={V} (0..{V - 1})"
+            )
+        if log_probs.numel() > 0:
+            top = float(log_probs.max())  # one sync; NaN propagates through max
+            if math.isnan(top):
+                raise ValueError("log_probs contains NaN")
+            if top > 0.0:
+                raise ValueError(
+                    f"log_probs must be log-probabilities (<= 0), got a value {top:g} > 0; "
+                    "pass the logits through log_softmax, not softmax"
+                )
         length = self.sequences.size(1) + 1  # |Y| of a hypothesis that ends with this step's token
         candidates = self.beam_scores[:, :, None] + log_probs.view(B, K, V)  # (B, K, V)
         top_scores, top_index = candidates.view(B, K * V).topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
@@ -266,6 +328,8 @@ class BeamSearchScorer:
         # 3) Done: K finished, and the best live beam, normalised now, cannot beat the worst of them.
         best_live = (live_scores[:, 0] / self.length_penalty(length)).tolist()  # (B,)
         for b in range(B):
+            if not self.done[b] and best_live[b] == float("-inf") and len(self.finished[b]) == 0:
+                raise ValueError(f"every candidate of input {b} has log-probability -inf: there is no token to choose")
             if not self.done[b] and self.finished[b].is_done(best_live[b]):
                 self.done[b] = True
         return parent_rows, next_tokens
@@ -276,9 +340,12 @@ class BeamSearchScorer:
         A live beam was cut by the length limit: it has no end token, and |Y| is its number of tokens.
 
         Returns:
-            B lists of generated ids (end token excluded).
+            B lists of generated ids (end token excluded); empty lists before the first step.
         """
         K = self.beam_size
+        if self.sequences.size(1) == 0:  # no step yet: the empty output is all there is (and lp(0) may be 0)
+            self.done = [True] * self.batch_size
+            return [[] for _ in range(self.batch_size)]
         for b, finished in enumerate(self.finished):
             if not self.done[b]:
                 for k in range(K):

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from llmdocs.generation.checks import check_int, check_model, check_number
 from llmdocs.generation.sampling import apply_repetition_penalty, process_logits
 from llmdocs.nn.checks import check_token_ids
 
@@ -126,6 +127,8 @@ def _prepare_prompt(
     check_token_ids(ids, model.config.vocab_size, "prompt_ids")
     if attention_mask is None:
         return ids, None
+    if not isinstance(attention_mask, Tensor):
+        raise TypeError(f"attention_mask must be a (B, T) tensor, got {type(attention_mask).__name__}")
     mask = attention_mask.to(ids.device).bool()  # (B, T)
     if mask.shape != ids.shape:
         raise ValueError(f"attention_mask shape {tuple(mask.shape)} != prompt shape {tuple(ids.shape)}")
@@ -134,17 +137,21 @@ def _prepare_prompt(
     return ids, (None if bool(mask.all()) else mask)
 
 
-def _check_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+def _check_model(model: object) -> None:
+    methods, fields = ("__call__", "new_cache", "train"), ("vocab_size", "context_length")
+    check_model(model, methods, fields, "a language model such as GPT")
 
 
 def _check_settings(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, penalty: float, sample: bool
 ) -> None:
-    _check_int(max_new_tokens, "max_new_tokens")
+    check_int(max_new_tokens, "max_new_tokens")
     if top_k is not None:
-        _check_int(top_k, "top_k")
+        check_int(top_k, "top_k")
+    check_number(temperature, "temperature")
+    check_number(penalty, "repetition_penalty")
+    if top_p is not None:
+        check_number(top_p, "top_p")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if sample and not temperature > 0.0:
@@ -248,6 +255,12 @@ def _resolve(
     top_k: int | None,
     top_p: float | None,
 ) -> tuple[torch.Generator | None, bool]:
+    if seed is not None:
+        check_int(seed, "seed")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if do_sample is not None and not isinstance(do_sample, bool):
+        raise TypeError(f"do_sample must be True, False or None, got {type(do_sample).__name__} {do_sample!r}")
     if seed is not None and generator is not None:
         raise ValueError("pass either seed or generator, not both")
     if seed is not None:
@@ -288,6 +301,7 @@ def stream_generate(
         >>> tokens == generate(model, [1, 2, 3], max_new_tokens=4, top_k=5, seed=0)[0]
         True
     """
+    _check_model(model)
     ids, mask = _prepare_prompt(model, prompt_ids, None)
     if ids.size(0) != 1:
         raise ValueError(f"stream_generate streams one prompt, got a batch of {ids.size(0)}; use generate")
@@ -351,8 +365,9 @@ def generate(
             ``top_p`` is outside (0, 1], ``temperature`` is not > 0 while sampling, ``repetition_penalty`` is not
             > 0, a stop token is not an id, the attention mask is not a left-padding mask of the prompt's shape, or
             ``crop=False`` and the tokens would not fit in the context.
-        TypeError: If ``prompt_ids`` is not token ids (text, floats, nested lists), or ``max_new_tokens``,
-            ``top_k`` or a stop token is not an int.
+        TypeError: If ``model`` is not a language model, ``prompt_ids`` is not token ids (text, floats, nested
+            lists), ``max_new_tokens``, ``top_k``, ``seed`` or a stop token is not an int, ``temperature``, ``top_p``
+            or ``repetition_penalty`` is not a number, or ``generator`` is not a ``torch.Generator``.
 
     Examples:
         >>> from llmdocs.models.gpt import GPT, GPTConfig
@@ -366,6 +381,7 @@ def generate(
         >>> sampled == generate(model, [1, 2, 3], max_new_tokens=5, temperature=0.8, top_p=0.9, seed=0)
         True
     """
+    _check_model(model)
     ids, mask = _prepare_prompt(model, prompt_ids, attention_mask)
     generator, sample = _resolve(ids.device, generator, seed, do_sample, temperature, top_k, top_p)
     _check_settings(max_new_tokens, temperature, top_k, top_p, repetition_penalty, sample)

@@ -19,11 +19,12 @@ import torch
 from torch import Tensor
 
 from llmdocs.generation.beams import BeamSearchScorer, expand_to_beams, power_length_penalty
+from llmdocs.generation.checks import check_int, check_number
 from llmdocs.generation.decoder_only import (
     LanguageModel,
     Prompt,
-    _check_int,
     _check_limits,
+    _check_model,
     _check_settings,
     _prepare_prompt,
     _Stepper,
@@ -71,7 +72,8 @@ def beam_search(
     Raises:
         ValueError: If a prompt is empty or holds invalid ids, ``max_new_tokens`` or ``beam_size`` is below 1,
             ``length_penalty`` is not finite, or a stop token is not an id.
-        TypeError: If ``beam_size`` or ``max_new_tokens`` is not an integer, or a prompt is not token ids.
+        TypeError: If ``model`` is not a language model, ``beam_size`` or ``max_new_tokens`` is not an integer,
+            ``length_penalty`` is not a number, or a prompt is not token ids.
 
     References:
         Graves, "Sequence Transduction with Recurrent Neural Networks", 2012; Wu et al., "Google's Neural Machine
@@ -86,12 +88,12 @@ def beam_search(
         >>> [len(row) for row in beam_search(model, [[1, 2, 3], [4]], max_new_tokens=4, beam_size=3)]
         [4, 4]
     """
+    _check_model(model)
     ids, mask = _prepare_prompt(model, prompt_ids, attention_mask)
     _check_settings(max_new_tokens, 1.0, None, None, 1.0, False)
     _check_limits(model, ids.size(1), max_new_tokens, crop, stop_tokens)
-    _check_int(beam_size, "beam_size")
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    check_int(beam_size, "beam_size", minimum=1)
+    check_number(length_penalty, "length_penalty")
     if not math.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be a finite number, got {length_penalty}")
     was_training = model.training

@@ -20,18 +20,22 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from numbers import Integral
 
 import torch
 from torch import Tensor
 
 from llmdocs.generation.beams import BeamSearchScorer, expand_to_beams, gnmt_length_penalty
+from llmdocs.generation.checks import check_int, check_model, check_number
 from llmdocs.models.transformer import DecoderCache, Transformer
 from llmdocs.nn.attention import padding_mask
 from llmdocs.nn.checks import check_token_ids
 
+_MODEL_NEEDS = (("encode", "decode", "new_cache", "train"), ("src_vocab_size", "tgt_vocab_size", "pad_id", "max_len"))
+"""What decoding uses of a model: its methods, and the fields of its config."""
+
 
 def _check_args(model: Transformer, src: Tensor, bos_id: int, eos_id: int, max_new_tokens: int) -> None:
+    check_model(model, *_MODEL_NEEDS, "an encoder-decoder model such as Transformer")
     if not isinstance(src, Tensor):
         raise TypeError(f"src must be a (B, S) tensor of token ids, got {type(src).__name__}")
     if src.dim() != 2:
@@ -48,8 +52,7 @@ def _check_args(model: Transformer, src: Tensor, bos_id: int, eos_id: int, max_n
         )
     V = model.config.tgt_vocab_size
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id), ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or not isinstance(value, Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        check_int(value, name)
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
         if not 0 <= value < V:
             raise ValueError(f"{name}={value} is not in [0, tgt_vocab_size={V})")
@@ -87,7 +90,8 @@ def greedy_decode(
         One list of generated ids per sentence, without BOS and EOS.
 
     Raises:
-        TypeError: If ``src`` is not an integer tensor, or ``bos_id``, ``eos_id`` or ``max_new_tokens`` is not an int.
+        TypeError: If ``model`` is not an encoder-decoder model, ``src`` is not an integer tensor, or ``bos_id``,
+            ``eos_id`` or ``max_new_tokens`` is not an int.
         ValueError: If ``src`` is empty or not (B, S) ids, a token id is out of range, a row of ``src`` is all
             padding, or ``max_new_tokens`` is not in [1, max_len].
 
@@ -160,7 +164,7 @@ def beam_search(
 
     Raises:
         TypeError: As for [greedy_decode][llmdocs.generation.encoder_decoder.greedy_decode], or if ``beam_size`` is
-            not an int.
+            not an int or ``length_penalty`` not a number.
         ValueError: As for [greedy_decode][llmdocs.generation.encoder_decoder.greedy_decode], or if ``beam_size`` is
             below 1 or ``length_penalty`` is not finite.
 
@@ -179,10 +183,8 @@ def beam_search(
         (2, True)
     """
     _check_args(model, src, bos_id, eos_id, max_new_tokens)
-    if isinstance(beam_size, bool) or not isinstance(beam_size, Integral):
-        raise TypeError(f"beam_size must be an int, got {type(beam_size).__name__} {beam_size!r}")
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    check_int(beam_size, "beam_size", minimum=1)
+    check_number(length_penalty, "length_penalty")
     if not math.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be a finite number, got {length_penalty}")
     was_training = model.training

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmdocs.nn.attention import KVCache, MultiHeadAttention, causal_mask
+from llmdocs.nn.attention import KVCache, MultiHeadAttention, causal_mask, key_padding_mask
 from llmdocs.nn.checks import check_token_ids
 from llmdocs.nn.feedforward import ACTIVATIONS, PositionwiseFeedForward
 
@@ -264,6 +264,17 @@ class GPTCache:
             layer_cache.reorder(index)
 
 
+def _check_position_ids(position_ids: Tensor, B: int, T: int, context_length: int) -> None:
+    """Raise a readable error unless ``position_ids`` is an integer (B, T) or (1, T) tensor in [0, context_length)."""
+    if not isinstance(position_ids, Tensor) or position_ids.is_floating_point() or position_ids.dtype == torch.bool:
+        raise TypeError(f"position_ids must be an integer tensor, got {getattr(position_ids, 'dtype', position_ids)!r}")
+    if position_ids.shape not in ((B, T), (1, T)):
+        raise ValueError(f"position_ids must be (B, T)={(B, T)} or (1, T), got {tuple(position_ids.shape)}")
+    low, high = torch.stack(torch.aminmax(position_ids)).tolist()  # one sync, and only for explicit positions
+    if low < 0 or high >= context_length:
+        raise ValueError(f"position_ids must be in [0, context_length={context_length}), got values {low}..{high}")
+
+
 def _init_weights(model: nn.Module, n_layers: int) -> None:
     """GPT-2 initialisation: N(0, 0.02) matrices and embeddings, zero biases, residual outputs / sqrt(2N)."""
     for module in model.modules():
@@ -339,15 +350,21 @@ class GPT(nn.Module):
         Args:
             ids: token ids (B, T); with a cache, only the tokens not yet fed.
             cache: a [GPTCache][llmdocs.models.gpt.GPTCache] from ``new_cache()``; it stores this call's keys/values.
-            attention_mask: optional (B, T_past + T), 1/True at real tokens and 0/False at (left) padding; it
-                covers the cached tokens too, as in Hugging Face.
-            position_ids: optional (B, T) positions; default ``T_past .. T_past + T - 1``, or, with an
-                ``attention_mask``, the number of real tokens before each one (so left padding shifts nothing).
+            attention_mask: optional bool or integer (B, T_past + T), 1/True at real tokens and 0/False at (left)
+                padding; it covers the cached tokens too, as in Hugging Face.
+            position_ids: optional (B, T) or (1, T) ints < context_length; default ``T_past .. T_past + T - 1``, or,
+                with an ``attention_mask``, the number of real tokens before each one (so left padding shifts nothing).
             need_weights: keep each block's attention weights (B, H, T, T_past + T) in its ``last_self_weights``
                 (for plots; the explicit attention path is slower).
 
         Returns:
             Logits (B, T, V).
+
+        Raises:
+            TypeError: If ``ids`` or ``position_ids`` is not an integer tensor, ``attention_mask`` not a bool or
+                integer one, or ``cache`` not a GPTCache.
+            ValueError: If a shape or an id is wrong, the sequence exceeds the context, a position is outside
+                [0, context_length), or ``cache`` comes from another model (layers, heads, width) or batch size.
 
         Examples:
             >>> import torch
@@ -359,25 +376,23 @@ class GPT(nn.Module):
         c = self.config
         check_token_ids(ids, c.vocab_size)
         B, T = ids.shape
+        if cache is not None and not isinstance(cache, GPTCache):
+            raise TypeError(f"cache must be a GPTCache from model.new_cache(), got {type(cache).__name__}")
+        if cache is not None and len(cache.layers) != c.n_layers:  # its KVCaches check batch size, heads and width
+            raise ValueError(f"cache has {len(cache.layers)} layers but n_layers={c.n_layers}: use model.new_cache()")
         offset = len(cache) if cache is not None else 0
         if offset + T > c.context_length:
             raise ValueError(
                 f"sequence length {offset + T} (cached {offset} + new {T}) exceeds context_length={c.context_length}"
             )
-        key_mask = None
-        if attention_mask is not None:
-            if attention_mask.shape != (B, offset + T):
-                expected = (B, offset + T)
-                raise ValueError(
-                    f"attention_mask must be (B, T_past + T)={expected}, got {tuple(attention_mask.shape)}"
-                )
-            key_mask = attention_mask.bool()  # (B, T_past + T)
-        if position_ids is None:
-            if key_mask is None:
-                position_ids = torch.arange(offset, offset + T, device=ids.device)[None]  # (1, T)
-            else:
-                real_before = key_mask.long().cumsum(dim=-1) - 1  # (B, T_past + T)
-                position_ids = real_before[:, offset:].clamp(min=0)  # (B, T); padding gets position 0
+        key_mask = key_padding_mask(attention_mask, B, offset + T)  # (B, T_past + T) bool, or None
+        if position_ids is not None:
+            _check_position_ids(position_ids, B, T, c.context_length)
+        elif key_mask is None:
+            position_ids = torch.arange(offset, offset + T, device=ids.device)[None]  # (1, T)
+        else:
+            real_before = key_mask.long().cumsum(dim=-1) - 1  # (B, T_past + T)
+            position_ids = real_before[:, offset:].clamp(min=0)  # (B, T); padding gets position 0
         x = self.dropout(self.tok_embed(ids) + self.pos_embed(position_ids))  # (B, T, D)
         for i, block in enumerate(self.blocks):
             x = block(x, key_mask, cache.layers[i] if cache is not None else None, need_weights)  # (B, T, D)

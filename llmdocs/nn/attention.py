@@ -65,6 +65,43 @@ def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
     return (ids != pad_id)[:, None, None, :]  # (B, 1, 1, S)
 
 
+def key_padding_mask(
+    attention_mask: Tensor | None, batch_size: int, n_keys: int, name: str = "attention_mask"
+) -> Tensor | None:
+    """Check a Hugging Face style ``attention_mask`` (1/True at real tokens) and return it as a bool key mask.
+
+    A float mask is refused: it may be additive (0 = attend, -inf = hide), which ``.bool()`` would silently invert.
+
+    Args:
+        attention_mask: bool or integer (B, Tk), 1/True at real tokens, 0/False at padding; None = no padding.
+        batch_size: B.
+        n_keys: Tk, the keys the mask covers (cached ones included).
+        name: the argument's name in error messages.
+
+    Returns:
+        Bool mask (B, Tk), True = may attend; None when ``attention_mask`` is None.
+
+    Raises:
+        TypeError: If ``attention_mask`` is not a bool or integer tensor.
+        ValueError: If its shape is not (batch_size, n_keys).
+
+    Examples:
+        >>> import torch
+        >>> key_padding_mask(torch.tensor([[0, 1, 1]]), batch_size=1, n_keys=3)
+        tensor([[False,  True,  True]])
+    """
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, Tensor):
+        raise TypeError(f"{name} must be a bool or integer 0/1 tensor, got {type(attention_mask).__name__}")
+    if attention_mask.shape != (batch_size, n_keys):
+        expected = (batch_size, n_keys)
+        raise ValueError(f"{name} must be (B, T_past + T)={expected}, got {tuple(attention_mask.shape)}")
+    if attention_mask.is_floating_point() or attention_mask.is_complex():
+        raise TypeError(f"{name} must be a bool or integer 0/1 tensor (1 = real token), got {attention_mask.dtype}")
+    return attention_mask.bool()  # (B, Tk)
+
+
 def _check_mask(mask: Tensor, target: tuple[int, int, int, int]) -> None:
     """Raise a readable error unless ``mask`` is boolean and broadcasts to ``target``."""
     if mask.dtype != torch.bool:
@@ -158,16 +195,54 @@ class KVCache:
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.size(2)
 
+    @property
+    def batch_size(self) -> int | None:
+        """B, the rows the cache holds once filled (None while empty)."""
+        return None if self.k is None else self.k.size(0)
+
+    def check(self, batch_size: int, n_heads: int, d_head: int, name: str = "cache") -> None:
+        """Raise ValueError unless a filled cache holds ``batch_size`` rows of ``n_heads`` heads of width ``d_head``.
+
+        Only shapes are compared (Python ints, no device sync), so a decoding step can afford it.
+
+        Examples:
+            >>> import torch
+            >>> cache = KVCache()
+            >>> _ = cache.update(torch.zeros(2, 4, 3, 8), torch.zeros(2, 4, 3, 8))
+            >>> cache.check(batch_size=1, n_heads=4, d_head=8)
+            Traceback (most recent call last):
+            ...
+            ValueError: cache was filled with batch size 2, but this step has batch size 1; ...
+        """
+        if self.k is None:
+            return
+        cached_batch, H, _, Dh = self.k.shape
+        if (H, Dh) != (n_heads, d_head):
+            raise ValueError(
+                f"{name} holds keys of n_heads={H}, d_head={Dh}, but this layer has n_heads={n_heads}, "
+                f"d_head={d_head}: the cache comes from another model"
+            )
+        if cached_batch != batch_size:
+            raise ValueError(
+                f"{name} was filled with batch size {cached_batch}, but this step has batch size {batch_size}; a "
+                "cache serves the batch it was filled with (reorder it, or start a new one)"
+            )
+
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store new keys/values (B, H, T_new, Dh) and return all of them (B, H, T_past + T_new, Dh).
 
         The keys and values are written into buffers whose capacity doubles when full, so a step copies only
         its own T_new positions (appending with ``torch.cat`` would copy the whole past at every step).
         Under autograd, where writing into a buffer would invalidate saved views, it appends with a copy.
+
+        Raises:
+            ValueError: If the new keys differ from the cached ones in batch size, heads or head width.
         """
         if self.k is None or self.v is None or self.static:
             self.k, self.v, self._buffers = k, v, None
             return k, v
+        B, H, _, Dh = k.shape
+        self.check(B, H, Dh)  # a new batch size would be broadcast into the buffers, or fail in a copy
         if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad or self.k.requires_grad):
             self.k = torch.cat([self.k, k], dim=2)  # (B, H, T_past + T_new, Dh)
             self.v = torch.cat([self.v, v], dim=2)  # (B, H, T_past + T_new, Dh)
@@ -175,7 +250,6 @@ class KVCache:
             return self.k, self.v
         past, new = self.k.size(2), k.size(2)
         if self._buffers is None or self._buffers[0].size(2) < past + new:
-            B, H, _, Dh = k.shape
             capacity = max(2 * (past + new), 16)
             buffers = tuple(x.new_empty(B, H, capacity, Dh) for x in (k, v))  # (B, H, capacity, Dh)
             buffers[0][:, :, :past] = self.k
@@ -278,6 +352,7 @@ class MultiHeadAttention(nn.Module):
         B, Tq, D = query.shape
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
         if cache is not None and cache.static and cache.k is not None and cache.v is not None:
+            cache.check(B, self.n_heads, self.d_head)
             k, v = cache.k, cache.v  # memory already projected on the first step
         else:
             k = self._split_heads(self.k_proj(key))  # (B, H, Tk, Dh)
