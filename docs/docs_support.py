@@ -16,6 +16,8 @@ Not a page of the site (excluded in mkdocs.yml), not part of the `llmdocs` packa
 
 from __future__ import annotations
 
+import ast
+import base64
 import contextlib
 import hashlib
 import html
@@ -27,7 +29,7 @@ import re
 import shutil
 import tempfile
 import unittest
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -386,14 +388,91 @@ _SKIP_REASON = re.compile(r"""reason\s*=\s*(["'])(.*?)\1""")
 SEED_CELL = """\
 # Set-up of the site's build: seed Python, numpy and torch with 0 so that this notebook prints the same numbers.
 import random
+import warnings
 
 import numpy as np
 import torch
 
+# transformers imports tqdm.auto, which warns in a kernel without ipywidgets; its bars fall back to text anyway.
+warnings.filterwarnings("ignore", message="IProgress not found")
 random.seed(0)
 np.random.seed(0)
-torch.manual_seed(0)"""
+_ = torch.manual_seed(0)  # it returns the generator, which Jupyter would show"""
 SETUP_TAG = "llmdocs-setup"  # the one code cell of a notebook that is not a block of its page
+
+
+def quiet_last_expression(source: str) -> str:
+    """A code cell that shows no value, like its block on the page: `;` after a last line that is an expression.
+
+    Jupyter displays the value of a cell's last expression (`save_figure(...)` would show `PosixPath(...)`); the
+    page shows only what its code prints, and IPython shows nothing after a trailing `;`. A call of `print` (always
+    None), a last statement that is not an expression, and code that does not parse are left as they are.
+
+    Examples:
+        >>> quiet_last_expression('fig = plot()\\nsave_figure(fig, "x")  # the file')
+        'fig = plot()\\nsave_figure(fig, "x");  # the file'
+        >>> quiet_last_expression("print(1)"), quiet_last_expression("x = 1"), quiet_last_expression("x;")
+        ('print(1)', 'x = 1', 'x;')
+    """
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return source
+    if not body or not isinstance(body[-1], ast.Expr):
+        return source
+    value = body[-1].value
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print":
+        return source
+    lines = source.split("\n")
+    line = lines[body[-1].end_lineno - 1]
+    end = len(line.encode("utf-8")[: body[-1].end_col_offset].decode("utf-8"))  # ast counts UTF-8 bytes
+    if line[end:].lstrip().startswith(";"):
+        return source
+    lines[body[-1].end_lineno - 1] = line[:end] + ";" + line[end:]
+    return "\n".join(lines)
+
+
+_FIGURE_LINK = re.compile(r"\]\(figures/([a-z0-9][a-z0-9_-]*)\.svg\)")
+_FIGURE_SRC = re.compile(r"""(src=["'])figures/([a-z0-9][a-z0-9_-]*)\.svg(["'])""")
+
+
+def _embed_figures(markdown: str, figures: Mapping[str, Path]) -> str:
+    """Markdown whose `![alt](figures/NAME.svg)` show the build's SVG, embedded: no broken image before a run.
+
+    Each link becomes a reference, `![alt][figure-NAME]`, defined at the end of the cell by a `data:` URL (base64),
+    so that the prose stays readable in the cell's source. (JupyterLab renders `data:` images in Markdown in any
+    notebook, while it shows SVG outputs and SVG attachments only in trusted ones, or not at all.)
+    """
+    used: dict[str, Path] = {}
+
+    def link(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in figures:
+            return match.group(0)
+        used[name] = figures[name]
+        return f"][figure-{name}]"
+
+    def src(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return match.group(1) + _svg_data_url(figures[name]) + match.group(3) if name in figures else match.group(0)
+
+    lines, fence = [], None
+    for line in markdown.split("\n"):
+        match = _FENCE_LINE.match(line)
+        if fence is None and match:
+            fence = match.group(1)
+        elif fence is not None:
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = None
+        else:
+            line = _FIGURE_SRC.sub(src, _FIGURE_LINK.sub(link, line))
+        lines.append(line)
+    definitions = [f"[figure-{name}]: {_svg_data_url(path)}" for name, path in used.items()]
+    return "\n".join([*lines, "", *definitions] if definitions else lines)
+
+
+def _svg_data_url(path: Path) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _notebook_prose(text: str) -> str:
@@ -439,18 +518,24 @@ def _cell(kind: str, index: int, source: str, **extra: Any) -> dict[str, Any]:
 
 
 def page_notebook(
-    path: Path, blocks: list[dict[str, Any]] | None = None, page_uri: str | None = None
+    path: Path,
+    blocks: list[dict[str, Any]] | None = None,
+    page_uri: str | None = None,
+    figures: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The page as a Jupyter notebook (nbformat 4.5): prose in Markdown cells, every block that runs a code cell.
 
     Invisible set-up blocks become ordinary code cells, `python-display` fences stay Markdown (not run),
-    and a first code cell, tagged `llmdocs-setup`, seeds like the build does. Figures are written by
-    `save_figure` to `./figures`, where the Markdown cells' `figures/NAME.svg` links look for them.
+    and a first code cell, tagged `llmdocs-setup`, seeds like the build does. A code cell whose last line is an
+    expression gets a `;` (`quiet_last_expression`): like the page, the notebook shows what the code prints,
+    not `PosixPath('figures/...')`. The Markdown cells show the build's figures, embedded, when `figures` is
+    given (else they link `figures/NAME.svg`); running the code writes them again to `./figures`.
 
     Args:
         path: The Markdown page.
         blocks: The page's records from `run_page`: their output becomes the cells' stored output.
         page_uri: The page's path in the site (for the opening note), default its file name.
+        figures: The page's figures from its run, `NAME -> NAME.svg`, to embed in the Markdown cells.
 
     Returns:
         The notebook as a dict (write it with `notebook_json`).
@@ -463,7 +548,8 @@ def page_notebook(
             "markdown",
             0,
             f"*Generated from the page `{page_uri or path.name}` of the llmdocs course: run it where the `llmdocs` "
-            "package is installed (`pip install -e .` in its repository). Figures are written to `./figures/`.*",
+            "package is installed (`pip install -e .` in its repository). The figures shown are the site's; running "
+            "the code writes them again to `./figures/`.*",
         ),
         _cell("code", 0, SEED_CELL, metadata={"tags": [SETUP_TAG]}, execution_count=None, outputs=[]),
     ]
@@ -471,6 +557,8 @@ def page_notebook(
     def add_prose(chunk: str) -> None:
         for section in _split_at_headings(chunk):
             prose = _notebook_prose(section)
+            if figures:
+                prose = _embed_figures(prose, figures)
             if prose.strip():
                 cells.append(_cell("markdown", len(cells), prose))
 
@@ -478,7 +566,7 @@ def page_notebook(
     for example in document:
         if is_code_block(example):
             add_prose(text[position : example.start])
-            source = str(example.parsed).strip("\n")
+            source = quiet_last_expression(str(example.parsed).strip("\n"))
             block = outputs.get(source_digest(str(example.parsed)))
             stream = []
             if block and block["stdout"]:

@@ -8,7 +8,7 @@ One run gives the page's figures and what each block printed (`outputs.json`):
 - under every visible block that printed something, `on_page_markdown` inserts an output area (escaped HTML,
   styled in assets/stylesheets/extra.css); silent, skipped and invisible blocks show nothing;
 - each chapter (chapters/*.md) also becomes a notebook, `chapters/<page>.ipynb`, with those outputs in its
-  code cells, linked by a button under the chapter's title.
+  code cells and its figures embedded in its Markdown cells, linked by a button under the chapter's title.
 
 Nothing is written under docs/, so `mkdocs serve` does not rebuild in a loop, and no image or output is
 committed. The cache key is the page's text plus the sources of llmdocs (and matplotlib's version): an edit
@@ -169,7 +169,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
             uri = f"{folder}/{notebook}"
             if files.get_file_from_path(uri) is not None:
                 raise PluginError(f"{uri} is made from {page_file.src_uri}: do not keep a file of that name")
-            content = notebook_json(page_notebook(page, blocks, page_file.src_uri))
+            figures = {svg.stem: svg for svg in svgs}  # embedded: the notebook shows them before it is run
+            content = notebook_json(page_notebook(page, blocks, page_file.src_uri, figures))
             files.append(File.generated(config, uri, content=content))
             _NOTEBOOKS[page_file.src_uri] = notebook
     if cache_dir.is_dir():  # drop results of older page texts / llmdocs sources

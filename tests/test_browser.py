@@ -4,9 +4,9 @@ For each page: it loads; no request fails or gets an HTTP error; nothing is requ
 local server (the site must work offline: MathJax and mermaid are vendored, fonts are the system's); no console
 error; math is typeset (`mjx-container`, no raw `\\(`, no MathJax error); every mermaid diagram is drawn as
 an SVG; no display equation or output area is wider than the content column (wide ones scroll inside it), at
-the default width and at a phone's. Chapter pages show the output areas of their code and link a notebook
-that the server delivers as nbformat 4 JSON. Also checks the built HTML and CSS statically for resources on
-other hosts.
+the default width and at a phone's; at a phone's width (375 and 400 px) nothing makes the page wider than the
+screen. Chapter pages show the output areas of their code and link a notebook that the server delivers as
+nbformat 4 JSON. Also checks the built HTML and CSS statically for resources on other hosts.
 
 The site is built once per run with `mkdocs build --strict` into a temporary directory, or taken from
 `LLMDOCS_SITE_DIR` (an already built site). Chromium is Debian's (`apt-get install chromium`, or `make system`),
@@ -245,6 +245,26 @@ _TOO_WIDE = """
 }
 """
 NARROW = {"width": 400, "height": 800}  # a phone: Material's mobile layout
+PHONE_WIDTHS = (375, 400)  # an iPhone's, a large Android's
+
+# Nothing may make the page wider than a phone's screen, which would let it pan sideways into blank space (a
+# formula's hidden MathML copy for screen readers did). Reports the page's width and what sticks out.
+_PAGE_WIDTH = """
+() => {
+  const inner = window.innerWidth;
+  const scrolls = (el) => { // inside a box that scrolls or clips it (a table's wrapper, display math)
+    for (let box = el.parentElement; box && box !== document.body; box = box.parentElement)
+      if (getComputedStyle(box).overflowX !== "visible") return true;
+    return false;
+  };
+  const out = [...document.querySelectorAll("mjx-container, mjx-assistive-mml, pre, table, img, svg, .llmdocs-output")]
+    .filter((el) => el.getBoundingClientRect().right > inner + 1 && !scrolls(el))
+    .slice(0, 3)
+    .map((el) => `${el.tagName.toLowerCase()} to ${Math.round(el.getBoundingClientRect().right)} px ` +
+                 `(${el.textContent.trim().slice(0, 40)})`);
+  return { scroll: document.documentElement.scrollWidth, inner, out };
+}
+"""
 
 
 def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str, browser_page: object) -> None:
@@ -295,11 +315,17 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
             continue
         seen = page.evaluate(_INSPECT)
         too_wide = page.evaluate(_TOO_WIDE)
-        if 'class="arithmatex"' in source or "llmdocs-output" in source:
-            wide = page.viewport_size
-            page.set_viewport_size(NARROW)
-            too_wide += [f"at {NARROW['width']} px: {problem}" for problem in page.evaluate(_TOO_WIDE)]
-            page.set_viewport_size(wide)
+        wide = page.viewport_size
+        for width in PHONE_WIDTHS:
+            page.set_viewport_size({**NARROW, "width": width})
+            if width == NARROW["width"] and ('class="arithmatex"' in source or "llmdocs-output" in source):
+                too_wide += [f"at {width} px: {problem}" for problem in page.evaluate(_TOO_WIDE)]
+            size = page.evaluate(_PAGE_WIDTH)
+            if size["scroll"] > size["inner"]:
+                too_wide.append(
+                    f"at {width} px the page is {size['scroll']} px wide and pans sideways; sticking out: {size['out']}"
+                )
+        page.set_viewport_size(wide)
         for _ in range(250):  # up to 5 s
             if not pending:
                 break
