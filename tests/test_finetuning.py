@@ -111,6 +111,9 @@ def test_summary_equals_peft_on_a_lora_gpt2(capsys: pytest.CaptureFixture[str]) 
         (lambda m: mark_trainable(m, ""), ValueError, "at least one non-empty name pattern"),
         (lambda m: mark_trainable(m, 3), TypeError, "which must be a name pattern"),
         (lambda m: mark_trainable(m, ["0.*", 2]), TypeError, "name patterns must be strings"),
+        # a misspelt pattern among good ones is not silently ignored: every unmatched pattern is named
+        (lambda m: mark_trainable(m, ["0.*", "nope", "3.*"]), ValueError, r"no parameter matches 'nope', '3\.\*';"),
+        (lambda m: mark_trainable(m, lambda name, p: False), ValueError, "no parameter matches the predicate"),
     ],
 )
 def test_bad_input_raises(call, error: type, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -118,3 +121,8 @@ def test_bad_input_raises(call, error: type, message: str) -> None:  # type: ign
     with pytest.raises(error, match=message):
         call(model)
     assert all(p.requires_grad for p in model.parameters())  # a failed call freezes nothing
+
+
+def test_a_module_without_parameters_is_named_as_such() -> None:
+    with pytest.raises(ValueError, match="ReLU has no parameters: there is nothing to mark trainable"):
+        mark_trainable(nn.ReLU(), "*")

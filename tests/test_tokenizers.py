@@ -281,3 +281,18 @@ def test_a_malformed_tokenizer_config_raises(tok: BPETokenizer, tmp_path) -> Non
     (folder / "tokenizer_config.json").write_text('{"pattern": "x"}', encoding="utf-8")
     with pytest.raises(ValueError, match="must hold 'special_tokens' and 'pattern'"):
         BPETokenizer.load(folder)
+
+
+def test_train_tokenizer_tables_are_what_bpe_tokenizer_train_builds() -> None:
+    """The training glue moved out of bpe.py (to keep it under 400 lines) still gives BPETokenizer.train its tables."""
+    from llmdocs.tokenizers.bpe_training import train_tokenizer_tables
+
+    text = "low lower lowest " * 20
+    tok = BPETokenizer.train(text, vocab_size=262, special_tokens=["<|endoftext|>"])
+    vocab, merges, specials = train_tokenizer_tables(text, 262, ["<|endoftext|>"])
+    assert (vocab, merges, specials) == (tok.vocab, tok.merges, tok.special_tokens)
+    with pytest.warns(UserWarning, match="learnt 0 merges") as caught:
+        train_tokenizer_tables("a", 257)
+    assert caught[0].filename == __file__  # stacklevel=1: the warning names the caller's line
+    with pytest.raises(ValueError, match="leaves no room for 256 bytes and 1 special tokens"):
+        train_tokenizer_tables("ab", 256, ["<s>"])

@@ -129,6 +129,10 @@ def test_plot_bars_panels_horizontal_log_and_value_labels() -> None:
         ([1.0], {"bar_labels": "{:d} {}"}, ValueError, "bar_labels must format one number"),
         ("abc", {}, TypeError, "values must be numbers"),
         ({"a": ["x", "y"]}, {}, TypeError, r"values\['a'\] must be numbers"),
+        (None, {}, TypeError, r"values must be numbers \(a tensor, an array or a sequence\), got NoneType"),
+        ([1.0, None], {}, TypeError, "values must be numbers .*, got None among them"),
+        ({"a": None}, {}, TypeError, r"values\['a'\] must be numbers .*, got NoneType"),
+        ([1.0, 2.0], {"labels": "ab"}, TypeError, "labels must be a sequence of 2 strings, one per group, got 'ab'"),
     ],
 )
 def test_plot_bars_rejects_bad_input(values: object, kwargs: dict, error: type, message: str) -> None:
@@ -149,6 +153,11 @@ def test_helpers_reject_empty_and_non_numeric_input() -> None:
         plot_curves({"a": [[1.0, 2.0], [3.0, 4.0]]})
     with pytest.raises(TypeError, match="series must be a mapping"):
         plot_curves([1.0, 2.0])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"series\['a'\] must be numbers .*, got None among them"):
+        plot_curves({"a": [1.0, None]})
+    with pytest.raises(TypeError, match=r"x_labels must be a sequence of 2 labels .*, got 'ab'"):
+        plot_attention(torch.rand(2, 2), x_labels="ab")  # a string is not one label per character
+    assert plot_attention(torch.rand(2, 2), x_labels=("a", "b")).axes  # a tuple is a sequence of labels
 
 
 def test_plot_history_is_a_course_figure_and_checks_its_rows() -> None:
@@ -159,5 +168,37 @@ def test_plot_history_is_a_course_figure_and_checks_its_rows() -> None:
         plot_history([])
     with pytest.raises(ValueError, match=r"needs a 'step'; rows \[1\] have none"):
         plot_history([{"step": 1, "loss": 2.0}, {"loss": 1.0}])
-    with pytest.raises(TypeError, match="history must be a sequence of dicts"):
+    with pytest.raises(TypeError, match="history must be an iterable of dicts"):
         plot_history("loss")  # type: ignore[arg-type]
+
+
+def test_plot_history_reads_an_iterable_once_and_takes_one_key_as_a_string() -> None:
+    rows = ({"step": i, "loss": 2.0 / i} for i in range(1, 4))  # a generator: checked and drawn from one pass
+    assert [line.get_label() for line in plot_history(rows).axes[0].get_lines()] == ["loss"]
+    fig = plot_history([{"step": 1, "loss": 2.0, "acc": 0.5}], keys="acc")  # one key, not 'a', 'c', 'c'
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["acc"]
+    skipped = plot_history([{"step": 1, "loss": 2.0}, {"step": 2, "loss": None, "val_loss": 1.9}])  # None: not logged
+    assert [len(line.get_xdata()) for line in skipped.axes[0].get_lines()] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("history", "kwargs", "error", "message"),
+    [
+        ([{"step": 1, "loss": float("nan")}], {}, ValueError, r"history\['loss'\] contains NaN or infinite values"),
+        ([{"step": 1, "loss": float("inf")}], {}, ValueError, "NaN or infinite"),
+        (
+            [{"step": 1, "loss": -1.0}],
+            {"log_y": True},
+            ValueError,
+            r"log_y=True needs positive values, history\['loss'\]",
+        ),
+        ([{"step": 1, "loss": "x"}], {}, TypeError, r"history\['loss'\] must be numbers"),
+        ([{"step": 1, "loss": 1.0}], {"keys": []}, ValueError, "keys is empty"),
+        ([{"step": 1, "loss": 1.0}], {"keys": ["loss", 3]}, TypeError, "keys must be a metric name or a sequence"),
+        (None, {}, TypeError, "history must be an iterable of dicts .*, got NoneType"),
+        ({"step": 1}, {}, TypeError, "history must be an iterable of dicts .*, got dict"),
+    ],
+)
+def test_plot_history_checks_values_like_plot_curves(history: object, kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        plot_history(history, **kwargs)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict
 
 from llmdocs.cli.checks import Check, run_checks
@@ -80,8 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run every check, print the report, return the exit code (1 if a required check is missing)."""
-    if args.min_free_gb < 0:
-        parser.error(f"argument --min-free-gb: must be >= 0, got {args.min_free_gb}")
+    if not math.isfinite(args.min_free_gb) or args.min_free_gb < 0:  # float() also reads "nan" and "inf"
+        parser.error(f"argument --min-free-gb: must be a finite number >= 0, got {args.min_free_gb}")
     checks = run_checks(min_free_gb=args.min_free_gb)
     code = exit_code(checks)
     if args.json:

@@ -176,7 +176,7 @@ def progress(iterable: Iterable[T] | None = None, desc: str = "", total: float |
     Returns:
         A `tqdm` object.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the text bar everywhere: tqdm.auto would need ipywidgets in a notebook, and warn without
 
     options: dict[str, Any] = {"delay": 2.0, "leave": False, "disable": None, "dynamic_ncols": True}
     return tqdm(iterable, desc=desc, total=total, **(options | kwargs))

@@ -122,12 +122,16 @@ def parse_choice(answer: str, demos: Sequence[Demo] = REGISTRY) -> list[Demo]:
         elif by_name:
             chosen += by_name
         else:
-            raise ValueError(f"{token!r} is not on the menu: type 1-{len(demos)} or a name, 0 for all, q to quit")
+            raise ValueError(f"not a choice: {token} (enter 0-{len(demos)}, a name, or q)")
     return list(dict.fromkeys(chosen))
 
 
 def menu(out_dir: Path, fast: bool, ask: Callable[[str], str] = input, demos: Sequence[Demo] = REGISTRY) -> int:
-    """The interactive tour: show the numbered demos, run what is chosen, until `q` (or the end of the input).
+    """The interactive tour: show the numbered demos, run what is chosen, until `q` or the end of the input.
+
+    An answer that is not on the menu gets a one-line reminder (`not a choice: 9 (enter 0-4, a name, or q)`) and
+    the question again; the menu is shown again after each run. Ctrl-C is left to the caller
+    ([`main`][llmdocs.cli.main] exits with status 130).
 
     Args:
         out_dir: Folder for the figures.
@@ -139,14 +143,17 @@ def menu(out_dir: Path, fast: bool, ask: Callable[[str], str] = input, demos: Se
         1 if a demo was skipped for a missing package, else 0.
     """
     status = 0
+    question = f"Run which demo? [0-{len(demos)}, a name, or q] "
+    show_menu = True
     while True:
-        print(f"\nllmdocs tour: a short demo of each chapter (figures go to {_shown(out_dir)}/)\n")
-        print(format_list(demos))
-        print(" 0  all of them, one after the other\n q  quit")
+        if show_menu:  # at the start and after each run; a mistyped answer only gets a one-line reminder
+            print(f"\nllmdocs tour: a short demo of each chapter (figures go to {_shown(out_dir)}/)\n")
+            print(format_list(demos))
+            print(" 0  all of them, one after the other\n q  quit")
         try:
-            answer = ask(f"\nRun which demo? [0-{len(demos)}, a name, or q] ")
-        except (EOFError, KeyboardInterrupt):
-            print()
+            answer = ask("\n" + question if show_menu else question)
+        except EOFError:  # Ctrl-D, or the end of piped input: leave the shell prompt on a line of its own
+            print("\n(end of input: quitting)")
             return status
         if answer.strip().lower() in {"q", "quit", "exit"}:
             return status
@@ -154,7 +161,9 @@ def menu(out_dir: Path, fast: bool, ask: Callable[[str], str] = input, demos: Se
             chosen = parse_choice(answer, demos)
         except ValueError as err:
             print(err)
+            show_menu = False
             continue
+        show_menu = bool(chosen)
         if chosen:
             status = max(status, run_demos(chosen, out_dir, fast))
 
@@ -189,6 +198,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     if args.out_dir.exists() and not args.out_dir.is_dir():
         parser.error(f"argument --out-dir: {str(args.out_dir)!r} exists and is not a folder")
+    try:  # now, as a usage error, rather than as a traceback once the first demo has run
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on the way (NotADirectoryError), no permission, a read-only or virtual fs
+        reason = err.strerror or str(err)
+        blocking = next((p for p in args.out_dir.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            reason = f"{str(blocking)!r} is a file, not a folder"
+        parser.error(f"argument --out-dir: cannot create the folder {str(args.out_dir)!r}: {reason}")
     if args.all:
         return run_demos(REGISTRY, args.out_dir, args.fast)
     if args.chapter:

@@ -44,7 +44,8 @@ def minilm_dir() -> Path:
 def load_minilm() -> tuple[Any, Any]:
     """Tokenizer and encoder (`transformers` `AutoTokenizer`, `AutoModel`, in eval mode), offline.
 
-    Sets `HF_HUB_OFFLINE=1` if unset, so that nothing is looked up on the Hub.
+    Sets `HF_HUB_OFFLINE=1` if unset, so that nothing is looked up on the Hub, and shows no progress bar while
+    loading (transformers' progress bars are left as they were).
 
     Returns:
         `(tokenizer, model)`; `model(**tokenizer(text, return_tensors="pt")).last_hidden_state` is (B, T, 384).
@@ -55,8 +56,16 @@ def load_minilm() -> tuple[Any, Any]:
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     folder = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    # A local 90 MB file loads in well under a second: no "Loading weights" bar in the docs build or a notebook.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModel.from_pretrained(folder).eval()
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     return tokenizer, model

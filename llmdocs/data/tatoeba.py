@@ -81,7 +81,9 @@ def split_by_source(
         exactly `n_test` distinct sources.
 
     Raises:
-        ValueError: If `pairs` is empty, or `n_test` is not in `[1, number of distinct sources)`.
+        TypeError: If `n_test` is not an int.
+        ValueError: If `pairs` is empty or has fewer than 2 distinct sources, or `n_test` is not in
+            `[1, number of distinct sources)`.
 
     Examples:
         >>> pairs = [("a", "1"), ("a", "2"), ("b", "3"), ("c", "4")]
@@ -94,6 +96,13 @@ def split_by_source(
     if len(pairs) == 0:
         raise ValueError("pairs is empty: there is nothing to split")
     sources = sorted({source for source, _ in pairs})
+    if len(sources) < 2:
+        raise ValueError(
+            f"pairs have 1 distinct source ({sources[0]!r:.40}): holding out whole sources needs at least 2 distinct "
+            "sources, one for each side"
+        )
+    if isinstance(n_test, bool) or not isinstance(n_test, int):
+        raise TypeError(f"n_test must be an int (a number of distinct sources), got {type(n_test).__name__}")
     if not 1 <= n_test < len(sources):
         raise ValueError(f"n_test must be in [1, {len(sources)}) (distinct sources), got {n_test}")
     held_out = set(random.Random(seed).sample(sources, n_test))

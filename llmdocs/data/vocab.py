@@ -24,7 +24,8 @@ class CharVocab:
         chars: The ordinary characters (no duplicates); ids start after the special tokens.
 
     Raises:
-        ValueError: If `chars` has duplicates or strings longer than one character.
+        TypeError: If a char is not a str.
+        ValueError: If `chars` is empty, has duplicates or strings longer than one character.
 
     Examples:
         >>> vocab = CharVocab.build(["März", "Mai"])
@@ -40,6 +41,11 @@ class CharVocab:
     """
 
     def __init__(self, chars: Sequence[str]) -> None:
+        for i, c in enumerate(chars):
+            if not isinstance(c, str):
+                raise TypeError(f"chars[{i}] must be a str (one character), got {type(c).__name__}")
+        if len(chars) == 0:  # as CharVocab.build([]): a vocabulary of special tokens only encodes everything as <unk>
+            raise ValueError("chars is empty: a vocabulary needs at least one ordinary character")
         if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
             raise ValueError("chars must be distinct single characters")
         self.chars = list(chars)

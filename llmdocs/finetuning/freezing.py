@@ -95,17 +95,14 @@ def unfreeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def _matcher(which: ParameterFilter) -> Callable[[str, nn.Parameter], bool]:
-    if callable(which):
-        return which
-    if not isinstance(which, str | Iterable):
-        raise TypeError(f"which must be a name pattern, patterns or a predicate (name, parameter), got {which!r}")
+def _patterns(which: str | Iterable[str]) -> list[str]:
+    """The glob patterns of ``which`` (one pattern or several), checked."""
     patterns = [which] if isinstance(which, str) else list(which)
     if not all(isinstance(p, str) for p in patterns):
         raise TypeError(f"name patterns must be strings, got {patterns!r}")
     if not patterns or not all(patterns):
         raise ValueError(f"which must hold at least one non-empty name pattern, got {which!r}")
-    return lambda name, _: any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    return patterns
 
 
 def mark_trainable(model: nn.Module, which: ParameterFilter) -> list[str]:
@@ -125,8 +122,8 @@ def mark_trainable(model: nn.Module, which: ParameterFilter) -> list[str]:
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module`` or ``which`` is not a pattern, patterns or a predicate.
-        ValueError: If no parameter matches (a misspelt pattern would otherwise freeze the whole model), or a
-            pattern is empty.
+        ValueError: If a pattern matches no parameter (a misspelt pattern would otherwise freeze what it meant to
+            train), the predicate matches none, a pattern is empty, or ``model`` has no parameters.
 
     Examples:
         >>> from torch import nn
@@ -137,11 +134,23 @@ def mark_trainable(model: nn.Module, which: ParameterFilter) -> list[str]:
         ['0.bias', '2.bias']
     """
     _check_module(model)
-    matches = _matcher(which)
-    chosen = {id(p) for name, p in model.named_parameters(remove_duplicate=False) if matches(name, p)}
-    if not chosen:
+    if not callable(which) and not isinstance(which, str | Iterable):
+        raise TypeError(f"which must be a name pattern, patterns or a predicate (name, parameter), got {which!r}")
+    patterns = None if callable(which) else _patterns(which)
+    named = list(model.named_parameters(remove_duplicate=False))  # a tied tensor under each of its names
+    if not named:
+        raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to mark trainable")
+    if patterns is None:
+        chosen = {id(p) for name, p in named if which(name, p)}
+        unmatched = [] if chosen else ["the predicate"]
+    else:
+        # Every pattern must match: in ["blocks.0.*", "lm_haed.*"] the typo would otherwise go unnoticed.
+        hits = {pattern: {id(p) for name, p in named if fnmatch.fnmatchcase(name, pattern)} for pattern in patterns}
+        unmatched = [repr(pattern) for pattern, ids in hits.items() if not ids]
+        chosen = set().union(*hits.values())
+    if unmatched:
         names = [name for name, _ in model.named_parameters()]
-        raise ValueError(f"no parameter matches {which!r}; the parameters are named like {names[:4]}")
+        raise ValueError(f"no parameter matches {', '.join(unmatched)}; the parameters are named like {names[:4]}")
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in chosen)
     return trainable_parameter_names(model)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import codecs
 import operator
-import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -31,9 +30,9 @@ from typing import Literal
 
 from llmdocs.tokenizers.bpe_encoding import apply_merges, merge_ranks
 from llmdocs.tokenizers.bpe_files import read_gpt2_files, read_tokenizer_config, write_tokenizer_files
-from llmdocs.tokenizers.bpe_training import Pair, _stopped_early, _train_bpe
-from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, count_chunks, pretokenize
-from llmdocs.tokenizers.special_tokens import ENDOFTEXT, check_special_tokens, encodable_specials, split_special
+from llmdocs.tokenizers.bpe_training import Pair, train_tokenizer_tables
+from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, pretokenize
+from llmdocs.tokenizers.special_tokens import ENDOFTEXT, encodable_specials, split_special
 
 __all__ = ["ENDOFTEXT", "BPETokenizer"]
 
@@ -97,7 +96,9 @@ class BPETokenizer:
         pattern: str = GPT2_SPLIT_PATTERN,
         min_frequency: int = 2,
     ) -> BPETokenizer:
-        """Learn a tokenizer from a corpus (see `llmdocs.tokenizers.bpe_training.train_bpe` for the algorithm).
+        """Learn a tokenizer from a corpus (the algorithm: `llmdocs.tokenizers.bpe_training.train_bpe`).
+
+        The tables come from [train_tokenizer_tables][llmdocs.tokenizers.bpe_training.train_tokenizer_tables].
 
         Args:
             text: The corpus, one string or an iterable of documents.
@@ -125,18 +126,9 @@ class BPETokenizer:
             >>> tok.vocab_size, tok.special_tokens, tok.token_bytes(256)
             (258, {'<|endoftext|>': 257}, b'ab')
         """
-        special_tokens = check_special_tokens(special_tokens)
-        n_special = len(set(special_tokens))
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} {vocab_size!r}")
-        if vocab_size < 256 + n_special:
-            raise ValueError(f"vocab_size={vocab_size} leaves no room for 256 bytes and {n_special} special tokens")
-        chunk_counts = count_chunks(text, pattern, special_tokens)
-        steps, vocab = _train_bpe(chunk_counts, vocab_size - n_special, min_frequency)
-        if len(vocab) + n_special < vocab_size:
-            warnings.warn(_stopped_early(len(steps), len(vocab) + n_special, vocab_size, min_frequency), stacklevel=2)
-        specials = {s: len(vocab) + i for i, s in enumerate(dict.fromkeys(special_tokens))}
-        return cls(vocab, [(step.pair, step.new_id) for step in steps], specials, pattern)
+        tables = train_tokenizer_tables(text, vocab_size, special_tokens, pattern, min_frequency, stacklevel=2)
+        vocab, merges, specials = tables
+        return cls(vocab, merges, specials, pattern)
 
     @classmethod
     def from_gpt2_files(

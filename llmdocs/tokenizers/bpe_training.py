@@ -35,7 +35,10 @@ from itertools import pairwise
 from numbers import Integral
 from typing import NamedTuple
 
-__all__ = ["MergeStep", "Pair", "merge_pair", "pair_counts", "train_bpe"]
+from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, count_chunks
+from llmdocs.tokenizers.special_tokens import check_special_tokens
+
+__all__ = ["MergeStep", "Pair", "merge_pair", "pair_counts", "train_bpe", "train_tokenizer_tables"]
 
 Pair = tuple[int, int]
 """Two adjacent token ids."""
@@ -152,6 +155,51 @@ def train_bpe(
     if len(vocab) < vocab_size:
         warnings.warn(_stopped_early(len(merges), len(vocab), vocab_size, min_frequency), stacklevel=2)
     return merges, vocab
+
+
+def train_tokenizer_tables(
+    text: str | Iterable[str],
+    vocab_size: int,
+    special_tokens: Sequence[str] = (),
+    pattern: str = GPT2_SPLIT_PATTERN,
+    min_frequency: int = 2,
+    *,
+    stacklevel: int = 1,
+) -> tuple[dict[int, bytes], list[tuple[Pair, int]], dict[str, int]]:
+    """The tables `BPETokenizer.train` builds a tokenizer from: vocabulary, merges and special token ids.
+
+    Counts the chunks of `text` (special tokens cut out), learns the merges with `train_bpe`, and gives the special
+    tokens the ids after the last ordinary one. The errors and the warning are those of `BPETokenizer.train`.
+
+    Args:
+        text: The corpus, one string or an iterable of documents.
+        vocab_size: Total size, special tokens included.
+        special_tokens: Special token strings.
+        pattern: The pre-tokenization regular expression.
+        min_frequency: Stop early when the best pair is rarer than this.
+        stacklevel: Whose line the warning names: 1 the caller of this function, 2 its caller, and so on.
+
+    Returns:
+        The vocabulary `id -> bytes`, the merges `((left_id, right_id), merged_id)` in rank order, and the special
+        tokens `text -> id`.
+
+    Examples:
+        >>> vocab, merges, specials = train_tokenizer_tables("ab ab cab", 258, ["<|endoftext|>"])
+        >>> vocab[256], merges, specials
+        (b'ab', [((97, 98), 256)], {'<|endoftext|>': 257})
+    """
+    special_tokens = check_special_tokens(special_tokens)
+    n_special = len(set(special_tokens))
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} {vocab_size!r}")
+    if vocab_size < 256 + n_special:
+        raise ValueError(f"vocab_size={vocab_size} leaves no room for 256 bytes and {n_special} special tokens")
+    steps, vocab = _train_bpe(count_chunks(text, pattern, special_tokens), vocab_size - n_special, min_frequency)
+    if len(vocab) + n_special < vocab_size:  # warn in terms of vocab_size with the special tokens, at the caller
+        message = _stopped_early(len(steps), len(vocab) + n_special, vocab_size, min_frequency)
+        warnings.warn(message, stacklevel=stacklevel + 1)
+    specials = {s: len(vocab) + i for i, s in enumerate(dict.fromkeys(special_tokens))}
+    return vocab, [(step.pair, step.new_id) for step in steps], specials
 
 
 def _train_bpe(

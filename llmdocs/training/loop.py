@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar everywhere: tqdm.auto needs ipywidgets in Jupyter and warns without them
 
 from llmdocs.training.batch import Batch, LossFn, _check_batch, _loss_and_tokens, _model_device, move_to_device
 from llmdocs.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint

@@ -86,18 +86,21 @@ def write_csv(path: str | os.PathLike[str], history: Sequence[dict[str, Any]]) -
 
 
 def plot_history(
-    history: Sequence[dict[str, Any]],
-    keys: Sequence[str] = ("loss", "val_loss"),
+    history: Iterable[dict[str, Any]],
+    keys: str | Sequence[str] = ("loss", "val_loss"),
     *,
     log_y: bool = False,
     title: str | None = None,
 ) -> CourseFigure:
     """Training curve: each key against `step`, plus the learning rate on a second axis when logged.
 
+    Rows where a key is absent or None are skipped for that key (evaluation rows come every few steps); the values
+    that are there are checked like [`plot_curves`][llmdocs.viz.curves.plot_curves] checks its series.
+
     Args:
-        history: Rows with a `"step"` key (as returned by `train`).
-        keys: Metrics to draw; keys absent from every row are skipped.
-        log_y: Logarithmic loss axis.
+        history: Rows with a `"step"` key (as returned by `train`); any iterable, read once.
+        keys: Metrics to draw, or one metric name; keys absent from every row are skipped.
+        log_y: Logarithmic loss axis (the values drawn must then be positive).
         title: Optional figure title.
 
     Returns:
@@ -105,8 +108,10 @@ def plot_history(
         pyplot, so no global state; save it with [`save_figure`][llmdocs.viz.figure.save_figure] or `fig.savefig`).
 
     Raises:
-        TypeError: If `history` is not a sequence of dicts.
-        ValueError: If `history` is empty, a row has no `"step"`, or no row holds any of `keys`.
+        TypeError: If `history` is not an iterable of dicts, `keys` is not a name or names, or a value is not a
+            number.
+        ValueError: If `history` or `keys` is empty, a row has no `"step"`, no row holds any of `keys`, a value is
+            NaN or infinite, or `log_y` is set and a value is not positive.
 
     Examples:
         >>> fig = plot_history([{"step": 1, "loss": 2.0, "lr": 1e-3}, {"step": 2, "loss": 1.5, "lr": 1e-3}])
@@ -114,34 +119,52 @@ def plot_history(
         ['loss']
     """
     from llmdocs.viz import CourseFigure
+    from llmdocs.viz._checks import to_numpy
 
-    if isinstance(history, str | bytes | dict) or not all(isinstance(row, dict) for row in history):
-        raise TypeError("history must be a sequence of dicts (rows such as {'step': 10, 'loss': 2.3})")
+    rows_expected = "history must be an iterable of dicts (rows such as {'step': 10, 'loss': 2.3})"
+    if isinstance(history, str | bytes | dict) or not isinstance(history, Iterable):
+        raise TypeError(f"{rows_expected}, got {type(history).__name__}")
+    history = list(history)  # once: a generator would be used up by the checks
+    if not all(isinstance(row, dict) for row in history):
+        raise TypeError(rows_expected)
+    keys = [keys] if isinstance(keys, str) else keys
+    if not isinstance(keys, Iterable) or not all(isinstance(key, str) for key in keys):
+        raise TypeError(f"keys must be a metric name or a sequence of names, got {keys!r}")
+    keys = list(keys)
+    if not keys:
+        raise ValueError("keys is empty: name at least one metric, e.g. 'loss'")
     if not history:
         raise ValueError("history is empty: there is no step to draw")
     missing = [i for i, row in enumerate(history) if "step" not in row]
     if missing:
         raise ValueError(f"every row of history needs a 'step'; rows {missing[:5]} have none")
+
+    def points(key: str) -> tuple[Any, Any] | None:
+        """(steps, values) of the rows that log `key`, checked like plot_curves' series; None if no row does."""
+        rows = [row for row in history if row.get(key) is not None]
+        if not rows:
+            return None
+        steps = to_numpy([row["step"] for row in rows], f"history's 'step' (rows with {key!r})")
+        return steps, to_numpy([row[key] for row in rows], f"history[{key!r}]")
+
+    curves = {key: found for key in keys if (found := points(key)) is not None}
+    if not curves:
+        raise ValueError(f"history has none of the keys {keys}")
+    for key, (_, values) in curves.items():
+        if log_y and (values <= 0).any():
+            raise ValueError(f"log_y=True needs positive values, history[{key!r}] has some <= 0")
+    lr_points = points("lr")
     fig = CourseFigure(figsize=(6.0, 3.5), layout="constrained")
     ax = fig.add_subplot()
-    drawn = 0
-    for key in keys:
-        points = [(row["step"], row[key]) for row in history if row.get(key) is not None]
-        if points:
-            steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, label=key, marker="o" if len(points) < 20 else None)
-            drawn += 1
-    if not drawn:
-        raise ValueError(f"history has none of the keys {list(keys)}")
+    for key, (steps, values) in curves.items():
+        ax.plot(steps, values, label=key, marker="o" if len(values) < 20 else None)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if log_y:
         ax.set_yscale("log")
-    lr_points = [(row["step"], row["lr"]) for row in history if row.get("lr") is not None]
-    if lr_points:
+    if lr_points is not None:
         ax_lr = ax.twinx()
-        steps, lrs = zip(*lr_points, strict=True)
-        ax_lr.plot(steps, lrs, color="0.6", linestyle="--", linewidth=1.0)
+        ax_lr.plot(*lr_points, color="0.6", linestyle="--", linewidth=1.0)
         ax_lr.set_ylabel("learning rate", color="0.4")
     ax.legend(loc="upper right")
     if title:

@@ -6,7 +6,7 @@ with an error about something else; these checks fail first, naming the argument
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,12 +26,23 @@ def to_numpy(values: Any, argname: str) -> np.ndarray:
     """
     if hasattr(values, "detach"):  # a torch.Tensor, without importing torch here
         values = values.detach().to("cpu").float().numpy()
-    if isinstance(values, str | bytes):
-        raise TypeError(f"{argname} must be numbers (a tensor, an array or a sequence), got {type(values).__name__}")
+    expected = f"{argname} must be numbers (a tensor, an array or a sequence)"
+    if values is None or isinstance(values, str | bytes | Mapping):
+        raise TypeError(f"{expected}, got {type(values).__name__}")
     try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{argname} must be numbers (a tensor, an array or a sequence): {error}") from None
+        array = np.asarray(values)
+    except ValueError as error:  # ragged nested lists
+        raise TypeError(f"{expected}: {error}") from None
+    if array.dtype.kind == "O":  # Python objects numpy did not turn into numbers: None, a generator, ...
+        if any(value is None for value in array.flat):
+            raise TypeError(f"{expected}, got None among them")
+        try:
+            array = array.astype(float)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{expected}: {error}") from None
+    if array.dtype.kind not in "biuf":  # strings, dates, complex numbers
+        raise TypeError(f"{expected}, got an array of {array.dtype}")
+    array = array.astype(float)
     if array.size == 0:
         raise ValueError(f"{argname} is empty (shape {array.shape}): there is nothing to draw")
     if not np.isfinite(array).all():
@@ -40,7 +51,9 @@ def to_numpy(values: Any, argname: str) -> np.ndarray:
 
 
 def check_labels(labels: Sequence[str] | None, size: int, argname: str, axis: str) -> None:
-    """Raise a readable error unless `labels` is None or has one label per row or column (`size` of them).
+    """Raise a readable error unless `labels` is None or a sequence of one label per row or column (`size`).
+
+    A bare string is rejected rather than read as one label per character.
 
     Examples:
         >>> check_labels(["a", "b"], 3, "x_labels", "key columns")
@@ -48,5 +61,9 @@ def check_labels(labels: Sequence[str] | None, size: int, argname: str, axis: st
         ...
         ValueError: x_labels has 2 labels but the weights have 3 key columns
     """
-    if labels is not None and len(labels) != size:
+    if labels is None:
+        return
+    if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+        raise TypeError(f"{argname} must be a sequence of {size} labels (a list of strings), got {labels!r:.60}")
+    if len(labels) != size:
         raise ValueError(f"{argname} has {len(labels)} labels but the weights have {size} {axis}")

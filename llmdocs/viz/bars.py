@@ -50,7 +50,7 @@ def plot_bars(
         The figure.
 
     Raises:
-        TypeError: If a series is not numbers.
+        TypeError: If `values` or a series is not numbers (None, a string), or `labels` is a bare string.
         ValueError: If `values` or a series is empty or not 1-D, the series differ in length, `labels` has
             the wrong length, `log` is set with a value <= 0, or `bar_labels` is not a format for one number.
 
@@ -65,8 +65,11 @@ def plot_bars(
     """
     series = _bar_series(values)
     n_groups = next(iter(series.values())).shape[0]
-    if labels is not None and len(labels) != n_groups:
-        raise ValueError(f"labels has {len(labels)} entries but each series has {n_groups} values")
+    if labels is not None:
+        if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+            raise TypeError(f"labels must be a sequence of {n_groups} strings, one per group, got {labels!r:.60}")
+        if len(labels) != n_groups:
+            raise ValueError(f"labels has {len(labels)} entries but each series has {n_groups} values")
     if log and any((ys <= 0).any() for ys in series.values()):
         raise ValueError("log=True needs positive values, some are <= 0")
     if bar_labels is not None:
