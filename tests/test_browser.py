@@ -244,6 +244,14 @@ _TOO_WIDE = """
       `${Math.round(column.left)}..${Math.round(column.right)} (${el.textContent.trim().slice(0, 40)})`);
 }
 """
+# On a desktop a chapter's display equations fit their column whole: one too long for it is broken into lines
+# (aligned) rather than left for the reader to scroll. (On a phone they scroll: see _TOO_WIDE.)
+_MATH_SCROLLS = """
+() => [...document.querySelectorAll('mjx-container[display="true"]')]
+  .filter((el) => el.scrollWidth > el.clientWidth + 1)
+  .map((el) => `display math ${el.scrollWidth} px wide in a ${el.clientWidth} px column ` +
+               `(${el.textContent.trim().slice(0, 40)})`)
+"""
 NARROW = {"width": 400, "height": 800}  # a phone: Material's mobile layout
 PHONE_WIDTHS = (375, 400)  # an iPhone's, a large Android's
 
@@ -315,6 +323,8 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
             continue
         seen = page.evaluate(_INSPECT)
         too_wide = page.evaluate(_TOO_WIDE)
+        if rel.startswith("chapters/"):
+            too_wide += [f"at {page.viewport_size['width']} px: {p}" for p in page.evaluate(_MATH_SCROLLS)]
         wide = page.viewport_size
         for width in PHONE_WIDTHS:
             page.set_viewport_size({**NARROW, "width": width})
