@@ -291,3 +291,10 @@ def test_register_rejects_duplicates_and_bad_names() -> None:
         register(name="gpt", title="again", page="chapters/gpt.md", description="")(lambda out_dir, fast: [])
     with pytest.raises(ValueError, match="lower-case"):
         Demo("Word Embeddings", "t", "chapters/x.md", "d", lambda out_dir, fast: [])
+
+
+def test_empty_out_dir_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tour", "--chapter", "gpt", "--fast", "--out-dir", ""])
+    assert exit_info.value.code == 2
+    assert "argument --out-dir: give a folder name" in capsys.readouterr().err

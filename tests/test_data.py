@@ -307,3 +307,10 @@ def test_load_minilm_shows_no_progress_bar_and_leaves_transformers_bars_on(capfd
     assert not model.training
     assert "Loading weights" not in capfd.readouterr().err  # the docs build's log stays clean
     assert hf_logging.is_progress_bar_enabled()  # restored for the caller's own downloads and loads
+
+
+def test_date_pair_names_a_day_that_is_not_a_date() -> None:
+    from llmdocs.data.dates import date_pair
+
+    with pytest.raises(TypeError, match="day must be a datetime.date"):
+        date_pair("2024-03-05")  # type: ignore[arg-type]

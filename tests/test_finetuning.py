@@ -126,3 +126,9 @@ def test_bad_input_raises(call, error: type, message: str) -> None:  # type: ign
 def test_a_module_without_parameters_is_named_as_such() -> None:
     with pytest.raises(ValueError, match="ReLU has no parameters: there is nothing to mark trainable"):
         mark_trainable(nn.ReLU(), "*")
+
+
+def test_a_predicate_with_the_wrong_arguments_is_named() -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    with pytest.raises(TypeError, match=r"which: a predicate must take \(name, parameter\)"):
+        mark_trainable(model, lambda name: name.startswith("1."))  # type: ignore[arg-type]

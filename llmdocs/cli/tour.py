@@ -183,12 +183,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out-dir",
-        type=Path,
+        type=_folder_name,
         default=DEFAULT_OUT_DIR,
         metavar="DIR",
         help="folder for the figures and samples the demos write",
     )
     parser.add_argument("--fast", action="store_true", help="fewer tokens and steps: every demo in a second or two")
+
+
+def _folder_name(text: str) -> Path:
+    """argparse type of --out-dir: a non-empty path (an empty one would mean the current folder by accident)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder name, not an empty string (use . for the current folder)")
+    return Path(text)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -100,6 +100,7 @@ def date_pair(
         The two strings.
 
     Raises:
+        TypeError: If `day` is not a `datetime.date`.
         ValueError: If a format is neither a CLDR width nor a date pattern (see
             [`check_date_format`][llmdocs.data.dates.check_date_format]).
 
@@ -109,6 +110,8 @@ def date_pair(
         >>> date_pair(dt.date(2024, 3, 3), "zh")
         ('Sunday, March 3, 2024', '2024年3月3日星期日')
     """
+    if not isinstance(day, dt.date):
+        raise TypeError(f"day must be a datetime.date such as datetime.date(2024, 3, 5), got {type(day).__name__}")
     check_date_format(source_format, "source_format")
     check_date_format(target_format, "target_format")
     source = format_date(day, format=source_format, locale=source_locale)

@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -136,6 +137,13 @@ def mark_trainable(model: nn.Module, which: ParameterFilter) -> list[str]:
     _check_module(model)
     if not callable(which) and not isinstance(which, str | Iterable):
         raise TypeError(f"which must be a name pattern, patterns or a predicate (name, parameter), got {which!r}")
+    if callable(which):
+        try:
+            inspect.signature(which).bind("name", None)
+        except TypeError as error:
+            raise TypeError(f"which: a predicate must take (name, parameter) and return a bool; {error}") from None
+        except ValueError:  # a builtin without a signature: let the call decide
+            pass
     patterns = None if callable(which) else _patterns(which)
     named = list(model.named_parameters(remove_duplicate=False))  # a tied tensor under each of its names
     if not named:
