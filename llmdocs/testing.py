@@ -43,7 +43,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["EPS_PER_LEVEL", "Tolerance", "assert_close", "assert_equivalent", "tolerance"]
+__all__ = ["EPS_PER_LEVEL", "MAX_RTOL", "Tolerance", "assert_close", "assert_equivalent", "tolerance"]
 
 EPS_PER_LEVEL: dict[torch.dtype, int] = {
     torch.float64: 64,  # accumulates in float64: sums of D or F terms, softmax, LayerNorm, per layer
@@ -58,6 +58,11 @@ kernels): two float32 or float64 implementations of one function differ by at mo
 per layer (65 eps after 4 layers); a float32 result is at most 30 eps from the float64 one after 1 layer, a
 bfloat16 result 8 eps per layer.
 """
+
+
+MAX_RTOL = 0.5
+"""The widest ``rtol`` ``tolerance`` gives: beyond it a result off by half its own size passes, so the check tests
+nothing (bfloat16 reaches it at depth 4, float16 at depth 32, float32 at depth 65,536, float64 at 2**45)."""
 
 
 class Tolerance(NamedTuple):
@@ -79,15 +84,18 @@ def tolerance(dtype: torch.dtype, depth: int = 1, scale: float = 1.0) -> Toleran
             (its embeddings and output head are covered by the budget), 1 for one layer, one function or a
             formula, the number of optimizer steps for a training run.
         scale: the magnitude the absolute error is relative to, usually the largest ``|expected|``: a finite
-            number >= 0 (an infinite ``atol`` would pass anything), or a one-element tensor.
+            number >= 0 (an infinite ``atol`` would pass anything), or a one-element tensor. It is trusted: a
+            result that cancels to zero legitimately needs a scale far above its own size (the inputs'), so
+            no bound is put on it; pass the largest magnitude the computation really involves.
 
     Returns:
         The ``Tolerance(rtol, atol)``.
 
     Raises:
         TypeError: ``dtype`` is not a ``torch.dtype``, ``depth`` not an integer, or ``scale`` not a number.
-        ValueError: ``depth < 1``; a negative, NaN or infinite ``scale`` (or a tensor of several numbers); a
-            floating dtype without a budget in ``EPS_PER_LEVEL`` (float8, float4).
+        ValueError: ``depth < 1``; a ``depth`` that makes ``rtol`` exceed ``MAX_RTOL`` (0.5); a negative, NaN or
+            infinite ``scale`` (or a tensor of several numbers); a floating dtype without a budget in
+            ``EPS_PER_LEVEL`` (float8, float4).
 
     Examples:
         >>> tolerance(torch.float32)  # 64 machine epsilons of float32
@@ -96,6 +104,10 @@ def tolerance(dtype: torch.dtype, depth: int = 1, scale: float = 1.0) -> Toleran
         20.0
         >>> tolerance(torch.int64)
         Tolerance(rtol=0.0, atol=0.0)
+        >>> tolerance(torch.bfloat16, depth=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: a tolerance this wide checks nothing: rtol=0.625 from depth=5 of dtype torch.bfloat16 ...
         >>> tolerance(torch.float32, scale=float("inf"))
         Traceback (most recent call last):
         ...
@@ -115,6 +127,11 @@ def tolerance(dtype: torch.dtype, depth: int = 1, scale: float = 1.0) -> Toleran
             "compare the results after converting them to one of those, e.g. with .float()"
         )
     rtol = depth * EPS_PER_LEVEL[real] * torch.finfo(real).eps
+    if rtol > MAX_RTOL:
+        raise ValueError(
+            f"a tolerance this wide checks nothing: rtol={rtol:g} from depth={depth} of dtype {dtype} "
+            f"(at most {MAX_RTOL:g}: half the value itself); compare after fewer levels, or in a wider dtype"
+        )
     return Tolerance(rtol=rtol, atol=rtol * scale)
 
 
@@ -175,7 +192,8 @@ def assert_close(
         depth: the number of layers between the inputs and the results (see ``tolerance``).
         scale: the magnitude errors are relative to: a finite number >= 0 or a one-element tensor. Default: the
             largest finite ``|expected|``. Pass the inputs' magnitude when ``expected`` is a cancellation to
-            (nearly) zero, e.g. the mean of a centred tensor.
+            (nearly) zero, e.g. the mean of a centred tensor. A given scale is trusted, not bounded (see
+            ``tolerance``).
         msg: what is compared (a str), printed before the details when the check fails.
 
     Raises:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -15,9 +16,11 @@ from torch import nn
 import llmdocs.training.checkpoint as checkpoint_module
 from llmdocs.data import IndexedBatches
 from llmdocs.training import (
+    RESUME_MAY_CHANGE,
     TrainConfig,
     build_adamw,
     build_scheduler,
+    checkpoint_info,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -289,3 +292,112 @@ def test_a_run_stopped_by_its_time_budget_resumes_to_the_unbroken_run(tmp_path: 
         assert torch.equal(weights_a[name], weights_b[name]), name  # bit-identical
     assert _without_timing(resumed) == _without_timing(unbroken)  # the final row of the stopped run is gone
     assert _without_timing(read_jsonl(tmp_path / "b" / "metrics.jsonl")) == _without_timing(unbroken)
+
+
+# ---- resuming: the same run, the same model ---------------------------------------------------------------------
+
+_X = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))  # (N, 3)
+_Y = _X.sum(dim=1, keepdim=True)  # (N, 1)
+
+
+def _mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return nn.functional.mse_loss(model(batch[0]), batch[1])
+
+
+def _linear() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(3, 1)
+
+
+def _train_to_step_40(out_dir: Path) -> tuple[TrainConfig, nn.Module]:
+    """The newcomer's run: lr=1e-2, 40 steps, checkpoints at 30 and 40."""
+    cfg = TrainConfig(steps=40, lr=1e-2, warmup=0, log_every=10, checkpoint_every=30, device="cpu")
+    cfg = dataclasses.replace(cfg, out_dir=str(out_dir))
+    model = _linear()
+    train(model, lambda i: (_X, _Y), _mse, cfg, progress=False)
+    return cfg, model
+
+
+def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path) -> None:
+    cfg, _ = _train_to_step_40(tmp_path)
+    model = _linear()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # used to run 10 more steps with the new steps but the checkpoint's learning rate, silently
+    with pytest.raises(ValueError, match="resume continues the run of the checkpoint at") as error:
+        train(model, lambda i: (_X, _Y), _mse, dataclasses.replace(cfg, steps=50, lr=1e-3), resume=True, progress=False)
+    message = str(error.value)
+    assert "steps: checkpoint 40, now 50; lr: checkpoint 0.01, now 0.001." in message
+    assert "Start a new out_dir to change them" in message and "max_seconds" in message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing was loaded
+    # used to return the history up to step 40 and the step-40 weights, silently
+    with pytest.raises(ValueError, match="steps: checkpoint 40, now 20"):
+        train(model, lambda i: (_X, _Y), _mse, dataclasses.replace(cfg, steps=20), resume=True, progress=False)
+    step_30 = tmp_path / "checkpoints" / "step_00000030"
+    with pytest.raises(ValueError, match=r"betas: checkpoint \(0\.9, 0\.95\), now \(0\.9, 0\.99\)"):
+        train(model, lambda i: (_X, _Y), _mse, dataclasses.replace(cfg, betas=(0.9, 0.99)), resume=step_30)
+
+
+def test_resuming_a_finished_run_loads_it_and_trains_nothing(tmp_path: Path) -> None:
+    cfg, unbroken = _train_to_step_40(tmp_path)
+    model = _linear()
+    batches_read: list[int] = []
+    history = train(model, lambda i: batches_read.append(i) or (_X, _Y), _mse, cfg, resume=True, progress=False)
+    assert batches_read == [] and history[-1]["step"] == 40
+    assert all(torch.equal(unbroken.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_resume_may_change_when_it_stops_where_it_runs_and_what_it_records(tmp_path: Path) -> None:
+    cfg, unbroken = _train_to_step_40(tmp_path / "a")
+    changed = dataclasses.replace(
+        cfg,
+        max_seconds=1e6,
+        out_dir=str(tmp_path / "b"),
+        log_every=5,
+        eval_every=7,
+        checkpoint_every=4,
+        keep_checkpoints=3,
+        device="cpu",
+    )
+    differing = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(changed, f.name)}
+    assert differing == set(RESUME_MAY_CHANGE) - {"device"}  # CPU only in the tests
+    model = _linear()
+    step_30 = tmp_path / "a" / "checkpoints" / "step_00000030"
+    history = train(model, lambda i: (_X, _Y), _mse, changed, resume=step_30, progress=False)
+    assert [row["step"] for row in history] == [10, 20, 30, 35, 40]  # the new log_every after step 30
+    for name, value in unbroken.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name  # the same run: bit-identical
+
+
+def test_a_checkpoint_of_another_model_is_refused_by_name(tmp_path: Path) -> None:
+    _train_to_step_40(tmp_path)
+    for model, message in (
+        (
+            nn.Sequential(nn.Linear(3, 1)),
+            r"model: missing keys \(2\): 0\.weight, 0\.bias; unexpected keys \(2\): bias, weight$",
+        ),
+        (nn.Linear(4, 1), r"model: other shapes, checkpoint vs model \(1\): weight \(1, 3\) vs \(1, 4\)$"),
+    ):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ValueError, match=r"the checkpoint at .*step_00000040 was written by a different model: "):
+            load_checkpoint(tmp_path / "checkpoints", model)
+        with pytest.raises(ValueError, match=message):  # used to be torch's "Error(s) in loading state_dict"
+            load_checkpoint(tmp_path / "checkpoints", model)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # left untouched
+    cfg = TrainConfig(steps=40, lr=1e-2, warmup=0, log_every=10, checkpoint_every=30, device="cpu")
+    with pytest.raises(ValueError, match=r"step_00000030 was written by a different model: missing keys \(2\)"):
+        train(
+            nn.Sequential(nn.Linear(3, 1)),
+            lambda i: (_X, _Y),
+            _mse,
+            cfg,
+            resume=tmp_path / "checkpoints" / "step_00000030",
+            progress=False,
+        )
+
+
+def test_checkpoint_info_reads_the_step_and_config_without_tensors(tmp_path: Path) -> None:
+    cfg, _ = _train_to_step_40(tmp_path)
+    info = checkpoint_info(tmp_path / "checkpoints")
+    assert info["step"] == 40 and info["path"].name == "step_00000040"
+    assert TrainConfig.from_dict(info["config"]) == cfg
+    assert cfg.resume_conflicts(info["config"]) == []

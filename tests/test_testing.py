@@ -14,7 +14,7 @@ import torch
 from weights import perturb
 
 from llmdocs.models.gpt import GPT, GPTConfig
-from llmdocs.testing import EPS_PER_LEVEL, Tolerance, assert_close, assert_equivalent, tolerance
+from llmdocs.testing import EPS_PER_LEVEL, MAX_RTOL, Tolerance, assert_close, assert_equivalent, tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_tolerance_is_depth_times_budget_times_epsilon(dtype: torch.dtype) -> None:
     eps = torch.finfo(dtype).eps
     assert tolerance(dtype) == Tolerance(EPS_PER_LEVEL[dtype] * eps, EPS_PER_LEVEL[dtype] * eps)
-    assert tolerance(dtype, depth=12).rtol == pytest.approx(12 * tolerance(dtype).rtol)
+    assert tolerance(dtype, depth=4).rtol == pytest.approx(4 * tolerance(dtype).rtol)  # bfloat16's widest
     assert tolerance(dtype, depth=3, scale=50.0).atol == pytest.approx(50 * tolerance(dtype, depth=3).rtol)
 
 
@@ -65,6 +65,28 @@ def test_a_bad_scale_is_named(scale: object, error: type[Exception], message: st
     x = torch.randn(3)
     with pytest.raises(error, match="scale must be a finite number >= 0 .*" + message):
         assert_close(x, x + 100, scale=scale)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "widest"), [(torch.bfloat16, 4), (torch.float16, 32), (torch.float32, 65_536), (torch.float64, 2**45)]
+)
+def test_a_tolerance_too_wide_to_check_anything_is_refused(dtype: torch.dtype, widest: int) -> None:
+    assert tolerance(dtype, depth=widest).rtol == MAX_RTOL == 0.5  # still a check: half the value
+    message = rf"a tolerance this wide checks nothing: rtol=\S+ from depth={widest + 1} of dtype {dtype}"
+    with pytest.raises(ValueError, match=message):
+        tolerance(dtype, depth=widest + 1)
+
+
+def test_a_huge_depth_no_longer_passes_anything() -> None:
+    x = torch.randn(3)
+    with pytest.raises(ValueError, match=r"checks nothing: rtol=\S+ from depth=10{300} of dtype torch\.float32"):
+        assert_close(x, x + 100, depth=10**300)  # used to pass
+
+
+def test_a_scale_is_trusted_as_the_magnitude_of_the_inputs() -> None:
+    # documented, not bounded: a cancellation to zero needs a scale far above |expected| (here 0)
+    x = torch.randn(1000, 4)
+    assert_close((x - x.mean(0)).mean(0), torch.zeros(4), scale=x.abs().max())
 
 
 def test_a_scale_may_be_a_one_element_tensor_or_a_numpy_number() -> None:

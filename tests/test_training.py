@@ -320,6 +320,21 @@ def test_resume_true_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
         train(_mlp(), lambda i: (x, y), _mse, cfg, resume=tmp_path / "nowhere", progress=False)
 
 
+def test_an_out_dir_that_is_a_file_is_refused_before_training(tmp_path: Path) -> None:
+    x, y = _regression(8)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    for out_dir, message in (
+        (notes, r"^out_dir='.*notes\.txt' is a file, not a folder"),  # used to fail with FileExistsError
+        (notes / "run", r"^out_dir='.*run' is inside '.*notes\.txt', which is a file, not a folder"),
+    ):
+        model = _mlp()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ValueError, match=message):
+            train(model, lambda i: (x, y), _mse, TrainConfig(steps=2, warmup=0, out_dir=str(out_dir)), progress=False)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # refused before any step
+
+
 def test_plot_history() -> None:
     history = [
         {"step": 10, "loss": 2.0, "lr": 1e-3},

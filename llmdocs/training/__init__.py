@@ -9,12 +9,13 @@ from llmdocs.training import TrainConfig, train, plot_history, save_checkpoint, 
 
 from llmdocs.training.batch import mean_loss, move_to_device
 from llmdocs.training.checkpoint import (
+    checkpoint_info,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
-from llmdocs.training.config import TrainConfig
+from llmdocs.training.config import RESUME_MAY_CHANGE, TrainConfig
 from llmdocs.training.distributed import (
     DistributedInfo,
     cleanup_distributed,
@@ -37,11 +38,13 @@ from llmdocs.training.schedules import (
 from llmdocs.training.seed import resolve_device, rng_state, seed_everything, set_rng_state
 
 __all__ = [
+    "RESUME_MAY_CHANGE",
     "DistributedInfo",
     "TrainConfig",
     "append_jsonl",
     "build_adamw",
     "build_scheduler",
+    "checkpoint_info",
     "cleanup_distributed",
     "get_rank",
     "get_world_size",

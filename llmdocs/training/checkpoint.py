@@ -37,7 +37,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from llmdocs.training.distributed import unwrap_model
 from llmdocs.training.seed import rng_state, set_rng_state
 
-__all__ = ["latest_checkpoint", "list_checkpoints", "load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_info", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "llmdocs-checkpoint/1"
 TENSORS_FILE = "tensors.safetensors"
@@ -158,17 +158,11 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: If there is no complete checkpoint at `path`.
-        ValueError: If the tensor file does not match the checksum recorded in `state.json`.
+        ValueError: If the tensor file does not match the checksum recorded in `state.json`, or the checkpoint
+            was written by a different model (its weights' names or shapes differ from `model`'s; the model is
+            left untouched).
     """
-    folder = Path(path)
-    if not (folder / STATE_FILE).is_file():
-        latest = latest_checkpoint(folder)
-        if latest is None:
-            raise FileNotFoundError(f"no complete checkpoint (step_*/{STATE_FILE}) under {folder}")
-        folder = latest
-    state = json.loads((folder / STATE_FILE).read_text())
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{folder} is not an llmdocs checkpoint (format {state.get('format')!r})")
+    folder, state = _read_state(path)
     payload = (folder / TENSORS_FILE).read_bytes()
     if hashlib.sha256(payload).hexdigest() != state["tensors_sha256"]:
         raise ValueError(f"{folder / TENSORS_FILE} is corrupt: its SHA-256 does not match state.json")
@@ -177,7 +171,14 @@ def load_checkpoint(
         weights = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
         for alias, name in state["model_aliases"].items():
             weights[alias] = weights[name]
-        unwrap_model(model).load_state_dict(weights, strict=True)
+        target = unwrap_model(model)
+        mismatch = _model_mismatch(target.state_dict(), weights)
+        if mismatch:  # checked first: load_state_dict would copy the matching weights before it raises
+            raise ValueError(f"the checkpoint at {folder} was written by a different model: {mismatch}")
+        try:
+            target.load_state_dict(weights, strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"the checkpoint at {folder} does not fit the model: {err}") from err
     if optimizer is not None:
         if state["optimizer"] is None:
             raise ValueError(f"{folder} holds no optimizer state")
@@ -194,6 +195,32 @@ def load_checkpoint(
         "config": _decode(state["config"], tensors),
         "path": folder,
     }
+
+
+def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The step and config of a checkpoint, read from its `state.json` alone (no tensor is loaded).
+
+    Args:
+        path: A `step_*` folder, or a run's checkpoint folder (its newest complete checkpoint is used).
+
+    Returns:
+        A dict with `"step"`, `"config"` (as saved; tensors in it stay `{"__tensor__": name}` references) and
+        `"path"` (the folder read).
+
+    Raises:
+        FileNotFoundError: If there is no complete checkpoint at `path`.
+        ValueError: If `state.json` is not an llmdocs checkpoint's.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = save_checkpoint(tmp, torch.nn.Linear(2, 2), step=5, config={"steps": 10})
+        ...     info = checkpoint_info(tmp)
+        >>> info["step"], info["config"], info["path"].name
+        (5, {'steps': 10}, 'step_00000005')
+    """
+    folder, state = _read_state(path)
+    return {"step": state["step"], "config": _decode(state["config"], None), "path": folder}
 
 
 def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
@@ -227,6 +254,41 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     """
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def _read_state(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint folder `path` names (itself, or its newest complete `step_*`) and its parsed state.json."""
+    folder = Path(path)
+    if not (folder / STATE_FILE).is_file():
+        latest = latest_checkpoint(folder)
+        if latest is None:
+            raise FileNotFoundError(f"no complete checkpoint (step_*/{STATE_FILE}) under {folder}")
+        folder = latest
+    state = json.loads((folder / STATE_FILE).read_text())
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{folder} is not an llmdocs checkpoint (format {state.get('format')!r})")
+    return folder, state
+
+
+def _model_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """What separates a checkpoint's weights (`found`) from a model's state dict (`expected`): '' if nothing."""
+    missing = [name for name in expected if name not in found]
+    unexpected = sorted(name for name in found if name not in expected)
+    resized = [
+        f"{name} {tuple(found[name].shape)} vs {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in found and found[name].shape != tensor.shape
+    ]
+    parts = []
+    for label, names in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("other shapes, checkpoint vs model", resized),
+    ):
+        if names:
+            first = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            parts.append(f"{label} ({len(names)}): {first}")
+    return "; ".join(parts)
 
 
 def _dedupe(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -264,11 +326,11 @@ def _encode(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint (not JSON)")
 
 
-def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of `_encode`."""
+def _decode(obj: Any, tensors: dict[str, torch.Tensor] | None) -> Any:
+    """Inverse of `_encode`; with `tensors=None`, tensor references are left as they are."""
     if isinstance(obj, dict):
         if set(obj) == {"__tensor__"}:
-            return tensors[obj["__tensor__"]]
+            return obj if tensors is None else tensors[obj["__tensor__"]]
         if set(obj) == {"__items__"}:
             return {k: _decode(v, tensors) for k, v in obj["__items__"]}
         if set(obj) == {"__tuple__"}:

@@ -7,16 +7,32 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["TrainConfig"]
+__all__ = ["RESUME_MAY_CHANGE", "TrainConfig"]
 
 _SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "max_seconds",
+    "device",
+    "out_dir",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
+"""The `TrainConfig` fields a resumed run may change: when a call stops, where it runs, what it logs and keeps.
+
+Every other field shapes the optimisation trajectory (the learning rate and its schedule over `steps`, AdamW's
+settings, clipping, accumulation, the seed), so it must equal the checkpoint's: resuming continues the *same*
+run, and `train(..., resume=...)` refuses a config that differs there (start a new `out_dir` to change them).
+"""
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,33 @@ class TrainConfig:
                 raise ValueError("out_dir must be None or a folder path, got '' (use '.' for the current folder)")
             object.__setattr__(self, "out_dir", str(Path(self.out_dir)))
 
+    def resume_conflicts(self, saved: Mapping[str, Any] | None) -> list[str]:
+        """The fields outside [`RESUME_MAY_CHANGE`][llmdocs.training.config.RESUME_MAY_CHANGE] that differ from
+        a checkpoint's config, as `"name: checkpoint X, now Y"`.
+
+        Args:
+            saved: The config stored in the checkpoint (`to_dict()` output); `None` or fields it lacks are not
+                compared.
+
+        Returns:
+            One line per differing field, in field order; empty when this config may continue the checkpoint.
+
+        Examples:
+            >>> saved = TrainConfig(steps=40, lr=1e-2, warmup=0).to_dict()
+            >>> TrainConfig(steps=50, lr=1e-3, warmup=0, max_seconds=60).resume_conflicts(saved)
+            ['steps: checkpoint 40, now 50', 'lr: checkpoint 0.01, now 0.001']
+        """
+        if saved is None:
+            return []
+        conflicts = []
+        for field in dataclasses.fields(self):
+            if field.name in RESUME_MAY_CHANGE or field.name not in saved:
+                continue
+            before, now = _plain(saved[field.name]), _plain(getattr(self, field.name))
+            if before != now:
+                conflicts.append(f"{field.name}: checkpoint {before!r}, now {now!r}")
+        return conflicts
+
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-friendly dict."""
         return dataclasses.asdict(self)
@@ -164,6 +207,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {unknown}")
         return cls(**data)
+
+
+def _plain(value: object) -> object:
+    """A stored value in the form the config holds: JSON turns tuples into lists."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _int(name: str, value: object, minimum: int) -> int:

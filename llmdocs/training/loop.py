@@ -42,8 +42,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm  # a text bar everywhere: tqdm.auto needs ipywidgets in Jupyter and warns without them
 
 from llmdocs.training.batch import Batch, LossFn, _check_batch, _loss_and_tokens, _model_device, move_to_device
-from llmdocs.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from llmdocs.training.config import TrainConfig
+from llmdocs.training.checkpoint import checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint
+from llmdocs.training.config import RESUME_MAY_CHANGE, TrainConfig
 from llmdocs.training.distributed import get_rank, get_world_size, unwrap_model
 from llmdocs.training.metrics import append_jsonl, write_csv, write_jsonl
 from llmdocs.training.optim import build_adamw, build_scheduler
@@ -83,7 +83,9 @@ def train(
             and after the last step of the call; its dict is merged into that step's row. Under DDP it runs
             on every rank.
         resume: `True` continues from the newest checkpoint in `config.out_dir/checkpoints` (starting
-            fresh if there is none); a path names a checkpoint folder.
+            fresh if there is none); a path names a checkpoint folder. The run continues with the checkpoint's
+            settings: `config` may differ from the stored one only in
+            [`RESUME_MAY_CHANGE`][llmdocs.training.config.RESUME_MAY_CHANGE] (`max_seconds`, `device`, ...).
         progress: Show a tqdm bar with the loss and tokens/s (rank 0 only).
         clock: Seconds of a monotonic clock, for tokens/s and `config.max_seconds` (tests pass a fake one).
 
@@ -110,10 +112,12 @@ def train(
         TypeError: If `get_batch`, `loss_fn` or `evaluate` is not callable or cannot take the loop's
             arguments (`get_batch(index)`, `loss_fn(model, batch)`, `evaluate(model, step)`), `config` is not
             a `TrainConfig`, `loss_fn` does not return a tensor, or `evaluate` does not return a dict.
-        ValueError: If `resume=True` without `config.out_dir`, if the checkpoint's data position does
-            not fit `config.grad_accum`, if a fresh run (no `resume`) finds checkpoints in
-            `out_dir/checkpoints`, if `get_batch` returns an empty batch, or if `loss_fn` returns a loss that
-            is not a scalar or has no gradient.
+        ValueError: If `config.out_dir` is a file; if `resume=True` without `config.out_dir`; if the checkpoint
+            to resume was written with other settings than those of
+            [`RESUME_MAY_CHANGE`][llmdocs.training.config.RESUME_MAY_CHANGE] (a resume continues the same run),
+            by a different model, or is already at `config.steps`; if a fresh run (no `resume`) finds
+            checkpoints in `out_dir/checkpoints`; if `get_batch` returns an empty batch; or if `loss_fn`
+            returns a loss that is not a scalar or has no gradient.
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -129,6 +133,9 @@ def train(
         True
     """
     _check_arguments(get_batch, loss_fn, config, evaluate)
+    out_dir = Path(config.out_dir) if config.out_dir is not None else None
+    if out_dir is not None:
+        _check_out_dir(out_dir)
     rank, world_size = get_rank(), get_world_size()
     is_main = rank == 0
     if not isinstance(model, DistributedDataParallel):
@@ -140,7 +147,6 @@ def train(
     if scheduler is None:
         scheduler = build_scheduler(optimizer, config)
 
-    out_dir = Path(config.out_dir) if config.out_dir is not None else None
     ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
     metrics_path = out_dir / "metrics.jsonl" if out_dir is not None else None
     start, history = 0, []
@@ -150,10 +156,7 @@ def train(
             raise ValueError("resume=True needs config.out_dir (checkpoints live in out_dir/checkpoints)")
         source = ckpt_dir if resume is True else Path(resume)
         if resume is not True or latest_checkpoint(source) is not None:  # True: fresh if none yet
-            info = load_checkpoint(source, model, optimizer, scheduler)
-            start, history, window = info["step"], info["extra"]["history"], info["extra"]["window"]
-            if info["extra"]["data_position"] != start * config.grad_accum:
-                raise ValueError("the checkpoint was written with a different grad_accum")
+            start, history, window = _resume(source, model, optimizer, scheduler, config)
     elif ckpt_dir is not None and latest_checkpoint(ckpt_dir) is not None:
         # a fresh run must not mix its checkpoints with an old run's (the newest would win on resume)
         raise ValueError(f"{ckpt_dir} already holds checkpoints: pass resume=True or a new out_dir")
@@ -261,6 +264,37 @@ def train(
     if is_main and out_dir is not None:
         write_csv(out_dir / "metrics.csv", history)
     return history
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an `out_dir` that is a file, or lies inside one, before any work (mkdir would fail much later)."""
+    existing = next((folder for folder in (out_dir, *out_dir.parents) if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = f"out_dir={str(out_dir)!r}" + ("" if existing == out_dir else f" is inside {str(existing)!r}, which")
+        raise ValueError(f"{where} is a file, not a folder: pick a folder path")
+
+
+def _resume(
+    source: Path, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler, config: TrainConfig
+) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Load the checkpoint to continue from; return its step, history and log window.
+
+    Checked before anything is loaded: a resume continues the same run, so the settings that shape the
+    trajectory must be the checkpoint's (only `RESUME_MAY_CHANGE` may differ). Resuming a finished run loads
+    it and trains nothing more: a resume is idempotent.
+    """
+    info = checkpoint_info(source)
+    conflicts = config.resume_conflicts(info["config"])
+    if conflicts:
+        raise ValueError(
+            f"resume continues the run of the checkpoint at {info['path']}, but settings that shape its training "
+            f"differ: {'; '.join(conflicts)}. Start a new out_dir to change them (a resume may change only "
+            f"{', '.join(RESUME_MAY_CHANGE)})"
+        )
+    extra = load_checkpoint(info["path"], model, optimizer, scheduler)["extra"]
+    if extra["data_position"] != info["step"] * config.grad_accum:
+        raise ValueError("the checkpoint was written with a different grad_accum")
+    return info["step"], extra["history"], extra["window"]
 
 
 def _check_arguments(get_batch: object, loss_fn: object, config: object, evaluate: object) -> None:
