@@ -114,8 +114,8 @@ def train(
             a `TrainConfig`, `loss_fn` does not return a tensor, or `evaluate` does not return a dict.
         ValueError: If `config.out_dir` is a file; if `resume=True` without `config.out_dir`; if the checkpoint
             to resume was written with other settings than those of
-            [`RESUME_MAY_CHANGE`][llmdocs.training.config.RESUME_MAY_CHANGE] (a resume continues the same run),
-            by a different model, or is already at `config.steps`; if a fresh run (no `resume`) finds
+            [`RESUME_MAY_CHANGE`][llmdocs.training.config.RESUME_MAY_CHANGE] (a resume continues the same run;
+            resuming a finished run loads it and trains nothing), or by a different model; if a fresh run finds
             checkpoints in `out_dir/checkpoints`; if `get_batch` returns an empty batch; or if `loss_fn`
             returns a loss that is not a scalar or has no gradient.
 
