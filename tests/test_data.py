@@ -312,5 +312,5 @@ def test_load_minilm_shows_no_progress_bar_and_leaves_transformers_bars_on(capfd
 def test_date_pair_names_a_day_that_is_not_a_date() -> None:
     from llmdocs.data.dates import date_pair
 
-    with pytest.raises(TypeError, match="day must be a datetime.date"):
+    with pytest.raises(TypeError, match=r"day must be a datetime\.date"):
         date_pair("2024-03-05")  # type: ignore[arg-type]
