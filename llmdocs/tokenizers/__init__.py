@@ -14,6 +14,8 @@
 - `llmdocs.tokenizers.truncation`: fitting a sentence pair into a length budget, longest text first.
 - `llmdocs.tokenizers.wordpiece`: BERT's WordPiece tokenizer (greedy longest match, `##` pieces, `[CLS] A [SEP] B
   [SEP]`), loaded from a `vocab.txt`.
+- `llmdocs.tokenizers.wordpiece_training`: training a WordPiece vocabulary (BPE merges with `##` pieces), as the
+  `tokenizers` library's `WordPieceTrainer`.
 """
 
 from llmdocs.tokenizers.bert_basic import basic_tokenize
@@ -25,6 +27,7 @@ from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTER
 from llmdocs.tokenizers.special_tokens import ENDOFTEXT, split_special
 from llmdocs.tokenizers.truncation import truncate_longest_first
 from llmdocs.tokenizers.wordpiece import BERT_SPECIAL_TOKENS, WordPieceTokenizer, wordpiece_split
+from llmdocs.tokenizers.wordpiece_training import train_wordpiece
 
 __all__ = [
     "BERT_SPECIAL_TOKENS",
@@ -44,6 +47,7 @@ __all__ = [
     "token_bytes",
     "token_str",
     "train_bpe",
+    "train_wordpiece",
     "truncate_longest_first",
     "wordpiece_split",
 ]
