@@ -4,7 +4,9 @@ Foreign parameter names live only in these modules: [torch_nn][llmdocs.interop.t
 ``torch.nn`` (``MultiheadAttention``, ``TransformerEncoderLayer``, ``TransformerDecoderLayer``,
 ``TransformerEncoder``, ``TransformerDecoder``, ``Transformer``).
 [hf][llmdocs.interop.hf] maps [GPT][llmdocs.models.gpt.GPT] to Hugging Face's ``GPT2LMHeadModel`` (``transformers`` is
-imported only when a Hugging Face model is built).
+imported only when a Hugging Face model is built). [hf_bert][llmdocs.interop.hf_bert] maps the
+[BERT][llmdocs.models.bert] models to ``BertModel``, ``BertForPreTraining`` and ``BertForSequenceClassification``
+(``hf_bert.from_hf`` / ``hf_bert.to_hf``).
 """
 
 from llmdocs.interop.hf import (
@@ -17,6 +19,7 @@ from llmdocs.interop.hf import (
     state_dict_to_hf,
     to_hf,
 )
+from llmdocs.interop.hf_bert import HF_BERT_HEAD_NAMES, HF_BERT_NAMES
 from llmdocs.interop.torch_nn import (
     TORCH_NAMES,
     copy_from_torch,
@@ -38,6 +41,8 @@ from llmdocs.interop.torch_nn import (
 )
 
 __all__ = [
+    "HF_BERT_HEAD_NAMES",
+    "HF_BERT_NAMES",
     "HF_NAMES",
     "TORCH_NAMES",
     "config_from_hf",

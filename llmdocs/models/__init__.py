@@ -3,11 +3,30 @@
 - [transformer][llmdocs.models.transformer]: the encoder-decoder Transformer (chapter "Attention and the
   Transformer");
 - [transformer_encoder][llmdocs.models.transformer_encoder]: its encoder on its own;
-- [gpt][llmdocs.models.gpt]: GPT, the decoder-only language model (chapter "GPT").
+- [gpt][llmdocs.models.gpt]: GPT, the decoder-only language model (chapter "GPT");
+- [bert][llmdocs.models.bert]: BERT, the bidirectional encoder with its pre-training and classification heads.
 """
 
+from llmdocs.models.bert import (
+    BertConfig,
+    BertEmbeddings,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertModel,
+)
 from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.models.transformer_encoder import TransformerEncoder
 
-__all__ = ["GPT", "GPTConfig", "Transformer", "TransformerConfig", "TransformerEncoder"]
+__all__ = [
+    "GPT",
+    "BertConfig",
+    "BertEmbeddings",
+    "BertForPreTraining",
+    "BertForSequenceClassification",
+    "BertModel",
+    "GPTConfig",
+    "Transformer",
+    "TransformerConfig",
+    "TransformerEncoder",
+]
