@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from llmdocs.nn.attention import key_padding_mask
-from llmdocs.nn.checks import check_token_ids
-from llmdocs.nn.feedforward import ACTIVATIONS, get_activation
+from llmdocs.nn.checks import check_model_config, check_token_ids
+from llmdocs.nn.feedforward import get_activation
 from llmdocs.nn.transformer_layers import EncoderLayer
 
 __all__ = [
@@ -69,18 +69,8 @@ class BertConfig:
     def __post_init__(self) -> None:
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model)  # frozen: set the derived default once
-        for name in ("vocab_size", "context_length", "type_vocab_size", "d_model", "n_heads", "n_layers", "d_ff"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.d_model % self.n_heads != 0:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        if not self.layer_norm_eps > 0.0:
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        sizes = ("vocab_size", "context_length", "type_vocab_size", "d_model", "n_heads", "n_layers", "d_ff")
+        check_model_config(self, sizes)
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id={self.pad_token_id} is not a valid id for vocab_size={self.vocab_size}")
 

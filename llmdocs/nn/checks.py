@@ -6,10 +6,15 @@ checks fail first, in the reader's terms (``ids contains id 3 but vocab_size=3``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 from torch import Tensor
 
-__all__ = ["check_token_ids"]
+from llmdocs.nn.feedforward import ACTIVATIONS
+
+__all__ = ["check_model_config", "check_token_ids"]
 
 
 def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
@@ -35,3 +40,40 @@ def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
         raise ValueError(f"{name} contains negative id {low}")
     if high >= vocab_size:
         raise ValueError(f"{name} contains id {high} but vocab_size={vocab_size} (valid ids are 0..{vocab_size - 1})")
+
+
+def check_model_config(config: Any, sizes: Iterable[str]) -> None:
+    """Raise a readable error unless a Transformer config's shared fields are valid.
+
+    Every model config of the course (GPT, BERT, ...) has ``d_model``, ``n_heads``, ``dropout``, ``activation``
+    and ``layer_norm_eps``; this checks those, plus the size fields it is given, so each config's
+    ``__post_init__`` only checks what is its own.
+
+    Args:
+        config: The config dataclass.
+        sizes: Names of the fields that must be integers >= 1 (``"vocab_size"``, ``"n_layers"``, ...).
+
+    Raises:
+        ValueError: A size that is not an integer >= 1 (bools are not sizes), ``d_model`` not divisible by
+            ``n_heads``, ``dropout`` outside [0, 1), an unknown ``activation`` or ``layer_norm_eps <= 0``.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> cfg = SimpleNamespace(d_model=10, n_heads=3, dropout=0.0, activation="gelu", layer_norm_eps=1e-5)
+        >>> check_model_config(cfg, ["d_model", "n_heads"])
+        Traceback (most recent call last):
+        ...
+        ValueError: d_model=10 is not divisible by n_heads=3
+    """
+    for name in sizes:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if config.d_model % config.n_heads != 0:
+        raise ValueError(f"d_model={config.d_model} is not divisible by n_heads={config.n_heads}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {config.activation!r}")
+    if not config.layer_norm_eps > 0.0:
+        raise ValueError(f"layer_norm_eps must be > 0, got {config.layer_norm_eps}")
