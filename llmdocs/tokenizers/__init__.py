@@ -5,6 +5,7 @@
 - `llmdocs.tokenizers.pretokenize`: GPT-2's regular expression that cuts text into chunks.
 - `llmdocs.tokenizers.special_tokens`: `<|endoftext|>` and the like: cutting text around them, and tiktoken's
   rules for when their text becomes their id.
+- `llmdocs.tokenizers.merge_loop`: the incremental merge loop that BPE and WordPiece training share.
 - `llmdocs.tokenizers.bpe_training`: the BPE training algorithm, incremental and fast.
 - `llmdocs.tokenizers.bpe_encoding`: encoding one chunk by applying the learnt merges in rank order.
 - `llmdocs.tokenizers.bpe_files`: GPT-2's file formats, `vocab.json` and `merges.txt`.

@@ -27,21 +27,17 @@ References:
 
 from __future__ import annotations
 
-import heapq
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from numbers import Integral
 from typing import NamedTuple
 
+from llmdocs.tokenizers.merge_loop import Pair, merge_most_frequent
 from llmdocs.tokenizers.pretokenize import GPT2_SPLIT_PATTERN, count_chunks
 from llmdocs.tokenizers.special_tokens import check_special_tokens
 
 __all__ = ["MergeStep", "Pair", "merge_pair", "pair_counts", "train_bpe", "train_tokenizer_tables"]
-
-Pair = tuple[int, int]
-"""Two adjacent token ids."""
 
 
 class MergeStep(NamedTuple):
@@ -234,28 +230,11 @@ def _train_bpe(
             "(a vocabulary of the 256 bytes alone needs no training text: vocab_size=256)"
         )
 
-    # counts[pair]: weighted occurrences; where[pair]: indices of the words that contain the pair
-    counts: dict[Pair, int] = defaultdict(int)
-    where: dict[Pair, set[int]] = defaultdict(set)
-    for index, (word, freq) in enumerate(zip(words, freqs, strict=True)):
-        for pair in pairwise(word):
-            counts[pair] += freq
-            where[pair].add(index)
-    heap = [(-count, pair) for pair, count in counts.items()]  # max-heap by count, then smallest pair
-    heapq.heapify(heap)
-
     vocab = {i: bytes([i]) for i in range(256)}
     id_of = {token: i for i, token in vocab.items()}
     merges: list[MergeStep] = []
-    while len(vocab) < vocab_size and heap:
-        neg_count, pair = heapq.heappop(heap)
-        count = counts.get(pair, 0)
-        if -neg_count != count:  # stale entry: the count has dropped since it was pushed
-            if count > 0:
-                heapq.heappush(heap, (-count, pair))
-            continue
-        if count < min_frequency:
-            break
+
+    def merge(pair: Pair, count: int) -> int:
         new_bytes = vocab[pair[0]] + vocab[pair[1]]
         new_id = id_of.get(new_bytes)
         if new_id is None:
@@ -263,18 +242,9 @@ def _train_bpe(
             vocab[new_id] = new_bytes
             id_of[new_bytes] = new_id
         merges.append(MergeStep(pair, new_id, count))
+        return new_id
 
-        grown: set[Pair] = set()  # pairs whose count went up: they all contain new_id
-        for index in where.pop(pair):
-            word = words[index]
-            starts = _occurrences(word, pair)
-            if not starts:  # a stale index entry: the word lost the pair to an earlier merge
-                continue
-            words[index] = _update_word(word, starts, pair, new_id, freqs[index], counts, where, index, grown)
-        counts.pop(pair, None)
-        for p in grown:
-            if counts.get(p, 0) > 0:
-                heapq.heappush(heap, (-counts[p], p))
+    merge_most_frequent(words, freqs, min_frequency, merge, done=lambda: len(vocab) >= vocab_size)
     return merges, vocab
 
 
@@ -307,80 +277,3 @@ def _stopped_early(n_merges: int, n_tokens: int, vocab_size: int, min_frequency:
         f"asks for, and stopped at {n_tokens} tokens: no remaining pair of adjacent tokens occurs at least "
         f"min_frequency={min_frequency} times. Train on more text or lower min_frequency for a bigger vocabulary."
     )
-
-
-def _occurrences(word: list[int], pair: Pair) -> list[int]:
-    """Start positions of the non-overlapping occurrences of `pair`, left to right (`list.index` scans in C)."""
-    first, second = pair
-    starts: list[int] = []
-    i, last = 0, len(word) - 1
-    while True:
-        try:
-            i = word.index(first, i)
-        except ValueError:
-            return starts
-        if i < last and word[i + 1] == second:
-            starts.append(i)
-            i += 2
-        else:
-            i += 1
-
-
-def _update_word(
-    word: list[int],
-    starts: list[int],
-    pair: Pair,
-    new_id: int,
-    freq: int,
-    counts: dict[Pair, int],
-    where: dict[Pair, set[int]],
-    index: int,
-    grown: set[Pair],
-) -> list[int]:
-    """Merge `pair` at `starts` in one word, updating the pair counts around each merge only.
-
-    At an occurrence `x a b y` the pairs `(x, a)` and `(b, y)` disappear and `(x, n)` and `(n, y)` appear.
-    Adjacent occurrences share a neighbour (`a b a b -> n n` loses one `(b, a)` and gains one `(n, n)`), which
-    must be counted once. The pair `(a, b)` itself is removed by the caller. Pairs that vanish from this word
-    stay in `where` (a later visit finds nothing and skips the word); pairs whose count drops to zero are deleted.
-    This is the innermost loop of training: it is written for speed (no helper calls).
-    """
-    first, second = pair
-    n = len(word)
-    new_word: list[int] = []
-    begin = 0
-    n_starts = len(starts)
-    for k, i in enumerate(starts):
-        follows_previous = k > 0 and starts[k - 1] == i - 2  # ... a b a b ...: the previous occurrence ends at i-1
-        if i > 0 and not follows_previous:  # (x, a) disappears
-            p = (word[i - 1], first)
-            count = counts[p] - freq
-            if count:
-                counts[p] = count
-            else:
-                del counts[p]
-                where.pop(p, None)
-        followed = k + 1 < n_starts and starts[k + 1] == i + 2  # the next occurrence starts right after
-        if i + 2 < n:  # (b, y) disappears
-            p = (second, word[i + 2])
-            count = counts[p] - freq
-            if count:
-                counts[p] = count
-            else:
-                del counts[p]
-                where.pop(p, None)
-        new_word += word[begin:i]
-        if new_word:  # (x, n) appears; (n, n) when the left neighbour was merged too
-            p = (new_word[-1], new_id)
-            counts[p] = counts.get(p, 0) + freq
-            where[p].add(index)
-            grown.add(p)
-        new_word.append(new_id)
-        if i + 2 < n and not followed:  # (n, y) appears
-            p = (new_id, word[i + 2])
-            counts[p] = counts.get(p, 0) + freq
-            where[p].add(index)
-            grown.add(p)
-        begin = i + 2
-    new_word += word[begin:]
-    return new_word

@@ -42,15 +42,13 @@ References:
 
 from __future__ import annotations
 
-import heapq
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
 from numbers import Integral
 
 from llmdocs.tokenizers.bert_basic import basic_tokenize
-from llmdocs.tokenizers.bpe_training import Pair, _occurrences, _update_word
+from llmdocs.tokenizers.merge_loop import Pair, merge_most_frequent
 from llmdocs.tokenizers.wordpiece import BERT_SPECIAL_TOKENS
 
 __all__ = ["count_words", "train_wordpiece"]
@@ -205,39 +203,18 @@ def _initial_pieces(
 def _learn_merges(
     vocab: list[str], words: list[list[int]], freqs: list[int], vocab_size: int, min_frequency: int, prefix: str
 ) -> None:
-    """BPE on piece ids, as `bpe_training._train_bpe` (same counts, index, lazy heap); appends to `vocab`."""
-    counts: dict[Pair, int] = defaultdict(int)  # weighted occurrences of each pair of adjacent pieces
-    where: dict[Pair, set[int]] = defaultdict(set)  # the words that contain it
-    for index, (word, freq) in enumerate(zip(words, freqs, strict=True)):
-        for pair in pairwise(word):
-            counts[pair] += freq
-            where[pair].add(index)
-    heap = [(-count, pair) for pair, count in counts.items()]  # max-heap by count, then smallest pair
-    heapq.heapify(heap)
+    """BPE on piece ids with [merge_most_frequent][llmdocs.tokenizers.merge_loop.merge_most_frequent].
+
+    Appends the merged pieces to `vocab`.
+    """
     id_of = {token: i for i, token in enumerate(vocab)}
-    while len(vocab) < vocab_size and heap:
-        neg_count, pair = heapq.heappop(heap)
-        count = counts.get(pair, 0)
-        if -neg_count != count:  # stale entry: the count has dropped since it was pushed
-            if count > 0:
-                heapq.heappush(heap, (-count, pair))
-            continue
-        if count < min_frequency:
-            break
-        right = vocab[pair[1]]
-        new_token = vocab[pair[0]] + right.removeprefix(prefix)  # "h" + "##ug" -> "hug"; "##u" + "##g" -> "##ug"
-        new_id = id_of.get(new_token)
-        if new_id is None:  # two different merges can spell the same token ("hu" + "##g", "h" + "##ug")
-            new_id = len(vocab)
+
+    def merge(pair: Pair, count: int) -> int:
+        # "h" + "##ug" -> "hug"; "##u" + "##g" -> "##ug"
+        new_token = vocab[pair[0]] + vocab[pair[1]].removeprefix(prefix)
+        if new_token not in id_of:  # two different merges can spell the same token ("hu" + "##g", "h" + "##ug")
+            id_of[new_token] = len(vocab)
             vocab.append(new_token)
-            id_of[new_token] = new_id
-        grown: set[Pair] = set()
-        for index in where.pop(pair):
-            word = words[index]
-            starts = _occurrences(word, pair)
-            if starts:  # else a stale index entry: the word lost the pair to an earlier merge
-                words[index] = _update_word(word, starts, pair, new_id, freqs[index], counts, where, index, grown)
-        counts.pop(pair, None)
-        for p in grown:
-            if counts.get(p, 0) > 0:
-                heapq.heappush(heap, (-counts[p], p))
+        return id_of[new_token]
+
+    merge_most_frequent(words, freqs, min_frequency, merge, done=lambda: len(vocab) >= vocab_size)
