@@ -173,6 +173,23 @@ def test_need_weights_path_equals_fused_path() -> None:
     assert bool((weights[2, :, :, 5:] == 0).all())  # row 2 has 5 real tokens: no weight on the padding
 
 
+
+@pytest.mark.numerics
+def test_dropout_in_the_same_places_as_hf() -> None:
+    """In training mode, with the same seed, the dropout masks fall on the same units as Hugging Face's eager BERT:
+    embeddings, attention weights and both residual branches, but not the FFN hidden units."""
+    config = BertConfig.tiny(50, n_layers=2, d_model=32, n_heads=4, context_length=16, dropout=0.1)
+    ours = perturb(BertForPreTraining(config)).double().train()
+    hf = hf_bert.to_hf(ours).train()
+    hf.config._attn_implementation = "eager"  # SDPA draws its dropout mask from another generator path
+    ids, segments, mask = batch(config)
+    torch.manual_seed(1)
+    mlm, nsp = ours(ids, segments, mask)
+    torch.manual_seed(1)
+    out = hf(input_ids=ids, token_type_ids=segments, attention_mask=mask)
+    assert_equivalent(mlm, out.prediction_logits, depth=config.n_layers)
+    assert_equivalent(nsp, out.seq_relationship_logits, depth=config.n_layers)
+
 # ---- invariants ----------------------------------------------------------------------------------------------------
 
 

@@ -190,6 +190,7 @@ class BertModel(nn.Module):
                 norm_first=False,  # Post-LN, as the 2017 Transformer and BERT
                 activation=config.activation,
                 layer_norm_eps=config.layer_norm_eps,
+                ffn_dropout=0.0,  # BERT drops out the FFN output, not its hidden units (as Hugging Face's BertLayer)
             )
             for _ in range(config.n_layers)
         )

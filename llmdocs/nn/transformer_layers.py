@@ -40,6 +40,8 @@ class EncoderLayer(nn.Module):
         norm_first: True for Pre-LN, False for Post-LN (the original paper).
         activation: ``"relu"`` or ``"gelu"``.
         layer_norm_eps: epsilon of the LayerNorms.
+        ffn_dropout: dropout on the feed-forward hidden units alone, when it differs from ``dropout``
+            (BERT has none there: ``ffn_dropout=0.0``); None means ``dropout``.
 
     Attributes:
         last_self_weights: attention weights (B, H, S, S) of the last call with ``need_weights=True``.
@@ -70,11 +72,13 @@ class EncoderLayer(nn.Module):
         norm_first: bool = True,
         activation: str = "relu",
         layer_norm_eps: float = 1e-5,
+        ffn_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
-        self.ff = PositionwiseFeedForward(d_model, d_ff, dropout=dropout, activation=activation)
+        ffn_p = dropout if ffn_dropout is None else ffn_dropout
+        self.ff = PositionwiseFeedForward(d_model, d_ff, dropout=ffn_p, activation=activation)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
