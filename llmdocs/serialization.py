@@ -22,17 +22,29 @@ from typing import Any
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from llmdocs.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel
 from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.models.transformer import Transformer, TransformerConfig
-from llmdocs.tokenizers import BPETokenizer, CharTokenizer
+from llmdocs.tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer
 
-__all__ = ["MODEL_CLASSES", "load_language_model", "load_pretrained", "save_language_model", "save_pretrained"]
+__all__ = [
+    "MODEL_CLASSES",
+    "load_encoder",
+    "load_language_model",
+    "load_pretrained",
+    "save_encoder",
+    "save_language_model",
+    "save_pretrained",
+]
 
 Tokenizer = CharTokenizer | BPETokenizer
 
 MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "Transformer": (TransformerConfig, Transformer),
     "GPT": (GPTConfig, GPT),
+    "BertModel": (BertConfig, BertModel),
+    "BertForPreTraining": (BertConfig, BertForPreTraining),
+    "BertForSequenceClassification": (BertConfig, BertForSequenceClassification),
 }
 """Model name -> (config dataclass, model class) of every model that :func:`load_pretrained` can build."""
 
@@ -72,9 +84,10 @@ def save_pretrained(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_model(model, str(tmp / "model.safetensors"))  # stores tied weights once
-        (tmp / "config.json").write_text(
-            json.dumps({"model": name, "config": dataclasses.asdict(config)}, indent=2), encoding="utf-8"
-        )
+        saved: dict[str, Any] = {"model": name, "config": dataclasses.asdict(config)}
+        if isinstance(model, BertForSequenceClassification):
+            saved["n_classes"] = model.n_classes  # the one constructor argument besides the config
+        (tmp / "config.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, ensure_ascii=False), encoding="utf-8")
         if write_extra is not None:
             write_extra(tmp)
@@ -122,7 +135,7 @@ def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, 
         raise ValueError(f"{config_file}: unknown model {saved.get('model')!r}, expected one of {list(MODEL_CLASSES)}")
     config_cls, model_cls = MODEL_CLASSES[saved["model"]]
     config = config_cls(**saved["config"])
-    model = model_cls(config)
+    model = model_cls(config, n_classes=saved["n_classes"]) if "n_classes" in saved else model_cls(config)
     load_model(model, str(directory / "model.safetensors"))
     meta_file = directory / "meta.json"
     meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
@@ -199,4 +212,86 @@ def load_language_model(directory: str | os.PathLike[str]) -> tuple[GPT, Tokeniz
         tokenizer = BPETokenizer.load(Path(directory) / spec["folder"])
     else:
         raise ValueError(f"{directory}/meta.json: unknown tokenizer type {spec.get('type')!r}")
+    return model, tokenizer, meta
+
+
+Encoder = BertModel | BertForPreTraining | BertForSequenceClassification
+
+
+def save_encoder(
+    directory: str | os.PathLike[str],
+    model: Encoder,
+    tokenizer: WordPieceTokenizer,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """:func:`save_pretrained` for a BERT model together with its WordPiece tokenizer.
+
+    The vocabulary is written as BERT's ``vocab.txt`` (one token per line, line number = id) inside the same atomic
+    replacement; the tokenizer's settings (lower-casing, accents, CJK splitting) go into ``meta.json``.
+
+    Args:
+        directory: Target folder.
+        model: A [BertModel][llmdocs.models.bert.BertModel], ``BertForPreTraining`` or
+            ``BertForSequenceClassification``.
+        tokenizer: Its [WordPieceTokenizer][llmdocs.tokenizers.WordPieceTokenizer].
+        meta: Extra JSON-friendly data (training command, scores).
+
+    Returns:
+        The folder written.
+
+    Raises:
+        TypeError: If ``tokenizer`` is not a ``WordPieceTokenizer``.
+        ValueError: If the tokenizer's ids are not 0..V-1 with V the model's ``vocab_size``.
+
+    Examples:
+        >>> import tempfile
+        >>> tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "##s"])
+        >>> model = BertForPreTraining(BertConfig.tiny(tok.vocab_size))
+        >>> path = save_encoder(tempfile.mkdtemp() + "/bert", model, tok, {"note": "untrained"})
+        >>> loaded, loaded_tok, meta = load_encoder(path)
+        >>> type(loaded).__name__, loaded_tok.tokenize("The cats"), meta["note"]
+        ('BertForPreTraining', ['the', 'cat', '##s'], 'untrained')
+    """
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise TypeError(f"tokenizer must be a WordPieceTokenizer, got {type(tokenizer).__name__}")
+    vocab_size = model.config.vocab_size
+    if sorted(tokenizer.ids_to_tokens) != list(range(vocab_size)):
+        raise ValueError(f"the tokenizer's ids must be 0..{vocab_size - 1} (the model's vocab_size={vocab_size})")
+    spec = {
+        "type": "wordpiece",
+        "vocab_file": "vocab.txt",
+        "do_lower_case": tokenizer.do_lower_case,
+        "strip_accents": tokenizer.strip_accents,
+        "tokenize_chinese_chars": tokenizer.tokenize_chinese_chars,
+        "max_input_chars_per_word": tokenizer.max_input_chars_per_word,
+    }
+    lines = "".join(tokenizer.ids_to_tokens[i] + "\n" for i in range(vocab_size))
+
+    def write_vocab(tmp: Path) -> None:
+        (tmp / spec["vocab_file"]).write_text(lines, encoding="utf-8")
+
+    return save_pretrained(directory, model, model.config, {**(meta or {}), "tokenizer": spec}, write_vocab)
+
+
+def load_encoder(directory: str | os.PathLike[str]) -> tuple[Encoder, WordPieceTokenizer, dict[str, Any]]:
+    """The BERT model (eval mode, CPU), its WordPiece tokenizer and metadata, from a folder of :func:`save_encoder`.
+
+    Args:
+        directory: The folder.
+
+    Returns:
+        ``(model, tokenizer, meta)``.
+
+    Raises:
+        FileNotFoundError: If the folder has no ``config.json``.
+        ValueError: If the folder holds another kind of model, or no WordPiece tokenizer.
+    """
+    model, _, meta = load_pretrained(directory)
+    spec = meta.get("tokenizer")
+    if not isinstance(model, Encoder) or not isinstance(spec, dict) or spec.get("type") != "wordpiece":
+        raise ValueError(f"{directory} holds no BERT model with a WordPiece tokenizer (written by save_encoder)")
+    settings = {k: spec[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars") if k in spec}
+    if "max_input_chars_per_word" in spec:
+        settings["max_input_chars_per_word"] = spec["max_input_chars_per_word"]
+    tokenizer = WordPieceTokenizer.from_vocab_file(Path(directory) / spec["vocab_file"], **settings)
     return model, tokenizer, meta

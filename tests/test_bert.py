@@ -173,7 +173,6 @@ def test_need_weights_path_equals_fused_path() -> None:
     assert bool((weights[2, :, :, 5:] == 0).all())  # row 2 has 5 real tokens: no weight on the padding
 
 
-
 @pytest.mark.numerics
 def test_dropout_in_the_same_places_as_hf() -> None:
     """In training mode, with the same seed, the dropout masks fall on the same units as Hugging Face's eager BERT:
@@ -189,6 +188,25 @@ def test_dropout_in_the_same_places_as_hf() -> None:
     out = hf(input_ids=ids, token_type_ids=segments, attention_mask=mask)
     assert_equivalent(mlm, out.prediction_logits, depth=config.n_layers)
     assert_equivalent(nsp, out.seq_relationship_logits, depth=config.n_layers)
+
+
+@pytest.mark.numerics
+def test_masked_positions_give_the_gathered_logits() -> None:
+    config = CONFIGS["odd heads D=24 H=3"]
+    model = perturb(BertForPreTraining(config)).double()
+    ids, segments, mask = batch(config)
+    positions = torch.rand(ids.shape) < 0.3  # (B, T)
+    positions[0, 1] = True
+    full_mlm, full_nsp = model(ids, segments, mask)
+    mlm, nsp = model(ids, segments, mask, masked_positions=positions)
+    assert mlm.shape == (int(positions.sum()), config.vocab_size)
+    assert_equivalent(mlm, full_mlm[positions], depth=config.n_layers)
+    assert_equivalent(nsp, full_nsp, depth=config.n_layers)
+    with pytest.raises(ValueError, match="masked_positions must be a bool tensor"):
+        model(ids, segments, mask, masked_positions=positions.long())
+    with pytest.raises(ValueError, match="masked_positions must be a bool tensor"):
+        model(ids, segments, mask, masked_positions=positions[:, :2])
+
 
 # ---- invariants ----------------------------------------------------------------------------------------------------
 
@@ -303,3 +321,43 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="n_classes"):
         BertForSequenceClassification(BertConfig.tiny(), n_classes=0)
     assert BertEmbeddings(BertConfig.tiny())(ids).shape == (1, 3, 32)
+
+
+# ---- saving with the tokenizer -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_save_encoder_round_trip(cls: type, tmp_path) -> None:
+    from llmdocs.serialization import load_encoder, save_encoder
+    from llmdocs.tokenizers import WordPieceTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##able", "able", "中", "."]
+    tokenizer = WordPieceTokenizer(vocab, do_lower_case=False, max_input_chars_per_word=20)
+    config = BertConfig.tiny(len(vocab))
+    model = cls(config, n_classes=3) if cls is BertForSequenceClassification else cls(config)
+    perturb(model)
+    path = save_encoder(tmp_path / "m", model, tokenizer, {"note": "x"})
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "meta.json", "model.safetensors", "vocab.txt"]
+    loaded, loaded_tok, meta = load_encoder(path)
+    assert type(loaded) is cls and meta["note"] == "x"
+    assert loaded_tok.vocab == tokenizer.vocab and not loaded_tok.do_lower_case
+    assert loaded_tok.max_input_chars_per_word == 20
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name  # a lossless round trip
+    if cls is BertForPreTraining:
+        assert loaded.mlm_decoder.weight is loaded.bert.embeddings.tok_embed.weight  # still tied
+
+
+def test_save_encoder_bad_input(tmp_path) -> None:
+    from llmdocs.serialization import load_encoder, save_encoder, save_pretrained
+    from llmdocs.tokenizers import CharTokenizer, WordPieceTokenizer
+
+    model = BertModel(BertConfig.tiny(8))
+    with pytest.raises(TypeError, match="tokenizer must be a WordPieceTokenizer"):
+        save_encoder(tmp_path / "a", model, CharTokenizer.train("abc"))
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"])
+    with pytest.raises(ValueError, match=r"ids must be 0\.\.7"):
+        save_encoder(tmp_path / "b", model, tokenizer)
+    save_pretrained(tmp_path / "c", model, model.config)
+    with pytest.raises(ValueError, match="no BERT model with a WordPiece tokenizer"):
+        load_encoder(tmp_path / "c")

@@ -270,14 +270,32 @@ class BertForPreTraining(nn.Module):
         token_type_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
         need_weights: bool = False,
+        masked_positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """MLM logits (B, T, V) at every position and NSP logits (B, 2).
+        """MLM logits (B, T, V) at every position (or only at ``masked_positions``) and NSP logits (B, 2).
 
-        Arguments as in [BertModel.forward][llmdocs.models.bert.BertModel.forward].
+        Arguments as in [BertModel.forward][llmdocs.models.bert.BertModel.forward], and:
+
+        Args:
+            masked_positions: bool (B, T), True where a prediction is wanted (the masked tokens, ``labels != -100``).
+                The MLM head then runs on those M positions only and returns (M, V) in row-major order, equal to
+                ``mlm_logits[masked_positions]`` of the full output. Google's BERT does the same
+                (``gather_indexes`` on ``masked_lm_positions``): with 15% of the tokens predicted, it skips 85% of
+                the largest matrix product of the model, (B*T, D) x (D, V).
+
+        Raises:
+            ValueError: If ``masked_positions`` is not a bool tensor of the shape of ``input_ids``.
         """
         hidden, pooled = self.bert(input_ids, token_type_ids, attention_mask, need_weights)  # (B, T, D), (B, D)
-        h = self.mlm_norm(self.mlm_activation(self.mlm_transform(hidden)))  # (B, T, D)
-        return self.mlm_decoder(h), self.nsp_head(pooled)  # (B, T, V), (B, 2)
+        if masked_positions is not None:
+            if masked_positions.dtype != torch.bool or masked_positions.shape != input_ids.shape:
+                raise ValueError(
+                    f"masked_positions must be a bool tensor of shape {tuple(input_ids.shape)} (like input_ids), "
+                    f"got {masked_positions.dtype} {tuple(masked_positions.shape)}"
+                )
+            hidden = hidden[masked_positions]  # (M, D)
+        h = self.mlm_norm(self.mlm_activation(self.mlm_transform(hidden)))  # (B, T, D) or (M, D)
+        return self.mlm_decoder(h), self.nsp_head(pooled)  # (B, T, V) or (M, V), (B, 2)
 
 
 class BertForSequenceClassification(nn.Module):
