@@ -9,6 +9,8 @@
 - [decoder_only_beam][llmdocs.generation.decoder_only_beam]: beam search for a language model;
 - [encoder_decoder][llmdocs.generation.encoder_decoder]: greedy decoding and beam search for the
   [Transformer][llmdocs.models.transformer.Transformer];
+- [fill_mask][llmdocs.generation.fill_mask]: what a masked-language model such as
+  [BertForPreTraining][llmdocs.models.bert.BertForPreTraining] predicts for each `[MASK]` of a text;
 - [benchmark][llmdocs.generation.benchmark]: what the key/value cache saves, timed;
 - [checks][llmdocs.generation.checks]: the argument checks they share (readable errors that name the argument).
 
@@ -26,6 +28,7 @@ from llmdocs.generation.beams import (
 from llmdocs.generation.benchmark import kv_cache_speedup
 from llmdocs.generation.decoder_only import generate, left_pad, stream_generate
 from llmdocs.generation.encoder_decoder import greedy_decode
+from llmdocs.generation.fill_mask import fill_mask
 from llmdocs.generation.sampling import (
     apply_repetition_penalty,
     apply_temperature,
@@ -40,6 +43,7 @@ __all__ = [
     "apply_repetition_penalty",
     "apply_temperature",
     "expand_to_beams",
+    "fill_mask",
     "generate",
     "gnmt_length_penalty",
     "greedy_decode",
