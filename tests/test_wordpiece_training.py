@@ -167,3 +167,20 @@ def test_benchmark_script_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert 1.0 < results["ours_tokens_per_word"] < 3.0
     assert abs(results["ours_tokens_per_word"] - results["theirs_tokens_per_word"]) < 0.05
     assert "ratio llmdocs / tokenizers" in capsys.readouterr().out
+
+
+def test_count_words_equals_counting_every_word_of_the_basic_tokenizer() -> None:
+    """count_words cuts each distinct space-separated chunk once; the counts and their order must not change."""
+    from collections import Counter
+
+    texts = [
+        "The cat, the cat!\tand\nthe DOG\x1cdog  ran.",
+        "中文字符 的 中文,  naïve\u00a0Café\u3000x\x00y",
+        "a-b a-b (x) (x) ...",
+    ]
+    for lower in (True, False):
+        expected: Counter[str] = Counter()
+        for text in texts:
+            expected.update(basic_tokenize(text, lower))
+        counted = count_words(texts, do_lower_case=lower)
+        assert list(counted.items()) == list(expected.items())

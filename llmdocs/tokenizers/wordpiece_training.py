@@ -77,11 +77,17 @@ def count_words(texts: str | Iterable[str], do_lower_case: bool = True) -> Count
         texts = [texts]
     if not isinstance(texts, Iterable):
         raise TypeError(f"texts must be str or an iterable of str, got {type(texts).__name__}")
-    counts: Counter[str] = Counter()
+    # Natural text repeats its space-separated chunks ("the", "of the,"): cut each distinct chunk once. A space
+    # separates words for the basic tokenizer too, so the counts (and their first-seen order) are the same.
+    chunks: Counter[str] = Counter()
     for text in texts:
         if not isinstance(text, str):
             raise TypeError(f"texts must hold strings, got {type(text).__name__} {text!r}")
-        counts.update(basic_tokenize(text, do_lower_case))
+        chunks.update(text.split(" "))
+    counts: Counter[str] = Counter()
+    for chunk, n in chunks.items():
+        for word in basic_tokenize(chunk, do_lower_case):
+            counts[word] += n
     return counts
 
 
