@@ -1,0 +1,84 @@
+"""Smoke runs of `examples/pretrain_bert.py` (both corpora, with and without NSP, exact resume) and of the
+benchmark that trains Hugging Face's BertForPreTraining beside ours."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llmdocs.serialization import load_encoder
+from scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    return load_script("pretrain_bert.py")
+
+
+def smoke(script: ModuleType, out: Path, *flags: str) -> dict:
+    return script.main(["--smoke", "--no-progress", "--out-dir", str(out), *flags])
+
+
+def test_wikitext_smoke_run_writes_results_a_record_and_a_loadable_encoder(script, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    results = smoke(script, out, "--record", str(tmp_path / "record.json"))
+    assert results["corpus"] == "wikitext2" and results["nsp"] and results["steps"] == 6
+    for key in ("val_mlm_accuracy", "val_nsp_accuracy"):
+        assert 0.0 <= results[key] <= 1.0
+    assert math.isfinite(results["val_mlm_loss"]) and results["params"] > 0
+    assert results["command"].startswith("python examples/pretrain_bert.py --smoke")
+    assert len(results["fill_mask"]) == 3
+    assert all("[MASK]" in ex["text"] and len(ex["top5"]) == 5 for ex in results["fill_mask"])
+    record = json.loads((tmp_path / "record.json").read_text(encoding="utf-8"))
+    assert record["val_mlm_accuracy"] == results["val_mlm_accuracy"] and record["history"]
+    assert (out / "curve.svg").is_file() and (out / "metrics.jsonl").is_file()
+    assert "held-out MLM accuracy" in capsys.readouterr().out
+
+    model, tokenizer, meta = load_encoder(out / "model")
+    assert type(model).__name__ == "BertForPreTraining" and meta["results"]["steps"] == 6
+    assert model.config.vocab_size == tokenizer.vocab_size == results["vocab_size"]
+    enc = tokenizer.encode("the [MASK] of the river .")
+    mlm, nsp = model(torch.tensor([enc["input_ids"]]))
+    assert mlm.shape == (1, len(enc["input_ids"]), tokenizer.vocab_size) and nsp.shape == (1, 2)
+
+
+@pytest.mark.filterwarnings("ignore:WordPiece training learnt")  # 10 paragraphs repeat few pairs of pieces
+def test_chinese_without_nsp_and_whole_word_masking(script, tmp_path) -> None:
+    results = smoke(script, tmp_path / "zh", "--corpus", "people-daily", "--no-nsp", "--whole-word")
+    assert results["corpus"] == "people-daily" and not results["nsp"] and results["whole_word"]
+    assert "val_nsp_accuracy" not in results and 0.0 <= results["val_mlm_accuracy"] <= 1.0
+    assert all(" " not in ex["text"].replace("[MASK]", "") for ex in results["fill_mask"])  # written as Chinese
+
+
+def test_budget_stop_then_resume_equals_an_unbroken_run(script, tmp_path) -> None:
+    unbroken = tmp_path / "unbroken"
+    smoke(script, unbroken)
+    broken = tmp_path / "broken"
+    stopped = smoke(script, broken, "--minutes", "1e-6")  # stops after the first step, with a checkpoint
+    assert stopped["steps"] == 1
+    resumed = smoke(script, broken, "--resume")
+    assert resumed["steps"] == 6
+    a = load_file(unbroken / "model" / "model.safetensors")
+    b = load_file(broken / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical, dropout included
+
+
+def test_bad_flags(script, tmp_path) -> None:
+    for flags in (["--mlm-probability", "1.5"], ["--context-length", "4"], ["--minutes", "0"]):
+        with pytest.raises(SystemExit):
+            smoke(script, tmp_path / "bad", *flags)
+
+
+def test_reference_benchmark_smoke(tmp_path) -> None:
+    bench = load_script("benchmarks/bert_pretraining_reference.py")
+    record = bench.main(["--smoke", "--json", str(tmp_path / "r.json")])
+    ours, hf = record["results"]["ours"], record["results"]["hf"]
+    # same weights, batches and dropout streams: the two models see the same losses at the start
+    assert ours["val_mlm_accuracy"] == pytest.approx(hf["val_mlm_accuracy"], abs=0.05)  # not rounding: 4 fp32 steps
+    assert record["time_per_step_ratio"] > 0 and json.loads((tmp_path / "r.json").read_text())["steps"] == 4
