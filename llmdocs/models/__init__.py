@@ -4,7 +4,9 @@
   Transformer");
 - [transformer_encoder][llmdocs.models.transformer_encoder]: its encoder on its own;
 - [gpt][llmdocs.models.gpt]: GPT, the decoder-only language model (chapter "GPT");
-- [bert][llmdocs.models.bert]: BERT, the bidirectional encoder with its pre-training and classification heads.
+- [bert][llmdocs.models.bert]: BERT, the bidirectional encoder with its pre-training and classification heads;
+- [sentence_encoder][llmdocs.models.sentence_encoder]: a BERT turned into a sentence encoder (pooling and
+  normalisation, as Sentence-BERT), semantic search (chapter "BERT").
 """
 
 from llmdocs.models.bert import (
@@ -15,6 +17,7 @@ from llmdocs.models.bert import (
     BertModel,
 )
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.sentence_encoder import SentenceEncoder
 from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.models.transformer_encoder import TransformerEncoder
 
@@ -26,6 +29,7 @@ __all__ = [
     "BertForSequenceClassification",
     "BertModel",
     "GPTConfig",
+    "SentenceEncoder",
     "Transformer",
     "TransformerConfig",
     "TransformerEncoder",
