@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import matplotlib.colors
 import numpy as np
 import pytest
 import torch
@@ -202,3 +203,25 @@ def test_plot_history_reads_an_iterable_once_and_takes_one_key_as_a_string() -> 
 def test_plot_history_checks_values_like_plot_curves(history: object, kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         plot_history(history, **kwargs)  # type: ignore[arg-type]
+
+
+def test_plot_masking_colours_each_chosen_position_by_what_happened() -> None:
+    from llmdocs.viz import MASKING_COLORS, plot_masking
+
+    original = ["[CLS]", "the", "cat", "sat", "on", "the", "mat", "[SEP]"]
+    corrupted = ["[CLS]", "[MASK]", "cat", "dog", "on", "the", "mat", "[SEP]"]
+    chosen = [False, True, False, True, False, False, True, False]
+    fig = plot_masking(original, corrupted, chosen, per_row=5)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count("text") == texts.count("input") == texts.count("target") == 2  # two lines of 5 and 3
+    faces = {matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches}
+    assert {MASKING_COLORS["[MASK]"], MASKING_COLORS["random"], MASKING_COLORS["unchanged"]} <= faces
+    with pytest.raises(ValueError, match="same non-zero length"):
+        plot_masking(original, corrupted[:-1], chosen)
+    with pytest.raises(ValueError, match="position 3 was changed"):
+        plot_masking(original, corrupted, [False, True, False, False, False, False, True, False])
+    with pytest.raises(ValueError, match="per_row"):
+        plot_masking(original, corrupted, chosen, per_row=0)
+    with pytest.raises(TypeError, match="token strings"):
+        plot_masking([1, 2], ["a", "b"], [False, False])

@@ -17,6 +17,7 @@ One module per kind of figure, everything importable from here:
   `plot_heatmap` (any matrix).
 - [curves][llmdocs.viz.curves]: `plot_curves` (loss curves, schedules).
 - [bars][llmdocs.viz.bars]: `plot_bars` (grouped bars, or one panel per series).
+- [tokens][llmdocs.viz.tokens]: `plot_masking` (BERT's masked input and targets, token by token).
 
 Shape legend: Tq query positions (rows), Tk key positions (columns), H heads.
 
@@ -33,15 +34,18 @@ from llmdocs.viz.bars import plot_bars
 from llmdocs.viz.curves import plot_curves
 from llmdocs.viz.figure import CJK_FONTS, FIGURES_DIR_ENV, CourseFigure, figures_dir, save_figure
 from llmdocs.viz.heatmaps import plot_attention, plot_heatmap
+from llmdocs.viz.tokens import MASKING_COLORS, plot_masking
 
 __all__ = [
     "CJK_FONTS",
     "FIGURES_DIR_ENV",
+    "MASKING_COLORS",
     "CourseFigure",
     "figures_dir",
     "plot_attention",
     "plot_bars",
     "plot_curves",
     "plot_heatmap",
+    "plot_masking",
     "save_figure",
 ]
