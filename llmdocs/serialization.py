@@ -35,6 +35,7 @@ __all__ = [
     "save_encoder",
     "save_language_model",
     "save_pretrained",
+    "write_folder_atomically",
 ]
 
 Tokenizer = CharTokenizer | BPETokenizer
@@ -79,10 +80,8 @@ def save_pretrained(
     name = type(model).__name__
     if name not in MODEL_CLASSES or not isinstance(config, MODEL_CLASSES[name][0]):
         raise TypeError(f"model {name} with config {type(config).__name__} is not a known pair: {list(MODEL_CLASSES)}")
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         save_model(model, str(tmp / "model.safetensors"))  # stores tied weights once
         saved: dict[str, Any] = {"model": name, "config": dataclasses.asdict(config)}
         if isinstance(model, BertForSequenceClassification):
@@ -91,6 +90,34 @@ def save_pretrained(
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, ensure_ascii=False), encoding="utf-8")
         if write_extra is not None:
             write_extra(tmp)
+
+    return write_folder_atomically(directory, write)
+
+
+def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Fill a temporary folder with ``write(tmp)``, then put it in place of ``directory`` in one rename.
+
+    A crash (or an exception in ``write``) never leaves a half-written folder: readers see the old folder or the
+    complete new one. The files get ordinary permissions (mkdtemp makes private ones).
+
+    Args:
+        directory: The folder to create or replace.
+        write: Writes the folder's files into the temporary folder it is given.
+
+    Returns:
+        The folder written.
+
+    Examples:
+        >>> import tempfile
+        >>> path = write_folder_atomically(tempfile.mkdtemp() + "/out", lambda tmp: (tmp / "a.txt").write_text("a"))
+        >>> [p.name for p in path.iterdir()]
+        ['a.txt']
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write(tmp)
         tmp.chmod(0o755)  # mkdtemp makes a private folder; a saved model is an ordinary, shareable one
         for path in tmp.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
