@@ -6,6 +6,8 @@ holds one module per method, in the order the chapters introduce them:
 - [freezing][llmdocs.finetuning.freezing]: the common ground of every method: freeze the pretrained weights,
   choose the few that train, and count them (``trainable params: ... || all params: ... || trainable%: ...``,
   the line peft prints);
+- [deltas][llmdocs.finetuning.deltas]: a fine-tuned model saved as what fine-tuning changed (the trained tensors),
+  applied on top of a named base at load time;
 - ``lora`` (to come): low-rank adapters, W x + (alpha / R) B A x with A (R, D_in) and B (D_out, R), B = 0 at the
   start so that the adapted model equals the base; merged and unmerged forms give the same outputs (Hu et al.,
   2021);
@@ -16,6 +18,7 @@ holds one module per method, in the order the chapters introduce them:
   Preference Optimization (Rafailov et al., 2023), as pure loss functions tested against hand-computed values.
 """
 
+from llmdocs.finetuning.deltas import load_finetuned, save_finetuned
 from llmdocs.finetuning.freezing import (
     TrainableSummary,
     freeze,
@@ -28,7 +31,9 @@ from llmdocs.finetuning.freezing import (
 __all__ = [
     "TrainableSummary",
     "freeze",
+    "load_finetuned",
     "mark_trainable",
+    "save_finetuned",
     "trainable_parameter_names",
     "trainable_parameters_summary",
     "unfreeze",
