@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import statistics
 import sys
 import time
@@ -20,6 +21,51 @@ import torch
 from torch import nn
 
 from llmdocs.nn.attention import MultiHeadAttention, causal_mask
+
+__all__ = [
+    "attention_cost",
+    "count_parameters",
+    "cpu_model",
+    "machine_description",
+    "peak_memory_bytes",
+    "seconds_per_call",
+]
+
+
+def cpu_model() -> str:
+    """The processor's name, from ``/proc/cpuinfo`` on Linux, else what ``platform`` knows.
+
+    Examples:
+        >>> isinstance(cpu_model(), str) and len(cpu_model()) > 0
+        True
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_description() -> str:
+    """What a timing depends on, in one line for a benchmark record.
+
+    Returns:
+        e.g. ``"x86_64, AMD EPYC 9B14, 2 CPU(s), 2 torch thread(s), torch 2.13.0+cpu (AVX512 kernels),
+        Python 3.11.7"``: the architecture, processor, cores, the threads torch uses now, the torch build and the
+        kernel level it picked (``ATEN_CPU_CAPABILITY``; see Conventions, "Numerical tolerances").
+
+    Examples:
+        >>> "CPU(s)" in machine_description() and "torch" in machine_description()
+        True
+    """
+    return (
+        f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} CPU(s), {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+        f"Python {platform.python_version()}"
+    )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -27,7 +27,6 @@ import copy
 import importlib.util
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -44,6 +43,7 @@ from tqdm.auto import tqdm
 
 from llmdocs.interop import hf_bert
 from llmdocs.models.bert import BertConfig, BertForPreTraining
+from llmdocs.profiling import machine_description
 from llmdocs.training.masked_lm import IGNORE_INDEX, mlm_accuracy
 from llmdocs.training.next_sentence import nsp_accuracy
 from llmdocs.training.schedules import warmup_cosine_lambda
@@ -93,26 +93,6 @@ def hf_evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str,
         nsp_correct, nsp_total = nsp_correct + c, nsp_total + n
     model.train()
     return {"val_mlm_accuracy": correct / total, "val_nsp_accuracy": nsp_correct / nsp_total}
-
-
-def machine() -> dict[str, Any]:
-    """What the timings depend on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "python": platform.python_version(),
-    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -216,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model_config": {k: getattr(config, k) for k in ("n_layers", "d_model", "n_heads", "d_ff", "dropout")},
         "results": results,
         "time_per_step_ratio": round(ratio, 3),
-        "machine": machine(),
+        "machine": machine_description(),
     }
     print(f"{'model':6} {'MLM acc':>8} {'NSP acc':>8} {'ms/step':>8} {'train s':>8}")
     for name, r in results.items():

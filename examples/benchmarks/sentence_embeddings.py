@@ -26,7 +26,6 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -42,6 +41,7 @@ import torch
 from llmdocs.data.minilm import minilm_dir
 from llmdocs.data.shakespeare import load_shakespeare
 from llmdocs.models.sentence_encoder import SentenceEncoder
+from llmdocs.profiling import machine_description
 
 
 def load_sentences(n: int) -> list[str]:
@@ -62,17 +62,6 @@ def load_sentences(n: int) -> list[str]:
     wiki = wiki[:: max(1, len(wiki) // max(1, n_wiki))][:n_wiki]
     shakespeare = lines[:: max(1, len(lines) // (n - n_wiki))][: n - n_wiki]
     return [s for pair in zip(shakespeare, wiki, strict=False) for s in pair] + shakespeare[len(wiki) :]
-
-
-def cpu_model() -> str:
-    """The CPU's name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -157,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = ["python", "examples/benchmarks/sentence_embeddings.py", *(sys.argv[1:] if argv is None else argv)]
     results: dict[str, Any] = {
         "command": shlex.join(command),
-        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} CPU(s), torch {torch.__version__} "
-        f"({torch.backends.cpu.get_cpu_capability()} kernels), Python {platform.python_version()}",
+        "machine": machine_description(),
         "threads": args.threads,
         "note": args.note,
         "model": "all-MiniLM-L6-v2 (6 layers, D=384, max_seq_length 256), float32, eval, CPU",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 os.environ["RAYON_NUM_THREADS"] = "1"  # read when `tokenizers` starts its thread pool: before the import
 
 from llmdocs.data.shakespeare import load_shakespeare
+from llmdocs.profiling import machine_description
 from llmdocs.tokenizers import BERT_SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize, train_wordpiece
 
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
     command = ["python", "examples/benchmarks/wordpiece_training.py", *(sys.argv[1:] if argv is None else argv)]
     results: dict[str, float | int | str] = {
         "command": shlex.join(command),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
+        "machine": machine_description(),
         "corpus": "shakespeare",
         "rayon_threads": 1,
         "train_chars": len(train_text),
