@@ -67,6 +67,7 @@ from llmdocs.finetuning.classification import (
 )
 from llmdocs.models.bert import BertForSequenceClassification, BertModel
 from llmdocs.profiling import machine_description
+from llmdocs.serialization import load_encoder as load_encoder_folder
 from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
 from llmdocs.training import TrainConfig, resolve_device
 
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=sorted(TASKS), default="sms-spam", help="data set")
     p.add_argument("--mode", choices=REGIMES, default="full", help="which weights train")
     p.add_argument("--model", choices=sorted(ENCODERS), default="minilm", help="pretrained encoder")
+    p.add_argument("--model-dir", default=None,
+                   help="a BERT saved by examples/pretrain_bert.py (its model/ folder) instead of --model")  # fmt: skip
     p.add_argument("--epochs", type=int, default=3, help="passes over the training set")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default per mode: {DEFAULT_LR})")
     p.add_argument("--batch-size", type=int, default=32, help="texts per step")
@@ -140,9 +143,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_encoder(name: str) -> tuple[BertModel, WordPieceTokenizer]:
-    """The pretrained encoder and its tokenizer (see ``ENCODERS``); all that follows works for any BertModel."""
-    return ENCODERS[name]()
+def load_encoder(name: str, model_dir: str | None = None) -> tuple[BertModel, WordPieceTokenizer]:
+    """The pretrained encoder and its tokenizer: ``--model-dir`` (a BERT exported by ``examples/pretrain_bert.py``)
+    or the named one of ``ENCODERS``; all that follows works for any BertModel."""
+    if model_dir is None:
+        return ENCODERS[name]()
+    model, tokenizer, _ = load_encoder_folder(model_dir)
+    encoder = model if isinstance(model, BertModel) else model.bert  # BertForPreTraining: drop its MLM/NSP heads
+    return encoder, tokenizer
 
 
 def build_classifier(
@@ -229,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     split = split_fn(args.split_seed)
     if args.smoke:  # a few examples of each class in every part
         split = {name: part[: SMOKE["n_train"] if name == "train" else SMOKE["n_eval"]] for name, part in split.items()}
-    encoder, tokenizer = load_encoder(args.model)
+    encoder, tokenizer = load_encoder(args.model, args.model_dir)
     model = build_classifier(encoder, len(class_names), args.mode, args.dropout, args.seed)
     model.to(resolve_device(args.device))
     data = encode_split(tokenizer, split, args.max_length)
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = {
         "task": args.task,
         "mode": args.mode,
-        "model": args.model,
+        "model": args.model_dir or args.model,
         **results,
         "command": command,
         "args": vars(args),

@@ -82,3 +82,13 @@ def test_reference_benchmark_smoke(tmp_path) -> None:
     # same weights, batches and dropout streams: the two models see the same losses at the start
     assert ours["val_mlm_accuracy"] == pytest.approx(hf["val_mlm_accuracy"], abs=0.05)  # not rounding: 4 fp32 steps
     assert record["time_per_step_ratio"] > 0 and json.loads((tmp_path / "r.json").read_text())["steps"] == 4
+
+
+def test_a_pretrained_model_fine_tunes_with_model_dir(script, tmp_path) -> None:
+    """The folder pretrain_bert.py exports is an encoder that finetune_bert.py fine-tunes (its heads dropped)."""
+    smoke(script, tmp_path / "pre")
+    finetune = load_script("finetune_bert.py")
+    results = finetune.main(
+        ["--smoke", "--no-progress", "--model-dir", str(tmp_path / "pre" / "model"), "--out-dir", str(tmp_path / "ft")]
+    )
+    assert results["model"] == str(tmp_path / "pre" / "model") and 0.0 <= results["test_accuracy"] <= 1.0
