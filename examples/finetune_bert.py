@@ -52,7 +52,7 @@ from torch import nn
 
 from llmdocs.data.review_sentiment import REVIEW_SENTIMENT_ATTRIBUTION, REVIEW_SENTIMENT_LABELS, review_sentiment_split
 from llmdocs.data.sms_spam import SMS_SPAM_ATTRIBUTION, SMS_SPAM_LABELS, sms_spam_split
-from llmdocs.finetuning import trainable_parameters_summary
+from llmdocs.finetuning import save_finetuned, trainable_parameters_summary
 from llmdocs.finetuning.classification import (
     REGIMES,
     ClassificationBatches,
@@ -93,6 +93,9 @@ ENCODERS: dict[str, Callable[[], tuple[BertModel, WordPieceTokenizer]]] = {
 DEFAULT_LR = {"head": 1e-1, "last-block": 3e-4, "full": 2e-4}
 """Peak learning rate of each mode when ``--lr`` is not given: the fewer weights train, the larger the steps."""
 
+MINILM_BASE = "all-MiniLM-L6-v2"
+"""The base name a MiniLM delta is saved for (``llmdocs.pretrained.load_minilm_classifier`` checks it)."""
+
 SMOKE: dict[str, Any] = dict(epochs=2, batch_size=8, max_length=32, n_train=32, n_eval=16)
 
 
@@ -107,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(ENCODERS), default="minilm", help="pretrained encoder")
     p.add_argument("--model-dir", default=None,
                    help="a BERT saved by examples/pretrain_bert.py (its model/ folder) instead of --model")  # fmt: skip
+    p.add_argument("--export", default=None,
+                   help="also save what training changed (the trainable tensors) as a delta on the base encoder; "
+                        "MiniLM only: llmdocs.pretrained.load_minilm_classifier reads it")  # fmt: skip
     p.add_argument("--epochs", type=int, default=3, help="passes over the training set")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default per mode: {DEFAULT_LR})")
     p.add_argument("--batch-size", type=int, default=32, help="texts per step")
@@ -257,6 +263,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine_description(),
         "source": attribution,
     }
+    if args.export:
+        if args.model_dir is not None or args.model != "minilm":
+            raise SystemExit("--export saves a delta on the packaged MiniLM: use it with --model minilm")
+        meta = {"results": {k: v for k, v in results.items() if k != "history"}, "labels": list(class_names)}
+        save_finetuned(args.export, model.cpu(), base=MINILM_BASE, meta=meta)
+        print(f"saved the {results['trainable_params']:,} trained parameters to {args.export}")
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.out_dir) / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     if not results["finished"]:

