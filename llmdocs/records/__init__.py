@@ -17,6 +17,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``gpt_tang`` | ``python examples/train_gpt.py --preset tang ... --record ...`` |
 | ``wordpiece_training`` | ``python examples/benchmarks/wordpiece_training.py --json ...`` |
 | ``sentence_embeddings`` | ``python examples/benchmarks/sentence_embeddings.py --json ...`` |
+| ``bert_pretraining_reference`` | ``python examples/benchmarks/bert_pretraining_reference.py --json ...`` |
 | ``bert_sms_spam`` | ``python examples/benchmarks/bert_classification.py --json ...`` |
 """
 
