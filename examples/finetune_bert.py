@@ -135,17 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Defaults, then --smoke's, then the flags given explicitly; every flag is checked before any work starts."""
     parser = build_parser()
+    if "--smoke" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(**{k: v for k, v in SMOKE.items() if k in ("epochs", "batch_size", "max_length")})
     args = parser.parse_args(argv)
-    if args.smoke:
-        for name, value in SMOKE.items():
-            setattr(args, name, value)
     args.lr = DEFAULT_LR[args.mode] if args.lr is None else args.lr
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_length < 3:
+        parser.error(f"--max-length must leave room for [CLS], a token and [SEP] (>= 3), got {args.max_length}")
     if not 0.0 <= args.warmup < 1.0:
         parser.error(f"--warmup must be a fraction in [0, 1), got {args.warmup}")
+    if args.minutes is not None and not 0.0 < args.minutes < float("inf"):
+        parser.error(f"--minutes must be a positive number, got {args.minutes}")
+    if args.export and (args.model_dir is not None or args.model != "minilm"):
+        parser.error("--export saves a delta on the packaged MiniLM: use it with --model minilm, not --model-dir")
     return args
 
 
@@ -244,12 +250,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.smoke:  # a few examples of each class in every part
         split = {name: part[: SMOKE["n_train"] if name == "train" else SMOKE["n_eval"]] for name, part in split.items()}
     encoder, tokenizer = load_encoder(args.model, args.model_dir)
+    if args.max_length > encoder.config.context_length:
+        raise SystemExit(
+            f"--max-length {args.max_length} exceeds the encoder's {encoder.config.context_length} positions: "
+            f"give --max-length {encoder.config.context_length} or less"
+        )
     model = build_classifier(encoder, len(class_names), args.mode, args.dropout, args.seed)
     model.to(resolve_device(args.device))
     data = encode_split(tokenizer, split, args.max_length)
     print(f"{args.task}: {attribution}")
     print(
-        f"{', '.join(f'{name} {len(part):,}' for name, part in data.items())} texts; {args.model}, mode {args.mode}: "
+        f"{', '.join(f'{name} {len(part):,}' for name, part in data.items())} texts; "
+        f"{args.model_dir or args.model}, mode {args.mode}: "
         f"{trainable_parameters_summary(model)}; {torch.get_num_threads()} thread(s)"
     )
     results = finetune_and_test(model, data, args, class_names, args.out_dir, args.resume)
@@ -264,8 +276,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "source": attribution,
     }
     if args.export:
-        if args.model_dir is not None or args.model != "minilm":
-            raise SystemExit("--export saves a delta on the packaged MiniLM: use it with --model minilm")
         meta = {"results": {k: v for k, v in results.items() if k != "history"}, "labels": list(class_names)}
         save_finetuned(args.export, model.cpu(), base=MINILM_BASE, meta=meta)
         print(f"saved the {results['trainable_params']:,} trained parameters to {args.export}")

@@ -153,8 +153,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--mlm-probability must be in (0, 1), got {args.mlm_probability}")
     if args.context_length < 8:
         parser.error(f"--context-length must be at least 8 ([CLS] A [SEP] B [SEP]), got {args.context_length}")
-    if args.minutes is not None and args.minutes <= 0:
-        parser.error(f"--minutes must be positive, got {args.minutes}")
+    if args.minutes is not None and not 0.0 < args.minutes < float("inf"):
+        parser.error(f"--minutes must be a positive number, got {args.minutes}")
+    for name in ("batch_size", "steps", "vocab_size", "eval_batches"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    try:  # the model flags, checked now rather than after the data is ready
+        BertConfig(vocab_size=args.vocab_size, context_length=args.context_length, d_model=args.d_model,
+                   n_heads=args.n_heads, n_layers=args.n_layers, d_ff=args.d_ff, dropout=args.dropout)  # fmt: skip
+    except (TypeError, ValueError) as err:
+        parser.error(f"bad model flags: {err}")
     return args
 
 

@@ -267,7 +267,7 @@ def save_encoder(
         The folder written.
 
     Raises:
-        TypeError: If ``tokenizer`` is not a ``WordPieceTokenizer``.
+        TypeError: If ``model`` is not one of the three BERT classes, or ``tokenizer`` not a ``WordPieceTokenizer``.
         ValueError: If the tokenizer's ids are not 0..V-1 with V the model's ``vocab_size``.
 
     Examples:
@@ -279,6 +279,11 @@ def save_encoder(
         >>> type(loaded).__name__, loaded_tok.tokenize("The cats"), meta["note"]
         ('BertForPreTraining', ['the', 'cat', '##s'], 'untrained')
     """
+    if not isinstance(model, Encoder):
+        raise TypeError(
+            "model must be a BertModel, BertForPreTraining or BertForSequenceClassification, "
+            f"got {type(model).__name__}"
+        )
     if not isinstance(tokenizer, WordPieceTokenizer):
         raise TypeError(f"tokenizer must be a WordPieceTokenizer, got {type(tokenizer).__name__}")
     vocab_size = model.config.vocab_size
@@ -310,8 +315,9 @@ def load_encoder(directory: str | os.PathLike[str]) -> tuple[Encoder, WordPieceT
         ``(model, tokenizer, meta)``.
 
     Raises:
-        FileNotFoundError: If the folder has no ``config.json``.
-        ValueError: If the folder holds another kind of model, or no WordPiece tokenizer.
+        FileNotFoundError: If the folder has no ``config.json`` or no vocabulary file.
+        ValueError: If the folder holds another kind of model, no WordPiece tokenizer, or a vocabulary whose size
+            differs from the model's.
     """
     model, _, meta = load_pretrained(directory)
     spec = meta.get("tokenizer")
@@ -321,4 +327,9 @@ def load_encoder(directory: str | os.PathLike[str]) -> tuple[Encoder, WordPieceT
     if "max_input_chars_per_word" in spec:
         settings["max_input_chars_per_word"] = spec["max_input_chars_per_word"]
     tokenizer = WordPieceTokenizer.from_vocab_file(Path(directory) / spec["vocab_file"], **settings)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(
+            f"{directory}: {spec['vocab_file']} has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+            f"{model.config.vocab_size} (a damaged or replaced vocabulary file)"
+        )
     return model, tokenizer, meta

@@ -206,6 +206,8 @@ def test_masked_positions_give_the_gathered_logits() -> None:
         model(ids, segments, mask, masked_positions=positions.long())
     with pytest.raises(ValueError, match="masked_positions must be a bool tensor"):
         model(ids, segments, mask, masked_positions=positions[:, :2])
+    with pytest.raises(ValueError, match=r"masked_positions must be a bool tensor.*got list"):
+        model(ids, segments, mask, masked_positions=positions.tolist())
 
 
 # ---- invariants ----------------------------------------------------------------------------------------------------
@@ -361,3 +363,10 @@ def test_save_encoder_bad_input(tmp_path) -> None:
     save_pretrained(tmp_path / "c", model, model.config)
     with pytest.raises(ValueError, match="no BERT model with a WordPiece tokenizer"):
         load_encoder(tmp_path / "c")
+    with pytest.raises(TypeError, match="model must be a BertModel"):
+        save_encoder(tmp_path / "d", torch.nn.Linear(2, 2), tokenizer)
+    good = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c"])
+    path = save_encoder(tmp_path / "e", model, good)
+    (path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf-8")  # damaged
+    with pytest.raises(ValueError, match="has 5 tokens but the model's vocab_size is 8"):
+        load_encoder(path)

@@ -208,3 +208,11 @@ def test_wikitext_pipeline_end_to_end(minilm_tokenizer: WordPieceTokenizer) -> N
     assert batch["input_ids"].shape[0] == 16 and batch["input_ids"].shape[1] <= 128
     rate = (batch["labels"] != IGNORE_INDEX).sum() / ((batch["attention_mask"] == 1).sum() - 16 * 3)
     assert 0.05 < float(rate) < 0.3  # about 15% of the text tokens (not a statistical test: one batch)
+
+
+def test_a_document_given_as_a_string_is_refused() -> None:
+    from llmdocs.tokenizers import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"])
+    with pytest.raises(TypeError, match="each document must be a list of sentences, got a str"):
+        tokenize_documents(["the cat"], tokenizer)

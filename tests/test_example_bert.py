@@ -70,7 +70,15 @@ def test_budget_stop_then_resume_equals_an_unbroken_run(script, tmp_path) -> Non
 
 
 def test_bad_flags(script, tmp_path) -> None:
-    for flags in (["--mlm-probability", "1.5"], ["--context-length", "4"], ["--minutes", "0"]):
+    for flags in (
+        ["--mlm-probability", "1.5"],
+        ["--context-length", "4"],
+        ["--minutes", "0"],
+        ["--minutes", "nan"],
+        ["--batch-size", "0"],
+        ["--n-heads", "3"],  # does not divide d_model=32
+        ["--dropout", "1.5"],
+    ):
         with pytest.raises(SystemExit):
             smoke(script, tmp_path / "bad", *flags)
 
@@ -92,3 +100,24 @@ def test_a_pretrained_model_fine_tunes_with_model_dir(script, tmp_path) -> None:
         ["--smoke", "--no-progress", "--model-dir", str(tmp_path / "pre" / "model"), "--out-dir", str(tmp_path / "ft")]
     )
     assert results["model"] == str(tmp_path / "pre" / "model") and 0.0 <= results["test_accuracy"] <= 1.0
+
+
+def test_finetune_flags_fail_before_any_work(tmp_path) -> None:
+    finetune = load_script("finetune_bert.py")
+    for flags in (
+        ["--export", str(tmp_path / "x"), "--model-dir", str(tmp_path)],
+        ["--max-length", "2"],
+        ["--minutes", "nan"],
+    ):
+        with pytest.raises(SystemExit):
+            finetune.parse_args(flags)
+    args = finetune.parse_args(["--smoke", "--max-length", "16"])  # an explicit flag wins over --smoke's default
+    assert args.max_length == 16 and args.epochs == 2
+
+
+def test_finetune_rejects_a_max_length_past_the_encoder(script, tmp_path) -> None:
+    smoke(script, tmp_path / "pre")  # context_length 32
+    finetune = load_script("finetune_bert.py")
+    model_dir = str(tmp_path / "pre" / "model")
+    with pytest.raises(SystemExit, match="exceeds the encoder's 32 positions"):
+        finetune.main(["--smoke", "--no-progress", "--model-dir", model_dir, "--max-length", "64"])

@@ -71,5 +71,7 @@ def test_bad_input(model, tokenizer) -> None:
         fill_mask(model, tokenizer, "the [MASK]", top_k=2.5)
     with pytest.raises(TypeError, match="text must be a str"):
         fill_mask(model, tokenizer, ["the [MASK]"])
+    with pytest.raises(ValueError, match="the tokenizer has 6 ids but the model's vocab_size is 13"):
+        fill_mask(model, WordPieceTokenizer(VOCAB[:6]), "the [MASK]")
     with pytest.raises(ValueError, match="context"):
         fill_mask(model, tokenizer, "the " * 40 + "[MASK]")

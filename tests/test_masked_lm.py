@@ -276,3 +276,22 @@ def test_losses_equal_hugging_face_bert_for_pretraining_loss() -> None:
     assert_equivalent(ours, out.loss, depth=config.num_hidden_layers)
     reference_mlm = torch.nn.CrossEntropyLoss()(out.prediction_logits.view(-1, 50), labels.view(-1))
     assert_equivalent(mlm_loss(out.prediction_logits, labels), reference_mlm)
+
+
+def test_found_in_a_break_test() -> None:
+    """Narrow integer dtypes work (int64 out), and bad ids or arguments fail with errors that name them."""
+    ids = torch.tensor([[2, 5, 6, 7, 8, 3]])
+    special = torch.tensor([[True, False, False, False, False, True]])
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        masked, labels = mask_tokens(ids.to(dtype), vocab_size=30_522, mask_token_id=4, special_tokens_mask=special,
+                                     generator=g)  # fmt: skip
+        assert masked.dtype == labels.dtype == torch.int64
+    logits = torch.randn(1, 6, 10)
+    assert torch.equal(mlm_loss(logits, labels.int().clamp(max=9)), mlm_loss(logits, labels.clamp(max=9)))
+    with pytest.raises(TypeError, match="mask_token_id must be an int"):
+        mask_tokens(ids, vocab_size=10, mask_token_id=4.5, special_tokens_mask=special)
+    with pytest.raises(TypeError, match="mlm_probability must be a number"):
+        mask_tokens(ids, vocab_size=10, mask_token_id=4, special_tokens_mask=special, mlm_probability="0.15")
+    with pytest.raises(ValueError, match=r"input_ids must be ids in \[0, vocab_size=8\)"):
+        mask_tokens(ids, vocab_size=8, mask_token_id=4, special_tokens_mask=special)

@@ -160,3 +160,9 @@ def test_nsp_loss_and_accuracy_refuse_bad_shapes_and_labels() -> None:
     with pytest.raises(ValueError, match="empty"):
         nsp_loss(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
     assert nsp_accuracy(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]), torch.tensor([1, 0, 1])) == (2, 3)
+
+
+def test_int32_labels_give_the_same_loss() -> None:
+    logits = torch.randn(3, 2)
+    labels = torch.tensor([0, 1, 0])
+    assert torch.equal(nsp_loss(logits, labels.int()), nsp_loss(logits, labels))

@@ -359,3 +359,14 @@ def test_benchmark_script_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert results["sentences"] == 32 and results["max_abs_diff"] <= budget.atol
     assert 1 - results["mean_cosine"] <= budget.rtol
     assert "sentences/s" in capsys.readouterr().out
+
+
+def test_found_in_a_break_test() -> None:
+    """Two holes a newcomer found: None among the sentences, and an out-of-vocabulary word matching any [UNK]."""
+    from llmdocs.models.sentence_encoder import SentenceEncoder, contextual_token_vectors
+
+    encoder = SentenceEncoder.minilm()
+    with pytest.raises(TypeError, match="sentences must all be str, got NoneType None"):
+        encoder.encode(["a", None])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        contextual_token_vectors(encoder, "I like ☄ comets", "☃")

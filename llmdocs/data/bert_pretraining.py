@@ -76,6 +76,11 @@ def tokenize_documents(documents: Sequence[Sequence[str]], tokenizer: WordPieceT
     cache: dict[str, list[int]] = {}
     result = []
     for document in documents:
+        if isinstance(document, str):
+            raise TypeError(
+                "each document must be a list of sentences, got a str (wrap it: [[sentence, ...], ...], e.g. "
+                f"[{document[:30]!r}])"
+            )
         sentences = []
         for sentence in document:
             if not isinstance(sentence, str):

@@ -39,8 +39,8 @@ def fill_mask(
 
     Raises:
         TypeError: If ``text`` is not a string or ``top_k`` not an integer.
-        ValueError: If ``text`` has no ``[MASK]``, ``top_k`` is not in [1, V], or the text is longer than the
-            model's context (the message comes from the model).
+        ValueError: If ``text`` has no ``[MASK]``, ``top_k`` is not in [1, V], the tokenizer's vocabulary is not
+            the model's, or the text is longer than the model's context (the message comes from the model).
 
     References:
         Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding",
@@ -59,6 +59,9 @@ def fill_mask(
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if isinstance(top_k, bool) or not isinstance(top_k, int):
         raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
+    V = model.config.vocab_size if hasattr(model, "config") else tokenizer.vocab_size
+    if tokenizer.vocab_size != V:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model's vocab_size is {V}")
     if not 1 <= top_k <= tokenizer.vocab_size:
         raise ValueError(f"top_k must be in [1, {tokenizer.vocab_size}] (the vocabulary size), got {top_k}")
     encoded = tokenizer.encode(text)

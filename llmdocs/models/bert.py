@@ -286,13 +286,21 @@ class BertForPreTraining(nn.Module):
         Raises:
             ValueError: If ``masked_positions`` is not a bool tensor of the shape of ``input_ids``.
         """
+        if masked_positions is not None and (
+            not isinstance(masked_positions, Tensor)
+            or masked_positions.dtype != torch.bool
+            or masked_positions.shape != input_ids.shape
+        ):
+            got = (
+                f"{masked_positions.dtype} {tuple(masked_positions.shape)}"
+                if isinstance(masked_positions, Tensor)
+                else type(masked_positions).__name__
+            )
+            raise ValueError(
+                f"masked_positions must be a bool tensor of shape {tuple(input_ids.shape)} (like input_ids), got {got}"
+            )
         hidden, pooled = self.bert(input_ids, token_type_ids, attention_mask, need_weights)  # (B, T, D), (B, D)
         if masked_positions is not None:
-            if masked_positions.dtype != torch.bool or masked_positions.shape != input_ids.shape:
-                raise ValueError(
-                    f"masked_positions must be a bool tensor of shape {tuple(input_ids.shape)} (like input_ids), "
-                    f"got {masked_positions.dtype} {tuple(masked_positions.shape)}"
-                )
             hidden = hidden[masked_positions]  # (M, D)
         h = self.mlm_norm(self.mlm_activation(self.mlm_transform(hidden)))  # (B, T, D) or (M, D)
         return self.mlm_decoder(h), self.nsp_head(pooled)  # (B, T, V) or (M, V), (B, 2)

@@ -75,7 +75,7 @@ def mean_pooling(hidden: Tensor, attention_mask: Tensor) -> Tensor:
         attention_mask: (B, T), 1 (or True) at real tokens and 0 at padding.
 
     Returns:
-        The sentence vectors (B, D), in hidden's dtype.
+        The sentence vectors (B, D), in hidden's dtype (float32 for an integer hidden).
 
     Raises:
         ValueError: the shapes do not match, or a row of ``attention_mask`` has no real token.
@@ -288,9 +288,9 @@ class SentenceEncoder(nn.Module):
             raise TypeError(f"sentences must be a str or a sequence of str, got {type(sentences).__name__}")
         if len(texts) == 0:
             raise ValueError("sentences is empty: give at least one sentence")
-        bad = next((s for s in texts if not isinstance(s, str)), None)
-        if bad is not None:
-            raise TypeError(f"sentences must all be str, got {type(bad).__name__} {bad!r}")
+        bad = [s for s in texts if not isinstance(s, str)]
+        if bad:  # a list, not next(..., None): None itself is a bad item
+            raise TypeError(f"sentences must all be str, got {type(bad[0]).__name__} {bad[0]!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first, ties in input order
@@ -336,6 +336,11 @@ def contextual_token_vectors(encoder: SentenceEncoder, sentence: str, word: str)
     target = encoder.tokenizer.tokenize(word)  # e.g. ['bank'], or ['em', '##bed', '##ding'] for a rare word
     if not target:
         raise ValueError(f"word={word!r} has no token")
+    if encoder.tokenizer.unk_token in target:  # every unknown word is the same [UNK]: it cannot be found again
+        raise ValueError(
+            f"word={word!r} has characters outside the vocabulary (tokens {target}): its {encoder.tokenizer.unk_token}"
+            " cannot be told apart from any other unknown word of the sentence"
+        )
     batch = encoder.tokenize([sentence])  # (1, T) with [CLS] ... [SEP], truncated to max_seq_length
     tokens = encoder.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
     n = len(target)

@@ -141,6 +141,7 @@ def mask_tokens(
         (tensor([[2, 4, 5, 4, 4, 3, 0]]), tensor([[-100,    5,    6,    7,    8, -100, -100]]))
     """
     _check_mask_arguments(input_ids, vocab_size, mask_token_id, special_tokens_mask, mlm_probability)
+    input_ids = input_ids.long()  # int64 whatever came in: a narrow dtype cannot hold every random id of V
     B, T = input_ids.shape
     device = input_ids.device
     maskable = ~special_tokens_mask  # (B, T)
@@ -194,12 +195,21 @@ def _check_mask_arguments(
             f"special_tokens_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
             f"got {tuple(special_tokens_mask.shape)}"
         )
+    if isinstance(mlm_probability, bool) or not isinstance(mlm_probability, int | float):
+        raise TypeError(f"mlm_probability must be a number, got {type(mlm_probability).__name__} {mlm_probability!r}")
     if not 0.0 < mlm_probability < 1.0:
         raise ValueError(f"mlm_probability must be in (0, 1) (BERT: 0.15), got {mlm_probability}")
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
         raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    if isinstance(mask_token_id, bool) or not isinstance(mask_token_id, int):
+        raise TypeError(f"mask_token_id must be an int, got {type(mask_token_id).__name__} {mask_token_id!r}")
     if not 0 <= mask_token_id < vocab_size:
         raise ValueError(f"mask_token_id={mask_token_id} is not an id of the vocabulary [0, {vocab_size})")
+    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
+        raise ValueError(
+            f"input_ids must be ids in [0, vocab_size={vocab_size}), got values from {int(input_ids.min())} to "
+            f"{int(input_ids.max())}"
+        )
 
 
 def _check_continuation(is_continuation: Tensor, input_ids: Tensor) -> None:
@@ -271,7 +281,7 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     targets = labels[predicted]  # (M,)
     if int(targets.min()) < 0 or int(targets.max()) >= V:
         raise ValueError(f"labels must be ids in [0, {V}) or IGNORE_INDEX={IGNORE_INDEX}, got {targets.tolist()}")
-    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1).long(), ignore_index=IGNORE_INDEX)
 
 
 def mlm_accuracy(logits: Tensor, labels: Tensor) -> tuple[int, int]:

@@ -242,7 +242,7 @@ def nsp_loss(logits: Tensor, labels: Tensor) -> Tensor:
     _check_classification(logits, labels)
     if labels.numel() == 0:
         raise ValueError("the batch is empty: the mean NSP loss of no pair is undefined")
-    return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels.long())
 
 
 def nsp_accuracy(logits: Tensor, labels: Tensor) -> tuple[int, int]:
