@@ -123,3 +123,38 @@ def test_finetune_rejects_a_max_length_past_the_encoder(wikitext_run) -> None:
     model_dir = str(wikitext_run[0] / "run" / "model")  # context_length 32
     with pytest.raises(SystemExit, match="exceeds the encoder's 32 positions"):
         finetune.main(["--smoke", "--no-progress", "--model-dir", model_dir, "--max-length", "64"])
+
+
+def test_nsp_ablation_smoke_fine_tunes_both_runs_and_refuses_unlike_ones(script, wikitext_run, tmp_path) -> None:
+    with_nsp = wikitext_run[0] / "run"
+    without = tmp_path / "no-nsp"
+    smoke(script, without, "--no-nsp")
+    ablation = load_script("benchmarks/nsp_ablation.py")
+    flags = ["--with-nsp", str(with_nsp), "--without-nsp", str(without), "--smoke", "--no-progress"]
+    record = ablation.main([*flags, "--modes", "head", "--seeds", "0", "1", "--json", str(tmp_path / "r.json")])
+    assert list(record["results"]) == ["with NSP/head", "without NSP/head"]
+    for result in record["results"].values():
+        assert len(result["test_accuracy"]) == 2 and 0.0 <= result["mean"] <= 1.0 and result["stdev"] >= 0.0
+        assert result["runs"][0]["trainable_params"] == result["runs"][1]["trainable_params"] > 0
+    assert "val_nsp_accuracy" in record["pretraining"]["with NSP"]
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["seeds"] == [0, 1]
+    with pytest.raises(SystemExit, match="differ in more than NSP"):
+        other = tmp_path / "other"
+        smoke(script, other, "--no-nsp", "--mlm-probability", "0.3")
+        ablation.main(["--with-nsp", str(with_nsp), "--without-nsp", str(other), "--smoke", "--no-progress"])
+    with pytest.raises(SystemExit, match="with NSP"):  # swapped
+        ablation.main(["--with-nsp", str(without), "--without-nsp", str(with_nsp), "--smoke", "--no-progress"])
+    with pytest.raises(SystemExit):
+        ablation.main(["--with-nsp", str(tmp_path), "--without-nsp", str(without)])  # not a run folder
+
+
+def test_classification_benchmark_with_a_pretrained_model_dir(wikitext_run, tmp_path) -> None:
+    bench = load_script("benchmarks/bert_classification.py")
+    model_dir = str(wikitext_run[0] / "run" / "model")
+    flags = ["--smoke", "--no-progress", "--runs", "ours-head", "--max-length", "32"]
+    record = bench.main([*flags, "--model-dir", model_dir])
+    assert record["encoder"] == model_dir and record["results"]["ours-head"]["trainable_params"] == 2 * 32 + 2
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--model-dir", model_dir, "--runs", "hf-full"])  # the peer needs MiniLM's folder
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--model-dir", str(tmp_path), "--runs", "ours-full"])  # no model there

@@ -11,6 +11,10 @@ One run measures, on the same split and with the same recipe, data order and bud
   folder (offline), trained by the same loop on the same batches (our WordPiece tokenizer gives the ids of
   Hugging Face's ``BertTokenizer``). "head" freezes ``bert`` (the pooler too) in both.
 
+``--model-dir`` replaces MiniLM, for the ``ours-*`` runs, by a BERT pre-trained in this course (a folder written by
+``examples/pretrain_bert.py``, e.g. ``llmdocs/pretrained/bert-people-daily`` for the Chinese reviews); the peer runs
+need MiniLM's folder and are refused with it.
+
 Each fine-tuning run keeps the epoch with the best validation accuracy and reports its test accuracy, the spam (or
 positive) class's precision and recall, the trainable parameters, and the training time: wall-clock seconds of the
 training loop, per-epoch validation included, and the CPU seconds of the process (summed over threads). The machine
@@ -20,6 +24,8 @@ Usage:
     python examples/benchmarks/bert_classification.py --json llmdocs/records/bert_sms_spam.json   # ~10-15 min
     python examples/benchmarks/bert_classification.py --runs tfidf ours-full --epochs 2
     python examples/benchmarks/bert_classification.py --task review-sentiment --runs tfidf        # 84.8%
+    python examples/benchmarks/bert_classification.py --task review-sentiment --runs tfidf ours-full \
+        --model-dir llmdocs/pretrained/bert-people-daily --json llmdocs/records/bert_review_sentiment.json
     python examples/benchmarks/bert_classification.py --smoke                                      # seconds
 """
 
@@ -128,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", choices=sorted(TFIDF), default="sms-spam", help="data set (default: %(default)s)")
     p.add_argument("--runs", nargs="+", choices=RUNS, default=None,
                    help="what to measure (default: all for sms-spam, tfidf for review-sentiment)")  # fmt: skip
+    p.add_argument("--model-dir", default=None,
+                   help="for the ours-* runs: a BERT of examples/pretrain_bert.py instead of MiniLM")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: finetune_bert.py's)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: finetune_bert.py's)")
     p.add_argument("--batch-size", type=int, default=None, help="texts per step (default: finetune_bert.py's)")
@@ -143,12 +151,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="a few texts, a few steps: seconds (for the tests)")
     args = p.parse_args(argv)
     args.runs = args.runs or (list(RUNS) if args.task == "sms-spam" else ["tfidf"])
+    if args.model_dir is not None and any(run.startswith("hf-") for run in args.runs):
+        p.error("the hf-* runs load MiniLM's folder: leave them out of --runs with --model-dir")
+    if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
+        p.error(f"--model-dir {args.model_dir} holds no model (no config.json): give a folder of pretrain_bert.py")
     return args
 
 
 def recipe_args(script: ModuleType, args: argparse.Namespace, mode: str) -> argparse.Namespace:
     """finetune_bert.py's arguments for one mode: its defaults, then this benchmark's overrides."""
     flags = ["--task", args.task, "--mode", mode, "--seed", str(args.seed)]
+    if args.model_dir is not None:
+        flags += ["--model-dir", args.model_dir]
     for name in ("epochs", "max_length", "batch_size", "select"):
         if getattr(args, name) is not None:
             flags += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "note": args.note,
         "task": args.task,
+        "encoder": args.model_dir or "all-MiniLM-L6-v2",
         "source": attribution,
         "split": {name: {"texts": len(part), class_names[1]: sum(y for _, y in part)} for name, part in split.items()},
         "recipes": {},
@@ -191,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             family, mode = run.split("-", 1)
             recipe = recipe_args(script, args, mode)
             if encoder is None:
-                encoder, tokenizer = script.load_encoder("minilm")
+                encoder, tokenizer = script.load_encoder("minilm", args.model_dir)
                 data = script.encode_split(tokenizer, split, recipe.max_length)
             if family == "ours":
                 model = script.build_classifier(encoder, len(class_names), mode, recipe.dropout, recipe.seed)
