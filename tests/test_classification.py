@@ -180,6 +180,9 @@ def test_head_regime_leaves_the_encoder_untouched() -> None:
         finetune(model, ClassificationBatches(data, 8), config, select="best", progress=False)  # no validation
     loss, n_tokens = classification_loss(model, ClassificationBatches(data, 8)(0))
     assert loss.ndim == 0 and n_tokens == int(ClassificationBatches(data, 8)(0)[1].sum())
+    ids, mask, labels = ClassificationBatches(data, 8)(0)
+    with pytest.raises(ValueError, match=r"labels must be class ids in \[0, 2\)"):  # a 3-class label, 2 classes
+        classification_loss(model, (ids, mask, torch.full_like(labels, 2)))
 
 
 @pytest.mark.numerics

@@ -244,6 +244,9 @@ def test_mlm_loss_refuses_bad_input_instead_of_returning_nan() -> None:
         mlm_loss(logits, torch.zeros(2, 3))
     with pytest.raises(TypeError, match="logits must be a float tensor"):
         mlm_loss(torch.zeros(2, 3, 5, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
+    for bad in (-1, 5):  # a label -1 (not IGNORE_INDEX) would count as a position no argmax can hit
+        with pytest.raises(ValueError, match=rf"labels must be ids in \[0, 5\) .*got \[{bad}\]"):
+            mlm_accuracy(logits, torch.tensor([[bad, IGNORE_INDEX, 0], [0, 0, 0]]))
 
 
 def test_mlm_accuracy_counts_argmax_hits_at_predicted_positions() -> None:

@@ -285,6 +285,9 @@ def classification_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
     input_ids, attention_mask, labels = batch  # (B, T), (B, T), (B,)
     logits = _logits(model(input_ids, attention_mask=attention_mask))  # (B, C)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 -> float32; float64 stays
+    C = logits.shape[-1]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
+        raise ValueError(f"labels must be class ids in [0, {C}) for a {C}-class model, got {labels.tolist()}")
     return F.cross_entropy(logits, labels), int(attention_mask.sum())
 
 

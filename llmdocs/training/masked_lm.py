@@ -243,6 +243,13 @@ def _check_logits_labels(logits: Tensor, labels: Tensor) -> None:
         )
 
 
+def _check_label_range(targets: Tensor, V: int) -> None:
+    """The labels of the predicted positions (M,) are token ids of a V-token vocabulary."""
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= V):
+        bad = targets[(targets < 0) | (targets >= V)].unique()[:5].tolist()
+        raise ValueError(f"labels must be ids in [0, {V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad}")
+
+
 def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy over the predicted positions: L = -(1/|M|) sum_{i in M} log softmax(logits_i)[labels_i].
 
@@ -278,9 +285,7 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
             f"no position is predicted: every label is IGNORE_INDEX={IGNORE_INDEX} (labels of shape "
             f"{tuple(labels.shape)}); mask at least one token per batch, e.g. mask_tokens(..., at_least_one=True)"
         )
-    targets = labels[predicted]  # (M,)
-    if int(targets.min()) < 0 or int(targets.max()) >= V:
-        raise ValueError(f"labels must be ids in [0, {V}) or IGNORE_INDEX={IGNORE_INDEX}, got {targets.tolist()}")
+    _check_label_range(labels[predicted], V)
     return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1).long(), ignore_index=IGNORE_INDEX)
 
 
@@ -297,8 +302,8 @@ def mlm_accuracy(logits: Tensor, labels: Tensor) -> tuple[int, int]:
         `(correct, total)`: argmax hits at the predicted positions, and the number of predicted positions.
 
     Raises:
-        TypeError, ValueError: As [`mlm_loss`][llmdocs.training.masked_lm.mlm_loss] for types and shapes (a batch
-            without predictions gives `(0, 0)`).
+        TypeError, ValueError: As [`mlm_loss`][llmdocs.training.masked_lm.mlm_loss] for types, shapes and label
+            ranges (a batch without predictions gives `(0, 0)`).
 
     Examples:
         >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [5.0, 0.0]]])  # (1, 3, 2)
@@ -307,5 +312,6 @@ def mlm_accuracy(logits: Tensor, labels: Tensor) -> tuple[int, int]:
     """
     _check_logits_labels(logits, labels)
     predicted = labels != IGNORE_INDEX
+    _check_label_range(labels[predicted], logits.shape[-1])
     correct = (logits.argmax(dim=-1) == labels) & predicted
     return int(correct.sum()), int(predicted.sum())
