@@ -107,6 +107,9 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
     Returns:
         The folder written.
 
+    Raises:
+        FileExistsError: If ``directory`` is an existing file (it is not replaced by a folder).
+
     Examples:
         >>> import tempfile
         >>> path = write_folder_atomically(tempfile.mkdtemp() + "/out", lambda tmp: (tmp / "a.txt").write_text("a"))
@@ -114,6 +117,8 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
         ['a.txt']
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} is a file, not a folder: give a new or an existing folder's path")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:

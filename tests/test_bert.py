@@ -370,3 +370,8 @@ def test_save_encoder_bad_input(tmp_path) -> None:
     (path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf-8")  # damaged
     with pytest.raises(ValueError, match="has 5 tokens but the model's vocab_size is 8"):
         load_encoder(path)
+    (tmp_path / "file").write_text("keep me", encoding="utf-8")
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        save_encoder(tmp_path / "file", model, good)
+    assert (tmp_path / "file").read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary folder left

@@ -53,6 +53,9 @@ def test_continuation_mask_marks_double_hash_pieces_from_a_list_or_a_dict() -> N
         continuation_mask("##abc")
     with pytest.raises(ValueError, match="empty"):
         continuation_mask([])
+    for bad in (-1, 1.0, True):  # a negative id would silently mark the last id; a float id fails in indexing
+        with pytest.raises(ValueError, match="ids must be integers >= 0"):
+            continuation_mask({"##x": bad, "a": 0})
 
 
 # ---- mask_tokens -----------------------------------------------------------------------------------------------------

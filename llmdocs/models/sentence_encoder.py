@@ -97,6 +97,7 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
     """All cosines between the rows of ``a`` (Q, D) and of ``b`` (N, D): (Q, N) = normalize(a) normalize(b)^T.
 
     Raises:
+        TypeError: ``a`` or ``b`` is not a floating-point tensor (e.g. a list, or token ids).
         ValueError: ``a`` or ``b`` is not 2-D, or their widths D differ.
 
     Examples:
@@ -104,6 +105,10 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
         >>> cosine_similarity_matrix(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]]))
         tensor([[1.0000, 0.7071, 0.0000]])
     """
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            kind = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"{name} must be a float tensor of embeddings (rows, D), got {kind}")
     if a.dim() != 2 or b.dim() != 2 or a.size(1) != b.size(1):
         raise ValueError(f"expected (Q, D) and (N, D) embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
     return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T  # (Q, D) @ (D, N) -> (Q, N)
@@ -126,6 +131,7 @@ def semantic_search(
         Q lists of ``min(top_k, N)`` pairs ``(corpus index, cosine)``, by decreasing cosine.
 
     Raises:
+        TypeError: embeddings that are not float tensors (see ``cosine_similarity_matrix``).
         ValueError: bad shapes (see ``cosine_similarity_matrix``), or ``top_k`` < 1.
 
     Examples:

@@ -57,7 +57,7 @@ def continuation_mask(vocab: Sequence[str] | Mapping[str, int]) -> Tensor:
 
     Raises:
         TypeError: If `vocab` is a string or holds non-strings.
-        ValueError: If `vocab` is empty.
+        ValueError: If `vocab` is empty, or a mapping's id is not an integer >= 0.
 
     Examples:
         >>> continuation_mask(["[PAD]", "play", "##ing", "#", "##"])
@@ -68,10 +68,13 @@ def continuation_mask(vocab: Sequence[str] | Mapping[str, int]) -> Tensor:
     pairs = list(vocab.items()) if isinstance(vocab, Mapping) else [(t, i) for i, t in enumerate(vocab)]
     if not pairs:
         raise ValueError("vocab is empty")
-    is_continuation = torch.zeros(max(i for _, i in pairs) + 1, dtype=torch.bool)  # (V,)
     for token, i in pairs:
         if not isinstance(token, str):
             raise TypeError(f"vocabulary tokens must be str, got {type(token).__name__} {token!r}")
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise ValueError(f"vocabulary ids must be integers >= 0, got {i!r} for token {token!r}")
+    is_continuation = torch.zeros(max(i for _, i in pairs) + 1, dtype=torch.bool)  # (V,)
+    for token, i in pairs:
         is_continuation[i] = token.startswith("##")
     return is_continuation
 
