@@ -104,6 +104,9 @@ def test_encode_examples_pads_truncates_and_checks() -> None:
         encode_examples(tokenizer, [])
     with pytest.raises(ValueError, match="label"):
         encode_examples(tokenizer, [("good", -1)])
+    for bad in (["good", "bad"], [(1, 0)], [("good", 1, 0)]):  # texts without labels, a non-text, a triple
+        with pytest.raises(TypeError, match=r"examples must be \(text, label\) pairs"):
+            encode_examples(tokenizer, bad)
     with pytest.raises(ValueError, match="max_length=1"):
         encode_examples(tokenizer, [("good", 1)], max_length=1)
     with pytest.raises(ValueError, match=r"must be \(N, T\), \(N, T\) and \(N,\)"):

@@ -186,6 +186,7 @@ def encode_examples(
     """Tokenize `(text, label)` pairs once, truncating each text to `max_length` tokens ([CLS] and [SEP] included).
 
     Raises:
+        TypeError: If an example is not a `(text, label)` pair with a `str` text.
         ValueError: If `examples` is empty, a label is not an int >= 0, or `max_length` < 2.
 
     Examples:
@@ -198,6 +199,11 @@ def encode_examples(
         raise ValueError("examples is empty: nothing to encode")
     if max_length < 2:
         raise ValueError(f"max_length={max_length} leaves no room for [CLS] and [SEP]")
+    bad = next(
+        (ex for ex in examples if not (isinstance(ex, tuple | list) and len(ex) == 2 and isinstance(ex[0], str))), None
+    )
+    if bad is not None:
+        raise TypeError(f"examples must be (text, label) pairs with a str text, got {bad!r}")
     texts = [text for text, _ in examples]
     labels = [label for _, label in examples]
     if not all(isinstance(y, int) and not isinstance(y, bool) and y >= 0 for y in labels):
