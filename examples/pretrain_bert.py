@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     g.add_argument("--log-every", type=int, help="steps between metrics rows")
     g.add_argument("--export", default=None, help="also save the trained model to this folder")
+    g.add_argument("--export-dtype", choices=["float32", "float16"], default="float32",
+                   help="dtype of the weights saved by --export (float16: half the size, to ship a model)")  # fmt: skip
     g.add_argument("--record", default=None, help="also write results and metrics to this JSON file")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     g.add_argument("--smoke", action="store_true", help="a tiny run that takes seconds (used by the tests)")
@@ -408,7 +410,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             plot_history(history).savefig(out_dir / "curve.svg")
         save_encoder(out_dir / "model", plain, tokenizer, {"results": results})
         if args.export:
-            save_encoder(args.export, plain, tokenizer, {"results": results})
+            dtype = getattr(torch, args.export_dtype)
+            save_encoder(args.export, plain, tokenizer, {"results": results}, weights_dtype=dtype)
         if args.record:
             record = {**results, "history": history}
             Path(args.record).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

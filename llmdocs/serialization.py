@@ -10,6 +10,7 @@ fixed table of llmdocs configs, never imported from a name stored in the file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -56,6 +58,7 @@ def save_pretrained(
     config: Any,
     meta: dict[str, Any] | None = None,
     write_extra: Callable[[Path], None] | None = None,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` (replacing it atomically: a crash never leaves half a model).
 
@@ -66,9 +69,15 @@ def save_pretrained(
         meta: Extra JSON-friendly data (vocabulary, training command, scores).
         write_extra: Called with the temporary folder before it is moved into place, to add files that belong
             to the model (a tokenizer): they appear atomically together with the weights.
+        weights_dtype: Store the floating-point weights in this dtype, e.g. ``torch.float16`` for a file half the
+            size (a model shipped in the package); :func:`load_pretrained` loads them into the float32 model.
+            None keeps the model's own dtype.
 
     Returns:
         The folder written.
+
+    Raises:
+        TypeError: If ``model`` and ``config`` are not a known pair, or ``weights_dtype`` is not a floating dtype.
 
     Examples:
         >>> import tempfile
@@ -80,10 +89,15 @@ def save_pretrained(
     name = type(model).__name__
     if name not in MODEL_CLASSES or not isinstance(config, MODEL_CLASSES[name][0]):
         raise TypeError(f"model {name} with config {type(config).__name__} is not a known pair: {list(MODEL_CLASSES)}")
+    if weights_dtype is not None and not (isinstance(weights_dtype, torch.dtype) and weights_dtype.is_floating_point):
+        raise TypeError(f"weights_dtype must be a floating torch.dtype such as torch.float16, got {weights_dtype!r}")
 
     def write(tmp: Path) -> None:
-        save_model(model, str(tmp / "model.safetensors"))  # stores tied weights once
+        stored = model if weights_dtype is None else copy.deepcopy(model).to(weights_dtype)
+        save_model(stored, str(tmp / "model.safetensors"))  # stores tied weights once
         saved: dict[str, Any] = {"model": name, "config": dataclasses.asdict(config)}
+        if weights_dtype is not None:
+            saved["weights_dtype"] = str(weights_dtype).removeprefix("torch.")
         if isinstance(model, BertForSequenceClassification):
             saved["n_classes"] = model.n_classes  # the one constructor argument besides the config
         (tmp / "config.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
@@ -255,6 +269,7 @@ def save_encoder(
     model: Encoder,
     tokenizer: WordPieceTokenizer,
     meta: dict[str, Any] | None = None,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """:func:`save_pretrained` for a BERT model together with its WordPiece tokenizer.
 
@@ -267,6 +282,7 @@ def save_encoder(
             ``BertForSequenceClassification``.
         tokenizer: Its [WordPieceTokenizer][llmdocs.tokenizers.WordPieceTokenizer].
         meta: Extra JSON-friendly data (training command, scores).
+        weights_dtype: As in :func:`save_pretrained` (``torch.float16`` halves the file).
 
     Returns:
         The folder written.
@@ -307,7 +323,8 @@ def save_encoder(
     def write_vocab(tmp: Path) -> None:
         (tmp / spec["vocab_file"]).write_text(lines, encoding="utf-8")
 
-    return save_pretrained(directory, model, model.config, {**(meta or {}), "tokenizer": spec}, write_vocab)
+    meta = {**(meta or {}), "tokenizer": spec}
+    return save_pretrained(directory, model, model.config, meta, write_vocab, weights_dtype=weights_dtype)
 
 
 def load_encoder(directory: str | os.PathLike[str]) -> tuple[Encoder, WordPieceTokenizer, dict[str, Any]]:

@@ -13,6 +13,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never touch the network
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -348,6 +349,17 @@ def test_save_encoder_round_trip(cls: type, tmp_path) -> None:
         assert torch.equal(a, b), name  # a lossless round trip
     if cls is BertForPreTraining:
         assert loaded.mlm_decoder.weight is loaded.bert.embeddings.tok_embed.weight  # still tied
+    half = save_encoder(tmp_path / "half", model, tokenizer, weights_dtype=torch.float16)
+    size = (half / "model.safetensors").stat().st_size
+    assert size < 0.6 * (path / "model.safetensors").stat().st_size  # half the bytes, plus the header
+    loaded_half = load_encoder(half)[0]
+    assert json.loads((half / "config.json").read_text(encoding="utf-8"))["weights_dtype"] == "float16"
+    assert all(p.dtype == torch.float32 for p in loaded_half.parameters())  # loaded into the float32 model
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded_half.state_dict().items(), strict=True):
+        assert torch.equal(a.half().to(a.dtype), b), name  # the float16-rounded weights
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the saved model itself is untouched
+    with pytest.raises(TypeError, match=r"weights_dtype must be a floating torch\.dtype"):
+        save_encoder(tmp_path / "bad", model, tokenizer, weights_dtype=torch.int8)
 
 
 def test_save_encoder_bad_input(tmp_path) -> None:

@@ -56,10 +56,15 @@ def test_wikitext_smoke_run_writes_results_a_record_and_a_loadable_encoder(wikit
 
 @pytest.mark.filterwarnings("ignore:WordPiece training learnt")  # 10 paragraphs repeat few pairs of pieces
 def test_chinese_without_nsp_and_whole_word_masking(script, tmp_path) -> None:
-    results = smoke(script, tmp_path / "zh", "--corpus", "people-daily", "--no-nsp", "--whole-word")
+    export = ["--export", str(tmp_path / "shipped"), "--export-dtype", "float16"]  # how a shipped model is saved
+    results = smoke(script, tmp_path / "zh", "--corpus", "people-daily", "--no-nsp", "--whole-word", *export)
     assert results["corpus"] == "people-daily" and not results["nsp"] and results["whole_word"]
     assert "val_nsp_accuracy" not in results and 0.0 <= results["val_mlm_accuracy"] <= 1.0
     assert all(" " not in ex["text"].replace("[MASK]", "") for ex in results["fill_mask"])  # written as Chinese
+    shipped = tmp_path / "shipped"
+    assert json.loads((shipped / "config.json").read_text(encoding="utf-8"))["weights_dtype"] == "float16"
+    full, half = (folder / "model.safetensors" for folder in (tmp_path / "zh" / "model", shipped))
+    assert half.stat().st_size < 0.6 * full.stat().st_size and load_encoder(shipped)[2]["results"]["corpus"]
 
 
 def test_budget_stop_then_resume_equals_an_unbroken_run(script, wikitext_run, tmp_path) -> None:
