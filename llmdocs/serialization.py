@@ -26,7 +26,9 @@ from torch import nn
 
 from llmdocs.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.resnet import ResNet, ResNetConfig
 from llmdocs.models.transformer import Transformer, TransformerConfig
+from llmdocs.models.vit import ViT, ViTConfig
 from llmdocs.tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer
 
 __all__ = [
@@ -48,6 +50,8 @@ MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "BertModel": (BertConfig, BertModel),
     "BertForPreTraining": (BertConfig, BertForPreTraining),
     "BertForSequenceClassification": (BertConfig, BertForSequenceClassification),
+    "ViT": (ViTConfig, ViT),
+    "ResNet": (ResNetConfig, ResNet),
 }
 """Model name -> (config dataclass, model class) of every model that :func:`load_pretrained` can build."""
 

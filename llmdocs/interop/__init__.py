@@ -6,7 +6,9 @@ Foreign parameter names live only in these modules: [torch_nn][llmdocs.interop.t
 [hf][llmdocs.interop.hf] maps [GPT][llmdocs.models.gpt.GPT] to Hugging Face's ``GPT2LMHeadModel`` (``transformers`` is
 imported only when a Hugging Face model is built). [hf_bert][llmdocs.interop.hf_bert] maps the
 [BERT][llmdocs.models.bert] models to ``BertModel``, ``BertForPreTraining`` and ``BertForSequenceClassification``
-(``hf_bert.from_hf`` / ``hf_bert.to_hf``).
+(``hf_bert.from_hf`` / ``hf_bert.to_hf``). [hf_vit][llmdocs.interop.hf_vit] maps the
+[ViT][llmdocs.models.vit.ViT] to ``ViTModel`` and ``ViTForImageClassification`` (``hf_vit.from_hf`` /
+``hf_vit.to_hf``).
 """
 
 from llmdocs.interop.hf import (
@@ -20,6 +22,7 @@ from llmdocs.interop.hf import (
     to_hf,
 )
 from llmdocs.interop.hf_bert import HF_BERT_HEAD_NAMES, HF_BERT_NAMES
+from llmdocs.interop.hf_vit import HF_VIT_LEGACY_NAMES, HF_VIT_NAMES
 from llmdocs.interop.torch_nn import (
     TORCH_NAMES,
     copy_from_torch,
@@ -44,6 +47,8 @@ __all__ = [
     "HF_BERT_HEAD_NAMES",
     "HF_BERT_NAMES",
     "HF_NAMES",
+    "HF_VIT_LEGACY_NAMES",
+    "HF_VIT_NAMES",
     "TORCH_NAMES",
     "config_from_hf",
     "config_to_hf",

@@ -6,7 +6,9 @@
 - [gpt][llmdocs.models.gpt]: GPT, the decoder-only language model (chapter "GPT");
 - [bert][llmdocs.models.bert]: BERT, the bidirectional encoder with its pre-training and classification heads;
 - [sentence_encoder][llmdocs.models.sentence_encoder]: a BERT turned into a sentence encoder (pooling and
-  normalisation, as Sentence-BERT), semantic search (chapter "BERT").
+  normalisation, as Sentence-BERT), semantic search (chapter "BERT");
+- [vit][llmdocs.models.vit]: the Vision Transformer and attention rollout (chapter "Vision Transformer");
+- [resnet][llmdocs.models.resnet]: a small residual network, the convolutional baseline of that chapter.
 """
 
 from llmdocs.models.bert import (
@@ -17,20 +19,28 @@ from llmdocs.models.bert import (
     BertModel,
 )
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.resnet import BasicBlock, ResNet, ResNetConfig
 from llmdocs.models.sentence_encoder import SentenceEncoder
 from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.models.transformer_encoder import TransformerEncoder
+from llmdocs.models.vit import ViT, ViTConfig, attention_rollout
 
 __all__ = [
     "GPT",
+    "BasicBlock",
     "BertConfig",
     "BertEmbeddings",
     "BertForPreTraining",
     "BertForSequenceClassification",
     "BertModel",
     "GPTConfig",
+    "ResNet",
+    "ResNetConfig",
     "SentenceEncoder",
     "Transformer",
     "TransformerConfig",
     "TransformerEncoder",
+    "ViT",
+    "ViTConfig",
+    "attention_rollout",
 ]

@@ -6,6 +6,10 @@
 - [feedforward][llmdocs.nn.feedforward]: the position-wise feed-forward network and its activations.
 - [transformer_layers][llmdocs.nn.transformer_layers]: encoder and decoder layers, Post-LN or Pre-LN.
 - [checks][llmdocs.nn.checks]: input checks the models share (token ids in range).
+- [patch_embedding][llmdocs.nn.patch_embedding]: images as sequences: patches, their embedding (a strided
+  convolution), the [CLS] token, learned and 2-D sine-cosine positions and their interpolation (chapter "Vision
+  Transformer").
+- [image_checks][llmdocs.nn.image_checks]: input checks the image models share (float (B, C, H, W) batches).
 
 The models in [llmdocs.models][llmdocs.models] are assembled from these pieces.
 """
@@ -13,21 +17,37 @@ The models in [llmdocs.models][llmdocs.models] are assembled from these pieces.
 from llmdocs.nn.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
 from llmdocs.nn.checks import check_token_ids
 from llmdocs.nn.feedforward import PositionwiseFeedForward, get_activation
+from llmdocs.nn.image_checks import check_images
+from llmdocs.nn.patch_embedding import (
+    ImageEmbedding,
+    PatchEmbedding,
+    interpolate_pos_embed,
+    patchify,
+    sincos_2d_table,
+    unpatchify,
+)
 from llmdocs.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
 from llmdocs.nn.transformer_layers import DecoderLayer, EncoderLayer
 
 __all__ = [
     "DecoderLayer",
     "EncoderLayer",
+    "ImageEmbedding",
     "KVCache",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
+    "PatchEmbedding",
     "PositionwiseFeedForward",
     "SinusoidalPositionalEncoding",
     "causal_mask",
+    "check_images",
     "check_token_ids",
     "get_activation",
+    "interpolate_pos_embed",
     "padding_mask",
+    "patchify",
     "scaled_dot_product_attention",
+    "sincos_2d_table",
     "sinusoidal_table",
+    "unpatchify",
 ]
