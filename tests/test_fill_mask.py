@@ -75,3 +75,38 @@ def test_bad_input(model, tokenizer) -> None:
         fill_mask(model, WordPieceTokenizer(VOCAB[:6]), "the [MASK]")
     with pytest.raises(ValueError, match="context"):
         fill_mask(model, tokenizer, "the " * 40 + "[MASK]")
+
+
+# ---- the shipped pre-trained BERTs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "corpus"), [("bert-wikitext2", "wikitext2"), ("bert-people-daily", "people-daily+reviews")]
+)
+def test_shipped_berts_load_with_their_tokenizer_and_record(name: str, corpus: str) -> None:
+    import json
+
+    from llmdocs.pretrained import load_bert, pretrained_dir
+    from llmdocs.records import load_record
+
+    model, tokenizer, meta = load_bert(name)
+    assert not model.training and model.config.vocab_size == tokenizer.vocab_size
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    folder = pretrained_dir(name)
+    assert json.loads((folder / "config.json").read_text(encoding="utf-8"))["weights_dtype"] == "float16"
+    assert (folder / "model.safetensors").stat().st_size < 12e6  # float16: about 2 bytes per parameter
+    record = load_record(name.replace("-", "_"))
+    results = meta["results"]
+    assert results["corpus"] == record["corpus"] == corpus and results["steps"] == record["steps"]
+    assert results["val_mlm_accuracy"] == record["val_mlm_accuracy"]  # the record is the run that was shipped
+    top = fill_mask(model, tokenizer, "the [MASK] ." if corpus == "wikitext2" else "今天[MASK]。", top_k=3)[0]
+    assert len(top) == 3 and all(0.0 < p < 1.0 for _, p in top)
+
+
+def test_load_bert_refuses_other_models() -> None:
+    from llmdocs.pretrained import load_bert
+
+    with pytest.raises(ValueError, match="unknown pretrained model 'bert-nope'"):
+        load_bert("bert-nope")
+    with pytest.raises(ValueError, match="holds no BERT model"):
+        load_bert("dates-en-zh")  # an encoder-decoder Transformer

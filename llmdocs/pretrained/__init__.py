@@ -10,6 +10,12 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
   ``examples/train_gpt.py`` (its ``meta.json`` holds the exact command and the validation loss).
 - ``gpt-tang-char``: a character-level GPT of seven-character Tang regulated verse (the GPT chapter), trained by
   ``python examples/train_gpt.py --preset tang``.
+- ``bert-wikitext2``: a small English BERT (4 layers, D 256) pre-trained from scratch with MLM + NSP on WikiText-2,
+  with its own WordPiece vocabulary (the BERT chapter), trained by ``examples/pretrain_bert.py``;
+  :func:`load_bert` loads it.
+- ``bert-people-daily``: the same shape pre-trained on the People's Daily corpus and the Chinese review texts, with
+  a character-level WordPiece vocabulary (the BERT chapter), trained by
+  ``python examples/pretrain_bert.py --corpus people-daily+reviews``.
 - ``minilm-sms-spam``: an SMS spam filter fine-tuned from the packaged all-MiniLM-L6-v2 (the BERT chapter). Only
   what fine-tuning changed is shipped (the last encoder layer, the pooler and the classifier, as a delta written by
   :func:`llmdocs.finetuning.save_finetuned`); :func:`load_minilm_classifier` applies it to the installed base.
@@ -22,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from llmdocs.data.vocab import CharVocab
-from llmdocs.models.bert import BertForSequenceClassification
+from llmdocs.models.bert import BertForPreTraining, BertForSequenceClassification
 from llmdocs.models.gpt import GPT
 from llmdocs.models.transformer import Transformer
-from llmdocs.serialization import Tokenizer, load_language_model, load_pretrained
+from llmdocs.serialization import Tokenizer, load_encoder, load_language_model, load_pretrained
 from llmdocs.tokenizers import WordPieceTokenizer
 
-__all__ = ["available", "load_date_translator", "load_gpt", "load_minilm_classifier", "pretrained_dir"]
+__all__ = ["available", "load_bert", "load_date_translator", "load_gpt", "load_minilm_classifier", "pretrained_dir"]
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -112,6 +118,33 @@ def load_gpt(name: str = "gpt-shakespeare-char") -> tuple[GPT, Tokenizer, dict[s
     model, tokenizer, meta = load_language_model(pretrained_dir(name))
     if not isinstance(model, GPT):
         raise TypeError(f"{name} is a {type(model).__name__}, not a GPT")
+    return model, tokenizer, meta
+
+
+def load_bert(name: str = "bert-wikitext2") -> tuple[BertForPreTraining, WordPieceTokenizer, dict[str, Any]]:
+    """A shipped BERT pre-trained from scratch by ``examples/pretrain_bert.py``, with its WordPiece tokenizer.
+
+    Args:
+        name: Which shipped BERT: ``"bert-wikitext2"`` (English) or ``"bert-people-daily"`` (Chinese).
+
+    Returns:
+        ``(model, tokenizer, meta)``; the model (MLM and NSP heads) is in eval mode on the CPU, ``meta["results"]``
+        holds the held-out MLM and NSP accuracy and the command of its pre-training run.
+
+    Raises:
+        ValueError: If ``name`` is not a shipped model.
+        TypeError: If ``name`` is not a pre-trained BERT.
+
+    Examples:
+        >>> from llmdocs.generation import fill_mask
+        >>> model, tokenizer, meta = load_bert()
+        >>> top = fill_mask(model, tokenizer, "the war ended in [MASK] .", top_k=3)[0]
+        >>> len(top), meta["results"]["corpus"]
+        (3, 'wikitext2')
+    """
+    model, tokenizer, meta = load_encoder(pretrained_dir(name))
+    if not isinstance(model, BertForPreTraining):
+        raise TypeError(f"{name} is a {type(model).__name__}, not a pre-trained BERT (BertForPreTraining)")
     return model, tokenizer, meta
 
 

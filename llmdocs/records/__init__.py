@@ -19,6 +19,10 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``sentence_embeddings`` | ``python examples/benchmarks/sentence_embeddings.py --json ...`` |
 | ``bert_pretraining_reference`` | ``python examples/benchmarks/bert_pretraining_reference.py --json ...`` |
 | ``bert_sms_spam`` | ``python examples/benchmarks/bert_classification.py --json ...`` |
+| ``bert_wikitext2`` | ``python examples/pretrain_bert.py --steps 2000 ... --record ...`` |
+| ``bert_people_daily`` | ``python examples/pretrain_bert.py --corpus people-daily+reviews ... --record ...`` |
+| ``bert_nsp_ablation`` | ``python examples/benchmarks/nsp_ablation.py --with-nsp ... --without-nsp ... --json ...`` |
+| ``bert_review_sentiment`` | ``python examples/benchmarks/bert_classification.py --task review-sentiment ...`` |
 """
 
 from __future__ import annotations
