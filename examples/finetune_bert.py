@@ -96,7 +96,9 @@ DEFAULT_LR = {"head": 1e-1, "last-block": 3e-4, "full": 2e-4}
 MINILM_BASE = "all-MiniLM-L6-v2"
 """The base name a MiniLM delta is saved for (``llmdocs.pretrained.load_minilm_classifier`` checks it)."""
 
-SMOKE: dict[str, Any] = dict(epochs=2, batch_size=8, max_length=32, n_train=32, n_eval=16)
+SMOKE: dict[str, Any] = dict(
+    epochs=2, batch_size=8, max_length=32, n_train=32, n_eval=16, out_dir="runs/finetune-bert-smoke"
+)  # out_dir: never the folder of a real run
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -104,12 +106,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument("--task", choices=sorted(TASKS), default="sms-spam", help="data set")
     p.add_argument("--mode", choices=REGIMES, default="full", help="which weights train")
     p.add_argument("--model", choices=sorted(ENCODERS), default="minilm", help="pretrained encoder")
     p.add_argument("--model-dir", default=None,
-                   help="a BERT saved by examples/pretrain_bert.py (its model/ folder) instead of --model")  # fmt: skip
+                   help="a BERT of examples/pretrain_bert.py (its --out-dir or model/) instead of --model")  # fmt: skip
     p.add_argument("--export", default=None,
                    help="also save what training changed (the trainable tensors) as a delta on the base encoder; "
                         "MiniLM only: llmdocs.pretrained.load_minilm_classifier reads it")  # fmt: skip
@@ -138,7 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Defaults, then --smoke's, then the flags given explicitly; every flag is checked before any work starts."""
     parser = build_parser()
     if "--smoke" in (sys.argv[1:] if argv is None else argv):
-        parser.set_defaults(**{k: v for k, v in SMOKE.items() if k in ("epochs", "batch_size", "max_length")})
+        parser.set_defaults(
+            **{k: v for k, v in SMOKE.items() if k in ("epochs", "batch_size", "max_length", "out_dir")}
+        )
     args = parser.parse_args(argv)
     args.lr = DEFAULT_LR[args.mode] if args.lr is None else args.lr
     for name in ("epochs", "batch_size"):
@@ -160,6 +164,8 @@ def load_encoder(name: str, model_dir: str | None = None) -> tuple[BertModel, Wo
     or the named one of ``ENCODERS``; all that follows works for any BertModel."""
     if model_dir is None:
         return ENCODERS[name]()
+    if not (Path(model_dir) / "config.json").is_file() and (Path(model_dir) / "model" / "config.json").is_file():
+        model_dir = str(Path(model_dir) / "model")  # the --out-dir of pretrain_bert.py: its model/ folder
     model, tokenizer, _ = load_encoder_folder(model_dir)
     encoder = model if isinstance(model, BertModel) else model.bert  # BertForPreTraining: drop its MLM/NSP heads
     return encoder, tokenizer

@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = dict(
 SMOKE: dict[str, Any] = dict(
     n_layers=1, d_model=32, n_heads=2, d_ff=64, context_length=32, vocab_size=600, batch_size=4, steps=6,
     warmup=2, eval_every=3, checkpoint_every=3, log_every=2, eval_batches=2, max_documents=10,
+    out_dir="runs/bert-smoke",  # never the folder of a real run
 )  # fmt: skip
 FILL_MASK_EXAMPLES = 3  # held-out sentences shown with one word masked at each evaluation
 
@@ -98,7 +99,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     g = p.add_argument_group("data")
     g.add_argument("--corpus", choices=sorted(SOURCES), default="wikitext2", help="pre-training text")
     g.add_argument("--vocab-size", type=int, help="WordPiece vocabulary, special tokens included")

@@ -94,6 +94,7 @@ DEFAULTS: dict[str, Any] = dict(
 SMOKE: dict[str, Any] = dict(
     epochs=2, batch_size=32, train_size=128, val_size=64, test_size=100, log_every=2,
     d_model=32, n_heads=2, n_layers=2, d_ff=64, widths=[8, 16], depths=[1, 1],
+    out_dir="runs/vit-smoke",  # never the folder of a real run
 )  # fmt: skip
 RESUME_MAY_CHANGE = ("minutes", "device", "threads", "out_dir", "resume", "no_progress", "record", "export",
                      "eval_batch_size", "data_dir")  # fmt: skip
@@ -105,7 +106,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=IMAGE_DATASETS, default="fashion-mnist", help="images to classify")
     g.add_argument("--data-dir", default=None, help="Fashion-MNIST's IDX files, if not where Debian puts them")

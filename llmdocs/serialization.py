@@ -112,6 +112,11 @@ def save_pretrained(
     return write_folder_atomically(directory, write)
 
 
+MODEL_MARKERS = ("config.json", "finetuned.json")
+"""Files that mark a folder written by this module or by ``llmdocs.finetuning.save_finetuned``: only such a folder
+(or an empty one) is replaced by :func:`write_folder_atomically`."""
+
+
 def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Fill a temporary folder with ``write(tmp)``, then put it in place of ``directory`` in one rename.
 
@@ -126,7 +131,8 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
         The folder written.
 
     Raises:
-        FileExistsError: If ``directory`` is an existing file (it is not replaced by a folder).
+        FileExistsError: If ``directory`` is an existing file, or a non-empty folder without a saved model in it
+            (its files would be lost).
 
     Examples:
         >>> import tempfile
@@ -137,6 +143,11 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} is a file, not a folder: give a new or an existing folder's path")
+    if directory.is_dir() and any(directory.iterdir()) and not any((directory / f).is_file() for f in MODEL_MARKERS):
+        raise FileExistsError(
+            f"{directory} is a folder that holds no saved model (no {' or '.join(MODEL_MARKERS)}): writing there "
+            "would replace everything in it; give a new folder, or a model folder to overwrite"
+        )
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:

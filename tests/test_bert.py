@@ -387,3 +387,10 @@ def test_save_encoder_bad_input(tmp_path) -> None:
         save_encoder(tmp_path / "file", model, good)
     assert (tmp_path / "file").read_text(encoding="utf-8") == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary folder left
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "important.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(FileExistsError, match="holds no saved model"):
+        save_encoder(notes, model, good)
+    assert (notes / "important.txt").read_text(encoding="utf-8") == "keep me"
+    save_encoder(path, model, good)  # a model folder is replaced, as before

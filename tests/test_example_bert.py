@@ -79,6 +79,17 @@ def test_budget_stop_then_resume_equals_an_unbroken_run(script, wikitext_run, tm
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical, dropout included
 
 
+def test_smoke_never_writes_into_a_real_runs_folder_and_flags_are_not_abbreviated(script) -> None:
+    """--smoke's default --out-dir is its own (a smoke run once replaced a real run's runs/bert), and "--smok" is
+    refused instead of being read as --smoke without the smoke settings (they apply when "--smoke" is given)."""
+    assert script.parse_args(["--smoke"]).out_dir == "runs/bert-smoke" and script.parse_args([]).out_dir == "runs/bert"
+    finetune = load_script("finetune_bert.py")
+    assert finetune.parse_args(["--smoke"]).out_dir == "runs/finetune-bert-smoke"
+    for parse in (script.parse_args, finetune.parse_args):
+        with pytest.raises(SystemExit):
+            parse(["--smok"])
+
+
 def test_bad_flags(script, tmp_path) -> None:
     for flags in (
         ["--mlm-probability", "1.5"],
@@ -108,6 +119,8 @@ def test_a_pretrained_model_fine_tunes_with_model_dir(wikitext_run, tmp_path) ->
     finetune = load_script("finetune_bert.py")
     results = finetune.main(["--smoke", "--no-progress", "--model-dir", model_dir, "--out-dir", str(tmp_path / "ft")])
     assert results["model"] == model_dir and 0.0 <= results["test_accuracy"] <= 1.0
+    encoder, _ = finetune.load_encoder("minilm", str(wikitext_run[0] / "run"))  # the run's --out-dir works too
+    assert type(encoder).__name__ == "BertModel"
 
 
 def test_finetune_flags_fail_before_any_work(tmp_path) -> None:
@@ -151,6 +164,9 @@ def test_nsp_ablation_smoke_fine_tunes_both_runs_and_refuses_unlike_ones(script,
         ablation.main(["--with-nsp", str(without), "--without-nsp", str(with_nsp), "--smoke", "--no-progress"])
     with pytest.raises(SystemExit):
         ablation.main(["--with-nsp", str(tmp_path), "--without-nsp", str(without)])  # not a run folder
+    for flags in (["--seeds", "0", "0"], ["--modes", "head", "head"], ["--json", str(tmp_path / "no" / "r.json")]):
+        with pytest.raises(SystemExit):  # before any fine-tuning
+            ablation.parse_args(["--with-nsp", str(with_nsp), "--without-nsp", str(without), *flags])
 
 
 def test_classification_benchmark_with_a_pretrained_model_dir(wikitext_run, tmp_path) -> None:

@@ -110,3 +110,9 @@ def test_load_bert_refuses_other_models() -> None:
         load_bert("bert-nope")
     with pytest.raises(ValueError, match="holds no BERT model"):
         load_bert("dates-en-zh")  # an encoder-decoder Transformer
+    with pytest.raises(ValueError, match=r"a fine-tuned delta .* use load_minilm_classifier"):
+        load_bert("minilm-sms-spam")
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        load_bert("../pretrained/bert-wikitext2")  # a name, not a path
+    with pytest.raises(TypeError, match="name must be the name of a shipped model"):
+        load_bert(None)

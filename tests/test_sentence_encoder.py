@@ -312,6 +312,8 @@ def test_semantic_search_errors() -> None:
         semantic_search(torch.randn(2, 4), [[0.0] * 4])
     with pytest.raises(TypeError, match=r"a must be a float tensor .* got a torch\.int64 tensor"):
         cosine_similarity_matrix(torch.ones(2, 4, dtype=torch.long), torch.randn(3, 4))
+    mixed = semantic_search(torch.randn(2, 4), torch.randn(3, 4, dtype=torch.float64), top_k=1)  # promoted
+    assert len(mixed) == 2 and len(mixed[0]) == 1
 
 
 # ---- contextual word vectors (polysemy) ----------------------------------------------------------------------------

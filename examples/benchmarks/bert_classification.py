@@ -15,7 +15,8 @@ One run measures, on the same split and with the same recipe, data order and bud
 ``examples/pretrain_bert.py``, e.g. ``llmdocs/pretrained/bert-people-daily`` for the Chinese reviews); the peer runs
 need MiniLM's folder and are refused with it.
 
-Each fine-tuning run keeps the epoch with the best validation accuracy and reports its test accuracy, the spam (or
+Each fine-tuning run tests the weights that ``--select`` names (by default finetune_bert.py's: the last epoch's;
+``best``: the epoch with the best validation accuracy) and reports their test accuracy, the spam (or
 positive) class's precision and recall, the trainable parameters, and the training time: wall-clock seconds of the
 training loop, per-epoch validation included, and the CPU seconds of the process (summed over threads). The machine
 is shared: the record keeps the load average before and after every run.
@@ -153,7 +154,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.runs = args.runs or (list(RUNS) if args.task == "sms-spam" else ["tfidf"])
     if args.model_dir is not None and any(run.startswith("hf-") for run in args.runs):
         p.error("the hf-* runs load MiniLM's folder: leave them out of --runs with --model-dir")
-    if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
+    if args.model_dir is not None and not any(
+        (Path(args.model_dir) / sub / "config.json").is_file() for sub in ("", "model")
+    ):
         p.error(f"--model-dir {args.model_dir} holds no model (no config.json): give a folder of pretrain_bert.py")
     return args
 

@@ -52,6 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument("--smoke", action="store_true", help="a few texts, a few steps: seconds (for the tests)")
     args = p.parse_args(argv)
+    for name in ("seeds", "modes"):
+        values = getattr(args, name)
+        if len(set(values)) != len(values):
+            p.error(f"--{name} must not repeat a value (a repeated seed would look like agreement), got {values}")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0, got {args.threads}")
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        p.error(f"--json {args.json}: its folder does not exist (checked before any fine-tuning)")
     for flag in ("with_nsp", "without_nsp"):
         folder = Path(getattr(args, flag))
         if not (folder / "results.json").is_file() or not (folder / "model" / "config.json").is_file():

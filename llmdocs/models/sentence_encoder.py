@@ -111,7 +111,8 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
             raise TypeError(f"{name} must be a float tensor of embeddings (rows, D), got {kind}")
     if a.dim() != 2 or b.dim() != 2 or a.size(1) != b.size(1):
         raise ValueError(f"expected (Q, D) and (N, D) embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
-    return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T  # (Q, D) @ (D, N) -> (Q, N)
+    dtype = torch.promote_types(a.dtype, b.dtype)  # float32 queries against a float64 corpus, say
+    return F.normalize(a.to(dtype), dim=1) @ F.normalize(b.to(dtype), dim=1).T  # (Q, D) @ (D, N) -> (Q, N)
 
 
 def semantic_search(

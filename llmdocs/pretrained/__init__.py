@@ -52,8 +52,10 @@ def pretrained_dir(name: str) -> Path:
         >>> pretrained_dir("dates-en-zh").name
         'dates-en-zh'
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be the name of a shipped model (a str), got {type(name).__name__}")
     path = _ROOT / name
-    if not _is_model(path):
+    if "/" in name or "\\" in name or name.startswith(".") or not _is_model(path):  # names, not paths
         raise ValueError(f"unknown pretrained model {name!r}; available: {available()}")
     return path
 
@@ -132,8 +134,8 @@ def load_bert(name: str = "bert-wikitext2") -> tuple[BertForPreTraining, WordPie
         holds the held-out MLM and NSP accuracy and the command of its pre-training run.
 
     Raises:
-        ValueError: If ``name`` is not a shipped model.
-        TypeError: If ``name`` is not a pre-trained BERT.
+        TypeError: If ``name`` is not a string.
+        ValueError: If ``name`` is not a shipped model, or is one but not a pre-trained BERT.
 
     Examples:
         >>> from llmdocs.generation import fill_mask
@@ -142,9 +144,14 @@ def load_bert(name: str = "bert-wikitext2") -> tuple[BertForPreTraining, WordPie
         >>> len(top), meta["results"]["corpus"]
         (3, 'wikitext2')
     """
-    model, tokenizer, meta = load_encoder(pretrained_dir(name))
+    path = pretrained_dir(name)
+    if not (path / "config.json").is_file():  # a fine-tuned delta: it holds no full model
+        raise ValueError(
+            f"{name} is a fine-tuned delta on all-MiniLM-L6-v2, not a pre-trained BERT: use load_minilm_classifier"
+        )
+    model, tokenizer, meta = load_encoder(path)
     if not isinstance(model, BertForPreTraining):
-        raise TypeError(f"{name} is a {type(model).__name__}, not a pre-trained BERT (BertForPreTraining)")
+        raise ValueError(f"{name} is a {type(model).__name__}, not a pre-trained BERT (BertForPreTraining)")
     return model, tokenizer, meta
 
 

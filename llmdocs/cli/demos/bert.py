@@ -64,6 +64,9 @@ def bert_demo(out_dir: Path, fast: bool) -> list[Path]:
             first = first or top
             print(f"  {sentence}\n    -> " + ", ".join(f"{token} {p:.2f}" for token, p in top))
 
+    print("  (small models pre-trained for about an hour on one core: the chapter's section 'Pre-training on a laptop")
+    print("   CPU' measures what they have learnt, and what they have not)")
+
     classifier, tokenizer, meta = load_minilm_classifier("minilm-sms-spam")
     print(f"\nmodel: minilm-sms-spam, test accuracy {meta['results']['test_accuracy']:.2%}")
     messages = MESSAGES[:2] if fast else MESSAGES
@@ -74,7 +77,7 @@ def bert_demo(out_dir: Path, fast: bool) -> list[Path]:
     for message, p in zip(messages, spam, strict=True):
         print(f"  {'spam' if p > 0.5 else 'ham ':4} p(spam)={p:.3f}  {message}")
 
-    fig = CourseFigure(figsize=(9, 3.2))
+    fig = CourseFigure(figsize=(10, 3.4), layout="constrained")  # long message labels need their own room
     left, right = fig.subplots(1, 2)
     tokens, probs = zip(*first, strict=True)
     left.barh(range(len(tokens))[::-1], probs)
