@@ -57,7 +57,7 @@ system:  ## Debian packages for the browser test, Chinese figure labels and Fash
 	else echo "missing:$$missing (not root or no apt): the tests that need them skip; install them to enable those"; fi
 
 test: install system lint  ## the whole suite, then its numerical tests under each CPU kernel level
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile  # 2 workers x 1 thread on 2 cores
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # 2 workers x 1 thread on 2 cores; files in collection order: the browser test first (tests/conftest.py), not last
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/cpu_matrix.py  # tests marked numerics, ATEN_CPU_CAPABILITY=default|avx2|avx512
 
 bench: install  ## benchmark scripts (timings and ratios); nsp_ablation.py needs two pre-training runs (its docstring)

@@ -7,9 +7,15 @@ One module so that a page is executed the same way by `pytest docs` (docs/confte
 - in a fresh temporary directory, with `LLMDOCS_FIGURES_DIR` pointing into it (or at the build's cache);
 - after seeding `random`, `numpy` and `torch` with 0.
 
-The build keeps what one run of a page produces, cached by page text and llmdocs sources: the SVG figures and
-`outputs.json`, what each block printed. `insert_outputs` puts those outputs under their blocks on the page
-and `page_notebook` turns the page into a Jupyter notebook (prose, set-up and code cells, outputs).
+The build keeps what one run of a page produces, cached by page text and llmdocs sources: the SVG figures,
+`outputs.json`, what each block printed, and `examples.json`, what each example did (ran, or was skipped and
+why). `insert_outputs` puts those outputs under their blocks on the page and `page_notebook` turns the page
+into a Jupyter notebook (prose, set-up and code cells, outputs).
+
+A test session runs each page once: whichever of the build, tests/test_docs_figures.py and the docs tests
+needs a page first runs it (`page_results`; a lock makes the others wait for it, across processes), and the
+others reuse that run. The docs tests (`PageReplay`) trust only a run of their own session, never one left in
+the cache by an earlier session: the conftests give every session an id (`start_test_session`).
 
 Not a page of the site (excluded in mkdocs.yml), not part of the `llmdocs` package.
 """
@@ -27,18 +33,24 @@ import os
 import random
 import re
 import shutil
+import sys
 import tempfile
 import unittest
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+import sybil.document
+import sybil.example
 from sybil import Document, Example
 from sybil.parsers.markdown import ClearNamespaceParser, PythonCodeBlockParser, SkipParser
 
 DOCS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DOCS_DIR.parent
 PACKAGE_DIR = REPO_ROOT / "llmdocs"
+PAGE_CACHE_DIR = REPO_ROOT / ".cache" / "llmdocs-figures"  # the build's cache of page results (docs/hooks.py)
 FIGURES_DIR_ENV = "LLMDOCS_FIGURES_DIR"  # same as llmdocs.viz.FIGURES_DIR_ENV (not imported: keep this light)
 
 # The one fence that shows Python without running it (highlighted as Python, ignored by Sybil).
@@ -92,24 +104,6 @@ def page_environment(figures_dir: Path | None = None) -> Iterator[Path]:
                 os.environ[FIGURES_DIR_ENV] = old_env
 
 
-# Sybil's setup/teardown callbacks receive only the namespace: keep each document's context here.
-_OPEN_PAGES: dict[int, contextlib.ExitStack] = {}
-
-
-def sybil_setup(namespace: dict[str, Any]) -> None:
-    """Sybil `setup`: enter a fresh page environment for one document."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(page_environment())
-    _OPEN_PAGES[id(namespace)] = stack
-
-
-def sybil_teardown(namespace: dict[str, Any]) -> None:
-    """Sybil `teardown`: leave the document's page environment."""
-    stack = _OPEN_PAGES.pop(id(namespace), None)
-    if stack is not None:
-        stack.close()
-
-
 def parse_page(path: Path) -> Document:
     """Parse a Markdown page with the same parsers as the docs tests."""
     return Document.parse(str(path), *markdown_parsers())
@@ -161,10 +155,32 @@ def page_calls_save_figure(path: Path) -> bool:
 
 
 class PageError(RuntimeError):
-    """A block of a page failed while running it for its figures and outputs."""
+    """A block of a page failed while running it for its figures and outputs.
+
+    Attributes:
+        examples: Every example's record (`examples.json`), when the page ran in this process.
+        failures: The exception of every example that failed, by its index in the page, likewise.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        examples: list[dict[str, Any]] | None = None,
+        failures: dict[int, BaseException] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.examples = examples or []
+        self.failures = failures or {}
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        # Out of a page worker of the build (another process), only the message: the exceptions may not pickle.
+        return PageError, (str(self),)
 
 
 OUTPUTS_FILE = "outputs.json"
+EXAMPLES_FILE = "examples.json"
+SESSION_FILE = "session"  # in a page's results: the test session that ran the page (when a test session did)
+SESSION_ENV = "LLMDOCS_TEST_SESSION"  # the id of the running test session (start_test_session)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -181,16 +197,30 @@ def source_digest(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def run_page(path: Path, out_dir: Path) -> list[dict[str, Any]]:
+def skip_reason(error: BaseException) -> str | None:
+    """The reason of a skip (`skip: next if(...)`, `unittest.SkipTest`, `pytest.skip`), None for a failure."""
+    if isinstance(error, unittest.SkipTest):
+        return str(error)
+    outcomes = sys.modules.get("_pytest.outcomes")  # a page can only raise pytest's Skipped once pytest is imported
+    if outcomes is not None and isinstance(error, outcomes.Skipped):
+        return error.msg
+    return None
+
+
+def run_page(path: Path, out_dir: Path, *, keep_going: bool = False) -> list[dict[str, Any]]:
     """Run every Python block of a page in order, in one namespace, capturing what each block prints.
 
-    Figures go to `out_dir` (`save_figure`), and so does `outputs.json`: the blocks' records, as returned.
+    Figures go to `out_dir` (`save_figure`), and so do `outputs.json`, the blocks' records, as returned, and
+    `examples.json`, one record per Sybil example (code blocks and directives): `line`, `column`, `skip` (the
+    reason, when skipped) and `stdout`. In a test session (`SESSION_ENV`), its id goes to `out_dir/session`.
     Only standard output is captured, per block; standard error (warnings, progress bars) is left to the
     caller's terminal, like the build log.
 
     Args:
         path: The Markdown page.
         out_dir: Where the page's `save_figure` calls write, and where `outputs.json` goes.
+        keep_going: Run the examples after a failing one too, as Sybil does (the docs tests report each);
+            by default the first failure stops the run.
 
     Returns:
         One record per code block, in page order: `line` and `end_line` (1-based, of the opening and
@@ -198,35 +228,52 @@ def run_page(path: Path, out_dir: Path) -> list[dict[str, Any]]:
         applied), `digest` (`source_digest` of its code) and `stdout` (what it printed, `clean_output`).
 
     Raises:
-        PageError: Naming `page.md:LINE` of the first block that fails.
+        PageError: Naming `page.md:LINE` of the first block that fails (after running the rest, with
+            `keep_going`); it carries every example's record and exception.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     document = parse_page(path)
     blocks: list[dict[str, Any]] = []
+    examples: list[dict[str, Any]] = []
+    failures: dict[int, BaseException] = {}
     with page_environment(out_dir):
-        for example in document:
+        for index, example in enumerate(document):
             captured = io.StringIO()
-            skipped = False
+            skipped = None
             try:
                 # The page's printed output belongs on the page, not in the build log.
                 with contextlib.redirect_stdout(captured):
                     example.evaluate()
-            except unittest.SkipTest:
-                skipped = True
-            except Exception as error:
-                raise PageError(f"{path}:{example.line}: {type(error).__name__}: {error}") from error
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # also pytest's outcomes (pytest.raises that did not raise), as Sybil
+                skipped = skip_reason(error)
+                if skipped is None:
+                    failures[index] = error
+            stdout = "" if skipped is not None else clean_output(captured.getvalue())
+            examples.append({"line": example.line, "column": example.column, "skip": skipped, "stdout": stdout})
             if is_code_block(example):
                 blocks.append(
                     {
                         "line": example.line,
                         "end_line": document.text.count("\n", 0, example.end) + 1,
                         "hidden": is_hidden(example),
-                        "skipped": skipped,
+                        "skipped": skipped is not None,
                         "digest": source_digest(str(example.parsed)),
-                        "stdout": "" if skipped else clean_output(captured.getvalue()),
+                        "stdout": stdout,
                     }
                 )
+            if failures and not keep_going:
+                break
+    if failures:
+        index, error = next(iter(failures.items()))
+        message = f"{path}:{examples[index]['line']}: {type(error).__name__}: {error}"
+        raise PageError(message, examples, failures) from error
     (out_dir / OUTPUTS_FILE).write_text(json.dumps(blocks, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / EXAMPLES_FILE).write_text(json.dumps(examples, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    session = os.environ.get(SESSION_ENV)
+    if session:
+        (out_dir / SESSION_FILE).write_text(session, encoding="utf-8")
     return blocks
 
 
@@ -269,24 +316,35 @@ def page_cache_dir(path: Path, cache_dir: Path, fingerprint: str | None = None) 
     return cache_dir / digest.hexdigest()[:32]
 
 
-def page_results(path: Path, cache_dir: Path, fingerprint: str | None = None) -> Path:
+def page_results(path: Path, cache_dir: Path, fingerprint: str | None = None, *, keep_going: bool = False) -> Path:
     """Run a page once per (page text, llmdocs sources) and return the directory of its results.
+
+    Processes that need the same page at the same time (the build's page workers, test workers) do not run it
+    twice: the first holds a lock while it runs the page, the others wait for it and reuse its results.
 
     Args:
         path: The Markdown page.
         cache_dir: Cache root; results live in `cache_dir/<hash>/`.
         fingerprint: `code_fingerprint()`, when the caller already has it.
+        keep_going: Passed to `run_page`, when this call runs the page.
 
     Returns:
-        The directory holding the page's SVG figures and `outputs.json`.
+        The directory holding the page's SVG figures, `outputs.json` and `examples.json`.
+
+    Raises:
+        PageError: If a block of the page fails (nothing is cached then).
     """
     final = page_cache_dir(path, cache_dir, fingerprint)
-    if not (final / OUTPUTS_FILE).is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    if (final / OUTPUTS_FILE).is_file():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(cache_dir / f".{final.name}.lock"):
+        if (final / OUTPUTS_FILE).is_file():  # run by the process we waited for
+            return final
         scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
         try:
-            run_page(path, scratch)
-            if final.is_dir():  # left by an older version of this module, without outputs.json
+            run_page(path, scratch, keep_going=keep_going)
+            if final.is_dir() and not (final / OUTPUTS_FILE).is_file():  # an unfinished result (none expected)
                 shutil.rmtree(final, ignore_errors=True)
             scratch.rename(final)  # atomic: concurrent builds or test workers never see half a result
         except OSError:
@@ -295,6 +353,28 @@ def page_results(path: Path, cache_dir: Path, fingerprint: str | None = None) ->
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock (flock) on `lock_path`; the file is removed when the work it guards is done.
+
+    Removing it is safe: a process still waiting holds the old file and, once it has the lock, finds the results
+    (or, after a failure, runs the page itself); a newcomer locks a new file and finds the results too. Without
+    flock (not POSIX) there is no lock: two processes may then run one page, and the first rename wins.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def page_figures(path: Path, cache_dir: Path, fingerprint: str | None = None) -> list[Path]:
@@ -315,6 +395,104 @@ def page_outputs(path: Path, cache_dir: Path, fingerprint: str | None = None) ->
     """What each code block of a page printed (the records of `run_page`), from the same cached run."""
     results = page_results(path, cache_dir, fingerprint)
     return json.loads((results / OUTPUTS_FILE).read_text(encoding="utf-8"))
+
+
+# -- the docs tests: one run per page and test session ----------------------------------------------------
+
+_STARTED_SESSION = False
+
+
+def start_test_session() -> None:
+    """Give this test session an id (`SESSION_ENV`) unless it has one: pytest's workers and the build inherit it.
+
+    Called by the conftests' `pytest_configure`, which runs in pytest's main process before it starts any worker.
+    """
+    global _STARTED_SESSION
+    if not os.environ.get(SESSION_ENV):
+        os.environ[SESSION_ENV] = uuid.uuid4().hex
+        _STARTED_SESSION = True
+
+
+def end_test_session() -> None:
+    """Forget the session id, in the process that made it (a later `pytest.main` in it starts a new session)."""
+    global _STARTED_SESSION
+    if _STARTED_SESSION:
+        os.environ.pop(SESSION_ENV, None)
+        _STARTED_SESSION = False
+
+
+_RUNNER_FILES = {__file__, sybil.example.__file__, sybil.document.__file__}
+
+
+def _page_frames(traceback: TracebackType | None) -> TracebackType | None:
+    """A failure's traceback from Sybil's evaluator on (the page's code), without `run_page`'s frames."""
+    while traceback is not None and traceback.tb_frame.f_code.co_filename in _RUNNER_FILES:
+        traceback = traceback.tb_next
+    return traceback
+
+
+def _session_of(results: Path) -> str | None:
+    session = results / SESSION_FILE
+    return session.read_text(encoding="utf-8") if session.is_file() else None
+
+
+class PageReplay:
+    """Sybil evaluator for a page's examples: each passes, skips or fails as it did in the page's one run.
+
+    docs/conftest.py pushes one onto every page's document, so Sybil never evaluates an example itself. The
+    first example gets the page's run: this test session's, wherever it ran (the build's hook, tests/
+    test_docs_figures.py, another worker: `page_results` waits for one in progress), or else a run made here,
+    through the cache, for the others. Like Sybil, that run goes on after a failing example (`keep_going`). A
+    run of an earlier session, or of a build outside the tests, is not trusted: the page then runs here, its
+    results not cached. A failing example prints what it printed and raises the exception it raised.
+
+    Args:
+        path: The Markdown page.
+        cache_dir: The build's cache of page results.
+    """
+
+    def __init__(self, path: Path, cache_dir: Path) -> None:
+        self.path = path
+        self.cache_dir = cache_dir
+        self._outcomes: dict[tuple[int, int], tuple[dict[str, Any], BaseException | None]] | None = None
+
+    def __call__(self, example: Example) -> None:
+        __tracebackhide__ = True
+        if self._outcomes is None:
+            self._outcomes = self._run()
+        outcome = self._outcomes.get((example.line, example.column))
+        if outcome is None:
+            raise RuntimeError(f"{self.path}:{example.line}: not an example of the page that ran (edited meanwhile?)")
+        record, error = outcome
+        if error is not None:
+            print(record["stdout"], end="")  # pytest shows it with the failure
+            raise error.with_traceback(_page_frames(error.__traceback__))
+        if record["skip"] is not None:
+            raise unittest.SkipTest(record["skip"])
+
+    def _run(self) -> dict[tuple[int, int], tuple[dict[str, Any], BaseException | None]]:
+        session = os.environ.get(SESSION_ENV)
+        failures: dict[int, BaseException] = {}
+        try:
+            results = None
+            if session:
+                fingerprint = code_fingerprint()
+                cached = page_cache_dir(self.path, self.cache_dir, fingerprint)
+                if not (cached / OUTPUTS_FILE).is_file() or _session_of(cached) == session:
+                    results = page_results(self.path, self.cache_dir, fingerprint, keep_going=True)
+                    if _session_of(results) != session:  # made meanwhile by a process outside this session
+                        results = None
+            if results is not None:
+                records = json.loads((results / EXAMPLES_FILE).read_text(encoding="utf-8"))
+            else:
+                with tempfile.TemporaryDirectory(prefix="llmdocs-page-run-") as tmp:
+                    run_page(self.path, Path(tmp), keep_going=True)
+                    records = json.loads((Path(tmp) / EXAMPLES_FILE).read_text(encoding="utf-8"))
+        except PageError as error:
+            if not error.examples:  # pragma: no cover - a PageError from this process always carries them
+                raise
+            records, failures = error.examples, error.failures
+        return {(r["line"], r["column"]): (r, failures.get(i)) for i, r in enumerate(records)}
 
 
 # -- outputs on the page ---------------------------------------------------------------------------------

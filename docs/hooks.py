@@ -19,7 +19,8 @@ math or a diagram: the scripts are inserted before Material's bundle, which then
 not reach for a CDN. (Incompatible with Material's `navigation.instant`, which would not run them.)
 
 Pages whose results are not cached yet run in parallel, one process per core, so a cold build costs about the
-slowest page rather than the sum of all of them.
+slowest page rather than the sum of all of them. A page that another process is running at the same time (a
+test worker during the test suite, which shares this cache) is waited for, not run twice.
 
 Also keys mkdocs-jupyter's execution cache on the llmdocs sources, so a lab is re-executed when the library
 it imports changes (its own cache key only covers the notebook).

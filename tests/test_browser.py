@@ -8,6 +8,10 @@ the default width and at a phone's; at a phone's width (375 and 400 px) nothing 
 screen. Chapter pages show the output areas of their code and link a notebook that the server delivers as
 nbformat 4 JSON. Also checks the built HTML and CSS statically for resources on other hosts.
 
+Every page's search worker fetches the same search index (2.3 MB) and indexes it: the first page gets the
+whole index, the others the same config with no documents (indexing 1,200 sections on every page load was half
+of Chromium's work in this test, 0.6 s of CPU a page, for the same file and the same code every time).
+
 The site is built once per run with `mkdocs build --strict` into a temporary directory, or taken from
 `LLMDOCS_SITE_DIR` (an already built site). Chromium is Debian's (`apt-get install chromium`, or `make system`),
 driven through Playwright; `playwright install` is never needed. Set `LLMDOCS_CHROMIUM` to use another binary.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import subprocess
@@ -142,19 +147,57 @@ def test_built_site_loads_resources_only_from_itself(site_dir: Path) -> None:
 # -- the real browser ------------------------------------------------------------------------------------
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+SEARCH_INDEX = "search/search_index.json"  # Material's, one for the whole site
+
+
+class _SiteServer(http.server.ThreadingHTTPServer):
+    """The built site on 127.0.0.1 (a free port); the search index whole once, then without its documents."""
+
+    def __init__(self, site: Path) -> None:
+        super().__init__((LOCAL_HOST, 0), functools.partial(_SiteHandler, directory=str(site)))
+        self.url = f"http://{LOCAL_HOST}:{self.server_address[1]}/"
+        index = site / SEARCH_INDEX
+        self.search_index = index.read_bytes() if index.is_file() else None
+        self.empty_search_index = b""
+        if self.search_index is not None:
+            self.empty_search_index = json.dumps(
+                {"config": json.loads(self.search_index)["config"], "docs": []}
+            ).encode()
+        self.search_index_requests = 0
+        self._lock = threading.Lock()
+
+    def next_search_index(self) -> bytes:
+        with self._lock:
+            self.search_index_requests += 1
+            return self.search_index if self.search_index_requests == 1 else self.empty_search_index
+
+
+class _SiteHandler(http.server.SimpleHTTPRequestHandler):
+    server: _SiteServer
+
+    def do_GET(self) -> None:
+        if urlparse(self.path).path != "/" + SEARCH_INDEX or self.server.search_index is None:
+            super().do_GET()
+            return
+        body = self.server.next_search_index()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")  # else Chromium's cache gives every page the whole index
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 @pytest.fixture(scope="module")
-def base_url(site_dir: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(site_dir))
-    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
+def site_server(site_dir: Path) -> Iterator[_SiteServer]:
+    server = _SiteServer(site_dir)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{LOCAL_HOST}:{server.server_address[1]}/"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
@@ -275,8 +318,11 @@ _PAGE_WIDTH = """
 """
 
 
-def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str, browser_page: object) -> None:
+def test_every_page_renders_offline_without_errors(
+    site_dir: Path, site_server: _SiteServer, browser_page: object
+) -> None:
     page = browser_page
+    base_url = site_server.url
     pages = html_pages(site_dir)
     assert len(pages) >= 4, f"only {len(pages)} pages in {site_dir}"
     events: list[str] = []
@@ -335,7 +381,6 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
                 too_wide.append(
                     f"at {width} px the page is {size['scroll']} px wide and pans sideways; sticking out: {size['out']}"
                 )
-        page.set_viewport_size(wide)
         for _ in range(250):  # up to 5 s
             if not pending:
                 break
@@ -344,6 +389,7 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
             events.append(f"requests still pending after 5 s: {[r.url for r in pending]}")
         leaving[0] = True
         page.goto("about:blank")
+        page.set_viewport_size(wide)  # for the next page (resizing the blank page costs no layout)
         pending.clear()
         found = [f"{rel}: {event}" for event in events]
         if rel != "404.html" and not seen["title"]:
@@ -380,8 +426,11 @@ def test_every_page_renders_offline_without_errors(site_dir: Path, base_url: str
                 found.append(f"{rel}: mermaid syntax error in {seen['mermaidErrors']} diagram(s)")
         problems += found
     assert not problems, f"{len(problems)} problem(s) in {len(pages)} pages:\n" + "\n".join(problems)
-    # The checks above must have had something to check: Conventions has math and a diagram, 4+ chapters.
+    # The checks above must have had something to check: Conventions has math and a diagram, 4+ chapters, and
+    # a page's search worker got the whole search index.
+    stats["search index requests"] = site_server.search_index_requests
     assert stats["math"] >= 1 and stats["mermaid"] >= 1 and stats["chapters"] >= 4, stats
+    assert site_server.search_index is not None and stats["search index requests"] >= 1, stats
 
 
 # -- what the chapters' code prints is shown under it (static: no browser needed) ----------------------

@@ -2,7 +2,8 @@
 
 The pages are run exactly as the build's figure hook runs them (docs/docs_support.py), sharing its cache
 (.cache/llmdocs-figures, keyed by the page text and the llmdocs sources): after a `mkdocs build` this is
-instant, and a fresh checkout runs each figure page once.
+instant, and a fresh checkout runs each figure page once per session, for this test, the build of
+tests/test_browser.py and the docs tests together (whichever needs it first runs it; the others wait for it).
 """
 
 from pathlib import Path
@@ -10,21 +11,20 @@ from pathlib import Path
 import pytest
 from docs_support import (
     DOCS_DIR,
-    REPO_ROOT,
+    PAGE_CACHE_DIR,
     figure_references,
     markdown_pages,
     page_calls_save_figure,
     page_figures,
 )
 
-CACHE_DIR = REPO_ROOT / ".cache" / "llmdocs-figures"
 PAGES = [p for p in markdown_pages() if figure_references(p) or page_calls_save_figure(p)]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS_DIR).as_posix())
 def test_page_makes_every_figure_it_embeds(page: Path) -> None:
     referenced = figure_references(page)
-    produced = {svg.stem: svg for svg in page_figures(page, CACHE_DIR)}
+    produced = {svg.stem: svg for svg in page_figures(page, PAGE_CACHE_DIR)}
     missing = referenced - produced.keys()
     assert not missing, (
         f"{page} embeds figures/{{{', '.join(sorted(missing))}}}.svg but its python blocks do not call "

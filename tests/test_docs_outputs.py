@@ -4,25 +4,41 @@ The build runs each page once (docs/docs_support.py `run_page`, cached with its 
 block printed in `outputs.json`, and `insert_outputs` puts it under the block as an escaped HTML output area.
 The tests run a small page of their own; tests/test_browser.py checks the real built chapters (one
 build serves both).
+
+Also the run that the build, tests/test_docs_figures.py and the docs tests share: one per page and test
+session (a lock for runs at the same time, `PageReplay` for the docs tests' verdicts).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pickle
 import re
+import threading
+import time
+import unittest
 from pathlib import Path
 
 import markdown
 import pytest
 from docs_support import (
+    EXAMPLES_FILE,
     OUTPUT_CLASS,
     OUTPUTS_FILE,
+    SESSION_ENV,
+    SESSION_FILE,
+    PageError,
+    PageReplay,
     clean_output,
     code_blocks,
     insert_outputs,
     output_html,
+    page_cache_dir,
     page_outputs,
     page_results,
+    parse_page,
     parse_text,
     rendered_outputs,
     run_page,
@@ -174,3 +190,150 @@ def test_results_are_cached_with_outputs(page: Path, tmp_path: Path) -> None:
     assert page_results(page, cache, "fingerprint") == first and (first / "marker").is_file()
     assert page_outputs(page, cache, "fingerprint")[1]["stdout"] == "hello world\n"
     assert page_results(page, cache, "other sources") != first
+
+
+# -- one run per page and test session ------------------------------------------------------------------
+
+FAILING_PAGE = f"""\
+# A page that fails
+
+{FENCE}python
+print("first")
+{FENCE}
+
+{FENCE}python
+print("about to fail")
+raise ValueError("boom")
+{FENCE}
+
+{FENCE}python
+import pytest
+
+with pytest.raises(KeyError):
+    pass
+{FENCE}
+
+{FENCE}python
+after = "runs anyway"
+{FENCE}
+
+<!-- skip: next if(True, reason="not here") -->
+{FENCE}python
+print("skipped")
+{FENCE}
+"""
+
+
+def replay(path: Path, cache: Path) -> list[tuple[str, object]]:
+    """Evaluate every example of a page as the docs tests do (through a `PageReplay`): (outcome, detail) each."""
+    document = parse_page(path)
+    document.push_evaluator(PageReplay(path, cache))
+    outcomes = []
+    for example in document:
+        try:
+            example.evaluate()
+        except unittest.SkipTest as skip:
+            outcomes.append(("skipped", str(skip)))
+        except BaseException as error:  # pytest's Failed is no Exception
+            outcomes.append(("failed", error))
+        else:
+            outcomes.append(("passed", None))
+    return outcomes
+
+
+def counting_page(folder: Path, body: str = "") -> tuple[Path, Path]:
+    """A page that appends a line to a file each time it runs (the page runs in a temporary directory)."""
+    runs = folder / "runs.txt"
+    path = folder / "counted.md"
+    path.write_text(
+        f"# Counted\n\n{FENCE}python\nwith open({str(runs)!r}, 'a') as f:\n    f.write('run\\n')\n{body}{FENCE}\n",
+        encoding="utf-8",
+    )
+    return path, runs
+
+
+def run_count(runs: Path) -> int:
+    return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+
+def test_this_session_has_an_id() -> None:
+    # Without one, the docs tests would trust no shared run and run every page again (correct, but slower).
+    assert os.environ.get(SESSION_ENV), "the conftests' pytest_configure gives every test session an id"
+
+
+def test_replay_gives_each_example_its_outcome(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SESSION_ENV, "this-session")
+    outcomes = replay(page, tmp_path / "cache")
+    assert [outcome for outcome, _ in outcomes] == ["passed"] * 6 + ["skipped"]  # the skip directive passes
+    assert outcomes[-1][1] == "never runs here"
+    (results,) = [d for d in (tmp_path / "cache").iterdir() if d.is_dir()]  # the run, shared through the cache
+    assert (results / SESSION_FILE).read_text() == "this-session"
+    records = json.loads((results / EXAMPLES_FILE).read_text(encoding="utf-8"))
+    assert [(r["line"], r["skip"]) for r in records][-2:] == [(27, None), (28, "never runs here")]
+
+
+def test_replay_reports_failures_and_runs_on_like_sybil(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(SESSION_ENV, "this-session")
+    path = tmp_path / "failing.md"
+    path.write_text(FAILING_PAGE, encoding="utf-8")
+    outcomes = replay(path, tmp_path / "cache")
+    assert [outcome for outcome, _ in outcomes] == ["passed", "failed", "failed", "passed", "passed", "skipped"]
+    assert isinstance(outcomes[1][1], ValueError) and str(outcomes[1][1]) == "boom"
+    assert "DID NOT RAISE" in str(outcomes[2][1])  # pytest.raises' own failure, as Sybil reports it
+    assert outcomes[5][1] == "not here"
+    assert "about to fail\n" in capsys.readouterr().out  # the failing block's output, shown with its failure
+    assert not [d for d in (tmp_path / "cache").iterdir() if d.is_dir()], "a failed run was cached"
+
+
+def test_build_stops_at_the_first_failure(tmp_path: Path) -> None:
+    path = tmp_path / "failing.md"
+    path.write_text(FAILING_PAGE, encoding="utf-8")
+    with pytest.raises(PageError, match=r"failing\.md:7: ValueError: boom") as caught:
+        page_results(path, tmp_path / "cache", "fingerprint")
+    assert [r["line"] for r in caught.value.examples] == [3, 7]  # the build does not run on after it
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # out of the build's page workers
+    page = tmp_path / "raises.md"
+    page.write_text(f"{FENCE}python\nimport pytest\n\nwith pytest.raises(KeyError):\n    pass\n{FENCE}\n")
+    with pytest.raises(PageError, match=r"raises\.md:1: Failed: DID NOT RAISE"):
+        page_results(page, tmp_path / "cache", "fingerprint")
+
+
+def test_replay_trusts_only_a_run_of_its_own_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, runs = counting_page(tmp_path)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(SESSION_ENV, "earlier")
+    results = page_results(path, cache)  # e.g. the build, or tests/test_docs_figures.py, of an earlier session
+    assert run_count(runs) == 1
+    monkeypatch.setenv(SESSION_ENV, "this-session")
+    assert replay(path, cache) == [("passed", None)] and run_count(runs) == 2  # ran again, here
+    assert (results / SESSION_FILE).read_text() == "earlier"  # and left the cache alone
+    monkeypatch.delenv(SESSION_ENV)
+    assert replay(path, cache) == [("passed", None)] and run_count(runs) == 3  # no session: nothing trusted
+    results.rename(tmp_path / "old")  # a fresh cache in this session: one run, then shared
+    monkeypatch.setenv(SESSION_ENV, "this-session")
+    assert replay(path, cache) == [("passed", None)] and run_count(runs) == 4
+    assert replay(path, cache) == [("passed", None)] and run_count(runs) == 4
+    assert page_results(path, cache) == results and run_count(runs) == 4
+
+
+def test_a_page_run_in_progress_is_waited_for_not_repeated(tmp_path: Path) -> None:
+    path, runs = counting_page(tmp_path)
+    cache = tmp_path / "cache"
+    final = page_cache_dir(path, cache, "fingerprint")
+    cache.mkdir()
+    with open(cache / f".{final.name}.lock", "a") as held:  # another process is running the page
+        fcntl.flock(held, fcntl.LOCK_EX)
+        found: list[Path] = []
+        waiter = threading.Thread(target=lambda: found.append(page_results(path, cache, "fingerprint")))
+        waiter.start()
+        time.sleep(0.3)
+        assert not found and waiter.is_alive()
+        final.mkdir()  # ... and finishes it
+        (final / OUTPUTS_FILE).write_text("[]")
+        (final / EXAMPLES_FILE).write_text("[]")
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(10)
+    assert found == [final] and run_count(runs) == 0
+    assert not list(cache.glob(".*.lock"))  # removed once the results are there
