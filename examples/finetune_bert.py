@@ -93,6 +93,9 @@ ENCODERS: dict[str, Callable[[], tuple[BertModel, WordPieceTokenizer]]] = {
 DEFAULT_LR = {"head": 1e-1, "last-block": 3e-4, "full": 2e-4}
 """Peak learning rate of each mode when ``--lr`` is not given: the fewer weights train, the larger the steps."""
 
+BERT_MODELS = ("BertModel", "BertForPreTraining", "BertForSequenceClassification")
+"""The models (``config.json``'s ``"model"``) that ``--model-dir`` may hold: any BERT, whose encoder is kept."""
+
 MINILM_BASE = "all-MiniLM-L6-v2"
 """The base name a MiniLM delta is saved for (``llmdocs.pretrained.load_minilm_classifier`` checks it)."""
 
@@ -156,17 +159,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--minutes must be a positive number, got {args.minutes}")
     if args.export and (args.model_dir is not None or args.model != "minilm"):
         parser.error("--export saves a delta on the packaged MiniLM: use it with --model minilm, not --model-dir")
+    problem = model_dir_problem(args.model_dir) if args.model_dir is not None else None
+    if problem:  # one line, not the usage: the flag is well formed, the folder is not a BERT
+        parser.exit(2, f"{parser.prog}: error: --model-dir {problem}\n")
     return args
+
+
+def model_folder(model_dir: str) -> Path:
+    """The folder that holds the model: ``model_dir`` itself, or the ``model/`` of a pretrain_bert.py --out-dir."""
+    if not (Path(model_dir) / "config.json").is_file() and (Path(model_dir) / "model" / "config.json").is_file():
+        return Path(model_dir) / "model"
+    return Path(model_dir)
+
+
+def model_dir_problem(model_dir: str) -> str | None:
+    """Why ``--model-dir`` holds no BERT to fine-tune (read from its ``config.json`` only), or None if it does."""
+    config_file = model_folder(model_dir) / "config.json"
+    hint = "give a BERT folder of examples/pretrain_bert.py, e.g. llmdocs/pretrained/bert-wikitext2"
+    if not config_file.is_file():
+        return f"{model_dir} holds no saved model (no config.json): {hint}"
+    try:
+        kind = json.loads(config_file.read_text(encoding="utf-8")).get("model")
+    except (ValueError, AttributeError) as error:  # not JSON, not UTF-8, or not an object
+        return f"{config_file} is not the config.json of a saved model ({error})"
+    if kind not in BERT_MODELS:
+        return f"{model_dir} holds a {kind}, not a BERT ({', '.join(BERT_MODELS)}): {hint}"
+    return None
 
 
 def load_encoder(name: str, model_dir: str | None = None) -> tuple[BertModel, WordPieceTokenizer]:
     """The pretrained encoder and its tokenizer: ``--model-dir`` (a BERT exported by ``examples/pretrain_bert.py``)
-    or the named one of ``ENCODERS``; all that follows works for any BertModel."""
+    or the named one of ``ENCODERS``; all that follows works for any BertModel.
+
+    A folder that is not a BERT, or a damaged one, ends the script with a one-line message (``SystemExit``)."""
     if model_dir is None:
         return ENCODERS[name]()
-    if not (Path(model_dir) / "config.json").is_file() and (Path(model_dir) / "model" / "config.json").is_file():
-        model_dir = str(Path(model_dir) / "model")  # the --out-dir of pretrain_bert.py: its model/ folder
-    model, tokenizer, _ = load_encoder_folder(model_dir)
+    try:
+        model, tokenizer, _ = load_encoder_folder(model_folder(model_dir))
+    except (FileNotFoundError, ValueError) as error:  # the message names the folder or the damaged file
+        raise SystemExit(f"error: --model-dir {model_dir}: {error}") from error
     encoder = model if isinstance(model, BertModel) else model.bert  # BertForPreTraining: drop its MLM/NSP heads
     return encoder, tokenizer
 

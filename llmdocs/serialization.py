@@ -18,9 +18,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -33,6 +34,7 @@ from llmdocs.tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer
 
 __all__ = [
     "MODEL_CLASSES",
+    "WEIGHTS_DTYPES",
     "load_encoder",
     "load_language_model",
     "load_pretrained",
@@ -55,6 +57,10 @@ MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
 }
 """Model name -> (config dataclass, model class) of every model that :func:`load_pretrained` can build."""
 
+WEIGHTS_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+"""The dtypes :func:`save_pretrained` can store weights in. float8 formats are refused: cast without the per-tensor
+scales that float8 training keeps, they round a weight to 2-3 significant bits."""
+
 
 def save_pretrained(
     directory: str | os.PathLike[str],
@@ -75,13 +81,15 @@ def save_pretrained(
             to the model (a tokenizer): they appear atomically together with the weights.
         weights_dtype: Store the floating-point weights in this dtype, e.g. ``torch.float16`` for a file half the
             size (a model shipped in the package); :func:`load_pretrained` loads them into the float32 model.
-            None keeps the model's own dtype.
+            One of :data:`WEIGHTS_DTYPES`; None keeps the model's own dtype.
 
     Returns:
         The folder written.
 
     Raises:
         TypeError: If ``model`` and ``config`` are not a known pair, or ``weights_dtype`` is not a floating dtype.
+        ValueError: If ``weights_dtype`` is a floating dtype outside :data:`WEIGHTS_DTYPES` (float8).
+        FileExistsError, ValueError: As :func:`write_folder_atomically` for a ``directory`` it refuses.
 
     Examples:
         >>> import tempfile
@@ -93,8 +101,11 @@ def save_pretrained(
     name = type(model).__name__
     if name not in MODEL_CLASSES or not isinstance(config, MODEL_CLASSES[name][0]):
         raise TypeError(f"model {name} with config {type(config).__name__} is not a known pair: {list(MODEL_CLASSES)}")
+    supported = ", ".join(map(str, WEIGHTS_DTYPES))
     if weights_dtype is not None and not (isinstance(weights_dtype, torch.dtype) and weights_dtype.is_floating_point):
-        raise TypeError(f"weights_dtype must be a floating torch.dtype such as torch.float16, got {weights_dtype!r}")
+        raise TypeError(f"weights_dtype must be a floating torch.dtype, one of {supported}; got {weights_dtype!r}")
+    if weights_dtype is not None and weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights_dtype={weights_dtype} is not supported: store the weights as one of {supported}")
 
     def write(tmp: Path) -> None:
         stored = model if weights_dtype is None else copy.deepcopy(model).to(weights_dtype)
@@ -133,6 +144,8 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
     Raises:
         FileExistsError: If ``directory`` is an existing file, or a non-empty folder without a saved model in it
             (its files would be lost).
+        ValueError: If ``directory`` is the current working directory or a folder that holds it (``"."``): the
+            replacement would delete the folder the program runs in.
 
     Examples:
         >>> import tempfile
@@ -141,6 +154,8 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
         ['a.txt']
     """
     directory = Path(directory)
+    target = Path(os.path.abspath(directory))  # "." and "a/.." get a real name and parent; symlinks stay as they are
+    _refuse_working_directory(directory, target)
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} is a file, not a folder: give a new or an existing folder's path")
     if directory.is_dir() and any(directory.iterdir()) and not any((directory / f).is_file() for f in MODEL_MARKERS):
@@ -148,25 +163,85 @@ def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[
             f"{directory} is a folder that holds no saved model (no {' or '.join(MODEL_MARKERS)}): writing there "
             "would replace everything in it; give a new folder, or a model folder to overwrite"
         )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp)
         tmp.chmod(0o755)  # mkdtemp makes a private folder; a saved model is an ordinary, shareable one
         for path in tmp.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
+            os.replace(target, old)
+            os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, directory)
+            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _refuse_working_directory(directory: Path, target: Path) -> None:
+    """The folder a program runs in cannot be replaced: it would go on in a deleted folder."""
+    try:
+        cwd = Path.cwd().resolve()
+    except FileNotFoundError:  # the working directory is already gone: nothing to protect
+        return
+    real = target.parent.resolve() / target.name  # a symlink named by `directory` is replaced, not its target
+    if real == cwd or real in cwd.parents:
+        what = "the current working directory" if real == cwd else f"a folder that holds the working directory {cwd}"
+        raise ValueError(
+            f"directory={str(directory)!r} is {what}: saving replaces the whole folder, which would delete the "
+            f"folder this program runs in; give a new sub-folder, e.g. {str(directory / 'model')!r}"
+        )
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's content; a damaged file is a ValueError that names it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): a damaged file; save the model again") from error
+
+
+def _read_saved_config(directory: Path) -> dict[str, Any]:
+    """``config.json`` of a :func:`save_pretrained` folder, checked: a known ``"model"`` and a ``"config"`` dict."""
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{directory} has no config.json: not a folder written by save_pretrained")
+    saved = _read_json(config_file)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{config_file} must hold a JSON object with 'model' and 'config', got {type(saved).__name__}")
+    if saved.get("model") not in MODEL_CLASSES:
+        raise ValueError(f"{config_file}: unknown model {saved.get('model')!r}, expected one of {list(MODEL_CLASSES)}")
+    if not isinstance(saved.get("config"), dict):
+        raise ValueError(f"{config_file} lacks the model's settings: its 'config' must be an object, a damaged file")
+    return saved
+
+
+def _build_config(config_file: Path, config_cls: type, settings: dict[str, Any]) -> tuple[Any, list[str]]:
+    """``config_cls(**settings)``, with errors that name the file; also the fields left at their defaults."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(settings) - set(fields))
+    missing = [
+        name
+        for name, f in fields.items()
+        if f.init and name not in settings and dataclasses.MISSING is f.default is f.default_factory  # no default
+    ]
+    if unknown or missing:
+        raise ValueError(
+            f"{config_file}: 'config' does not fit {config_cls.__name__}"
+            + (f"; unknown keys {unknown}" if unknown else "")
+            + (f"; missing keys {missing}" if missing else "")
+        )
+    try:
+        config = config_cls(**settings)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{config_file}: {error}") from error
+    return config, [name for name in fields if name not in settings and fields[name].init]
 
 
 def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, dict[str, Any]]:
@@ -177,6 +252,12 @@ def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, 
 
     Returns:
         ``(model, config, meta)``.
+
+    Raises:
+        FileNotFoundError: If ``config.json`` or ``model.safetensors`` is missing.
+        ValueError: If a file is damaged: ``config.json`` or ``meta.json`` is not JSON, ``config.json`` names an
+            unknown model or lacks keys, or ``model.safetensors`` is truncated or does not fit the config. The
+            message names the file.
 
     Examples:
         >>> import tempfile, torch
@@ -189,17 +270,33 @@ def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, 
     """
     directory = Path(directory)
     config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{directory} has no config.json: not a folder written by save_pretrained")
-    saved = json.loads(config_file.read_text(encoding="utf-8"))
-    if saved.get("model") not in MODEL_CLASSES:
-        raise ValueError(f"{config_file}: unknown model {saved.get('model')!r}, expected one of {list(MODEL_CLASSES)}")
+    saved = _read_saved_config(directory)
     config_cls, model_cls = MODEL_CLASSES[saved["model"]]
-    config = config_cls(**saved["config"])
-    model = model_cls(config, n_classes=saved["n_classes"]) if "n_classes" in saved else model_cls(config)
-    load_model(model, str(directory / "model.safetensors"))
+    config, defaulted = _build_config(config_file, config_cls, saved["config"])
+    try:
+        model = model_cls(config, n_classes=saved["n_classes"]) if "n_classes" in saved else model_cls(config)
+    except (TypeError, ValueError) as error:  # a damaged n_classes
+        raise ValueError(f"{config_file}: {error}") from error
+    weights_file = directory / "model.safetensors"
+    if not weights_file.is_file():
+        raise FileNotFoundError(f"{directory} has no model.safetensors (the weights): a damaged or incomplete folder")
+    try:
+        load_model(model, str(weights_file))
+    except SafetensorError as error:
+        raise ValueError(
+            f"{weights_file} is not a readable safetensors file ({error}): truncated or damaged; save the model again"
+        ) from error
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        fallback = f" ({config_file} lacks {defaulted}: their defaults were used)" if defaulted else ""
+        first = str(error).strip().splitlines()
+        raise ValueError(
+            f"{weights_file} does not fit the {saved['model']} that {config_file} describes{fallback}: "
+            + " ".join(line.strip() for line in first[1:3] or first[:1])
+        ) from error
     meta_file = directory / "meta.json"
-    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    meta = _read_json(meta_file) if meta_file.is_file() else {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_file} must hold a JSON object, got {type(meta).__name__}")
     return model.eval(), config, meta
 
 
@@ -352,18 +449,37 @@ def load_encoder(directory: str | os.PathLike[str]) -> tuple[Encoder, WordPieceT
         ``(model, tokenizer, meta)``.
 
     Raises:
-        FileNotFoundError: If the folder has no ``config.json`` or no vocabulary file.
-        ValueError: If the folder holds another kind of model, no WordPiece tokenizer, or a vocabulary whose size
-            differs from the model's.
+        FileNotFoundError: If the folder has no ``config.json``, no ``model.safetensors`` or no vocabulary file.
+        ValueError: If the folder holds another kind of model (a GPT, say), no WordPiece tokenizer, or a damaged
+            file (as :func:`load_pretrained`; a vocabulary that is not UTF-8 text, lacks the special tokens or
+            whose size differs from the model's). The message names the file.
     """
+    directory = Path(directory)
+    kind = _read_saved_config(directory)["model"]
+    encoders = [cls.__name__ for cls in get_args(Encoder)]
+    if kind not in encoders:
+        raise ValueError(
+            f"{directory} holds a {kind}, not a BERT ({', '.join(encoders)}): it holds no BERT model with a WordPiece "
+            "tokenizer (written by save_encoder); load it with load_pretrained"
+        )
     model, _, meta = load_pretrained(directory)
     spec = meta.get("tokenizer")
     if not isinstance(model, Encoder) or not isinstance(spec, dict) or spec.get("type") != "wordpiece":
         raise ValueError(f"{directory} holds no BERT model with a WordPiece tokenizer (written by save_encoder)")
+    if not isinstance(spec.get("vocab_file"), str):
+        raise ValueError(f"{directory / 'meta.json'}: its 'tokenizer' lacks 'vocab_file', the vocabulary's file name")
     settings = {k: spec[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars") if k in spec}
     if "max_input_chars_per_word" in spec:
         settings["max_input_chars_per_word"] = spec["max_input_chars_per_word"]
-    tokenizer = WordPieceTokenizer.from_vocab_file(Path(directory) / spec["vocab_file"], **settings)
+    vocab_file = directory / spec["vocab_file"]
+    if not vocab_file.is_file():
+        raise FileNotFoundError(f"{vocab_file} is missing: the model's vocabulary (one token per line, save_encoder)")
+    try:
+        tokenizer = WordPieceTokenizer.from_vocab_file(vocab_file, **settings)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{vocab_file} is not UTF-8 text ({error}): a damaged vocabulary file") from error
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{vocab_file}: {error}") from error
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(
             f"{directory}: {spec['vocab_file']} has {tokenizer.vocab_size} tokens but the model's vocab_size is "

@@ -308,8 +308,8 @@ def test_semantic_search_errors() -> None:
         semantic_search(torch.randn(2, 4), torch.randn(3, 4), top_k=0)
     with pytest.raises(ValueError, match=r"expected \(Q, D\) and \(N, D\) embeddings, got \(2, 4\) and \(3, 5\)"):
         semantic_search(torch.randn(2, 4), torch.randn(3, 5))
-    with pytest.raises(TypeError, match=r"b must be a float tensor of embeddings .* got list"):
-        semantic_search(torch.randn(2, 4), [[0.0] * 4])
+    with pytest.raises(TypeError, match=r"corpus_embeddings must be a float tensor of embeddings .* got list"):
+        semantic_search(torch.randn(2, 4), [[0.0] * 4])  # named as semantic_search's parameter, not as "b"
     with pytest.raises(TypeError, match=r"a must be a float tensor .* got a torch\.int64 tensor"):
         cosine_similarity_matrix(torch.ones(2, 4, dtype=torch.long), torch.randn(3, 4))
     mixed = semantic_search(torch.randn(2, 4), torch.randn(3, 4, dtype=torch.float64), top_k=1)  # promoted

@@ -115,12 +115,18 @@ def hf_classifier(n_classes: int, mode: str, dropout: float, seed: int) -> nn.Mo
     from transformers import BertForSequenceClassification as HFBertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # "classifier newly initialized" is the point, not a warning
     hf_logging.disable_progress_bar()  # a local file loads in a blink
     torch.manual_seed(seed)
-    model = HFBertForSequenceClassification.from_pretrained(
-        minilm_dir(), num_labels=n_classes, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
-    )
+    try:
+        model = HFBertForSequenceClassification.from_pretrained(
+            minilm_dir(), num_labels=n_classes, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+        )
+    finally:  # the process's settings, as they were (this runs inside the tests' process too)
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     if mode == "head":
         mark_trainable(model, f"{HF_BERT_HEAD_NAMES['classifier']}.*")
     elif mode == "full":
@@ -152,12 +158,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="a few texts, a few steps: seconds (for the tests)")
     args = p.parse_args(argv)
     args.runs = args.runs or (list(RUNS) if args.task == "sms-spam" else ["tfidf"])
+    problem = load_finetune_script().model_dir_problem(args.model_dir) if args.model_dir is not None else None
+    if problem:  # one line: "... holds a GPT, not a BERT ...", before any run
+        p.exit(2, f"{p.prog}: error: --model-dir {problem}\n")
     if args.model_dir is not None and any(run.startswith("hf-") for run in args.runs):
         p.error("the hf-* runs load MiniLM's folder: leave them out of --runs with --model-dir")
-    if args.model_dir is not None and not any(
-        (Path(args.model_dir) / sub / "config.json").is_file() for sub in ("", "model")
-    ):
-        p.error(f"--model-dir {args.model_dir} holds no model (no config.json): give a folder of pretrain_bert.py")
     return args
 
 

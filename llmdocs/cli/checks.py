@@ -46,7 +46,16 @@ __all__ = [
 Status = Literal["ok", "warn", "missing"]
 PACKAGE_DIR = Path(llmdocs.__file__).resolve().parent
 ASSETS_FILE = PACKAGE_DIR.parent / "requirements" / "assets.txt"  # present in a source checkout only
-SHIPPED_MODELS = ("dates-en-zh", "gpt-shakespeare-char", "gpt-tang-char")
+SHIPPED_MODELS = (
+    "dates-en-zh",
+    "gpt-shakespeare-char",
+    "gpt-tang-char",
+    "bert-wikitext2",
+    "bert-people-daily",
+    "minilm-sms-spam",
+)
+"""The folders of llmdocs/pretrained that the package must ship (a full model, or a fine-tuned delta)."""
+WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors")  # a full model; a delta on an installed base
 OPTIONAL_LIBRARIES = {  # name -> what it is for
     "transformers": "equivalence tests against Hugging Face",
     "peft": "LoRA equivalence tests",
@@ -286,7 +295,9 @@ def check_assets_file(path: Path = ASSETS_FILE) -> list[Check]:
 def check_shipped_models() -> Check:
     """The models shipped inside the package (the tour and the chapters load them)."""
     missing = [
-        name for name in SHIPPED_MODELS if not (PACKAGE_DIR / "pretrained" / name / "model.safetensors").is_file()
+        name
+        for name in SHIPPED_MODELS
+        if not any((PACKAGE_DIR / "pretrained" / name / f).is_file() for f in WEIGHT_FILES)
     ]
     if missing:
         fix = "reinstall llmdocs with its package data: pip install -e . (from the repository)"

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,9 @@ def encode_examples(
     """Tokenize `(text, label)` pairs once, truncating each text to `max_length` tokens ([CLS] and [SEP] included).
 
     Raises:
-        TypeError: If an example is not a `(text, label)` pair with a `str` text.
+        TypeError: If `tokenizer` is not a `WordPieceTokenizer`, `examples` is not a sequence (a list; a generator
+            can be read only once: pass `list(...)`), an example is not a `(text, label)` pair with a `str` text,
+            or `max_length` is not an int.
         ValueError: If `examples` is empty, a label is not an int >= 0, or `max_length` < 2.
 
     Examples:
@@ -195,8 +197,15 @@ def encode_examples(
         >>> data.input_ids.tolist(), data.labels.tolist()
         ([[2, 5, 5, 3], [2, 6, 3, 0]], [1, 0])
     """
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise TypeError(f"tokenizer must be a WordPieceTokenizer, got {type(tokenizer).__name__}")
+    if not isinstance(examples, Sequence) or isinstance(examples, str | bytes):
+        hint = ": it can be read only once; pass list(examples)" if isinstance(examples, Iterator) else ""
+        raise TypeError(f"examples must be a list of (text, label) pairs, got {type(examples).__name__}{hint}")
     if not examples:
         raise ValueError("examples is empty: nothing to encode")
+    if isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise TypeError(f"max_length must be an int (tokens per text), got {type(max_length).__name__} {max_length!r}")
     if max_length < 2:
         raise ValueError(f"max_length={max_length} leaves no room for [CLS] and [SEP]")
     bad = next(
@@ -280,6 +289,18 @@ def classification_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
 
     Works for our `BertForSequenceClassification` and Hugging Face's (`model(input_ids, attention_mask=...)`).
 
+    Args:
+        model: The classifier, (B, T) ids -> (B, C) logits.
+        batch: `(input_ids, attention_mask, labels)`: (B, T), (B, T) and (B,) class ids (an integer tensor).
+
+    Returns:
+        `(loss, n_tokens)`: the scalar loss and the number of real tokens (the sum of `attention_mask`).
+
+    Raises:
+        TypeError: If `batch` is not three items, or `labels` is not an integer tensor (a list, or float or bool
+            labels: cross-entropy takes class ids).
+        ValueError: If `labels` is not (B,) with the B of the logits, or a label is not a class id in [0, C).
+
     Examples:
         >>> from llmdocs.models.bert import BertConfig
         >>> model = BertForSequenceClassification(BertConfig.tiny(), n_classes=2)
@@ -288,13 +309,26 @@ def classification_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
         >>> round(loss.item(), 1), n_tokens  # about log 2 for a new classifier
         (0.7, 3)
     """
+    if not isinstance(batch, tuple | list) or len(batch) != 3:
+        got = f"{len(batch)} items" if isinstance(batch, tuple | list) else type(batch).__name__
+        raise TypeError(f"batch must be (input_ids, attention_mask, labels), got {got}")
     input_ids, attention_mask, labels = batch  # (B, T), (B, T), (B,)
+    if (
+        not isinstance(labels, Tensor)
+        or labels.is_floating_point()
+        or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
+        kind = f"a {labels.dtype} tensor" if isinstance(labels, Tensor) else type(labels).__name__
+        raise TypeError(f"labels (the batch's third item) must be an integer tensor of class ids (B,), got {kind}")
     logits = _logits(model(input_ids, attention_mask=attention_mask))  # (B, C)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 -> float32; float64 stays
-    C = logits.shape[-1]
+    B, C = logits.shape
+    if labels.shape != (B,):
+        raise ValueError(f"labels must have shape (B,) = ({B},), one class id per text, got {tuple(labels.shape)}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
         raise ValueError(f"labels must be class ids in [0, {C}) for a {C}-class model, got {labels.tolist()}")
-    return F.cross_entropy(logits, labels), int(attention_mask.sum())
+    return F.cross_entropy(logits, labels.long()), int(attention_mask.sum())  # long: int32 ids work too
 
 
 @torch.no_grad()

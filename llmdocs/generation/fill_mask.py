@@ -10,9 +10,12 @@ pre-training task itself, so it is the most direct way to look at what a pre-tra
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
+from llmdocs.models.bert import BertForSequenceClassification, BertModel
 from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = ["fill_mask"]
@@ -38,7 +41,9 @@ def fill_mask(
         predicted on its own, from the same input (several gaps are not filled one after the other).
 
     Raises:
-        TypeError: If ``text`` is not a string or ``top_k`` not an integer.
+        TypeError: If ``model`` is not a masked-language model (``None``, or a ``BertModel`` or
+            ``BertForSequenceClassification``, which have no MLM head), ``tokenizer`` is not a
+            ``WordPieceTokenizer``, ``text`` is not a string or ``top_k`` not an integer.
         ValueError: If ``text`` has no ``[MASK]``, ``top_k`` is not in [1, V], the tokenizer's vocabulary is not
             the model's, or the text is longer than the model's context (the message comes from the model).
 
@@ -55,6 +60,9 @@ def fill_mask(
         >>> len(gaps), len(gaps[0]), gaps[0][0][1] >= gaps[0][1][1] >= gaps[0][2][1]
         (2, 3, True)
     """
+    _check_masked_lm(model)
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise TypeError(f"tokenizer must be the model's WordPieceTokenizer, got {type(tokenizer).__name__}")
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if isinstance(top_k, bool) or not isinstance(top_k, int):
@@ -88,3 +96,22 @@ def fill_mask(
         list(zip(tokenizer.convert_ids_to_tokens(ids.tolist()), p.tolist(), strict=True))
         for ids, p in zip(top_ids, top_probs, strict=True)
     ]
+
+
+def _check_masked_lm(model: object) -> None:
+    """``model`` must predict tokens: an ``nn.Module`` whose forward takes ``masked_positions`` (BertForPreTraining)."""
+    if isinstance(model, BertModel | BertForSequenceClassification):
+        raise TypeError(
+            f"model is a {type(model).__name__}, which has no masked-LM head to predict tokens: fill_mask needs a "
+            "BertForPreTraining (e.g. llmdocs.pretrained.load_bert(), or load_encoder on a folder of "
+            "examples/pretrain_bert.py)"
+        )
+    parameters = inspect.signature(model.forward).parameters if isinstance(model, nn.Module) else {}
+    takes_positions = "masked_positions" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+    if not takes_positions:
+        raise TypeError(
+            "model must be a masked-language model such as BertForPreTraining (called with masked_positions=...), "
+            f"got {type(model).__name__}"
+        )

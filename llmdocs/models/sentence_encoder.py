@@ -93,6 +93,20 @@ def mean_pooling(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1)  # (B, D) / (B, 1)
 
 
+def _check_embeddings(a: object, b: object, a_name: str, b_name: str) -> None:
+    """Two float tensors (Q, D) and (N, D), named in errors as the caller's parameters are."""
+    for name, x in ((a_name, a), (b_name, b)):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            kind = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"{name} must be a float tensor of embeddings (rows, D), got {kind}")
+    assert isinstance(a, Tensor) and isinstance(b, Tensor)
+    if a.dim() != 2 or b.dim() != 2 or a.size(1) != b.size(1):
+        raise ValueError(
+            f"expected (Q, D) and (N, D) embeddings, got {tuple(a.shape)} and {tuple(b.shape)}: {a_name} and "
+            f"{b_name} must be 2-D with the same width D"
+        )
+
+
 def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
     """All cosines between the rows of ``a`` (Q, D) and of ``b`` (N, D): (Q, N) = normalize(a) normalize(b)^T.
 
@@ -105,12 +119,7 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
         >>> cosine_similarity_matrix(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]]))
         tensor([[1.0000, 0.7071, 0.0000]])
     """
-    for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            kind = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
-            raise TypeError(f"{name} must be a float tensor of embeddings (rows, D), got {kind}")
-    if a.dim() != 2 or b.dim() != 2 or a.size(1) != b.size(1):
-        raise ValueError(f"expected (Q, D) and (N, D) embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
+    _check_embeddings(a, b, "a", "b")
     dtype = torch.promote_types(a.dtype, b.dtype)  # float32 queries against a float64 corpus, say
     return F.normalize(a.to(dtype), dim=1) @ F.normalize(b.to(dtype), dim=1).T  # (Q, D) @ (D, N) -> (Q, N)
 
@@ -132,8 +141,9 @@ def semantic_search(
         Q lists of ``min(top_k, N)`` pairs ``(corpus index, cosine)``, by decreasing cosine.
 
     Raises:
-        TypeError: embeddings that are not float tensors (see ``cosine_similarity_matrix``).
-        ValueError: bad shapes (see ``cosine_similarity_matrix``), or ``top_k`` < 1.
+        TypeError: ``query_embeddings`` or ``corpus_embeddings`` is not a float tensor.
+        ValueError: they are not (Q, D) and (N, D) with the same D, hold NaN or infinite values (which would
+            rank first or break the ranking silently), or ``top_k`` is not an integer >= 1.
 
     Examples:
         >>> import torch
@@ -144,6 +154,14 @@ def semantic_search(
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+    _check_embeddings(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
+    for name, x in (("query_embeddings", query_embeddings), ("corpus_embeddings", corpus_embeddings)):
+        bad_rows = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()  # (n_bad,)
+        if len(bad_rows):
+            raise ValueError(
+                f"{name} has NaN or infinite values in {len(bad_rows)} row(s), e.g. rows {bad_rows[:5].tolist()}: "
+                "their cosines are NaN, and NaN would rank first; check the model or the inputs that made them"
+            )
     scores = cosine_similarity_matrix(query_embeddings, corpus_embeddings)  # (Q, N)
     values, indices = scores.topk(min(top_k, scores.size(1)), dim=1)  # (Q, k), sorted by decreasing score
     return [list(zip(i, v, strict=True)) for i, v in zip(indices.tolist(), values.tolist(), strict=True)]

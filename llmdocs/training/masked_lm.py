@@ -30,7 +30,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,9 @@ IGNORE_INDEX = -100
 MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1
 """Of the chosen tokens: 80% become `[MASK]`, 10% a random token, the other 10% stay (Devlin et al., 3.1)."""
 
+MAX_VOCAB_ID = 2**24 - 1
+"""The largest id `continuation_mask` accepts: 16.7M ids, 64 times the largest vocabularies in use (256k)."""
+
 
 def continuation_mask(vocab: Sequence[str] | Mapping[str, int]) -> Tensor:
     """Which ids are WordPiece continuation pieces (`"##..."`): the pieces that continue a word.
@@ -56,8 +59,10 @@ def continuation_mask(vocab: Sequence[str] | Mapping[str, int]) -> Tensor:
         (V,) bool, `True` at the ids of tokens that start with `##` (V = the largest id + 1).
 
     Raises:
-        TypeError: If `vocab` is a string or holds non-strings.
-        ValueError: If `vocab` is empty, or a mapping's id is not an integer >= 0.
+        TypeError: If `vocab` is a string, neither a sequence nor a mapping (a `set` has no order, so its tokens
+            have no ids), or holds non-strings.
+        ValueError: If `vocab` is empty, or a mapping's id is not an integer in `[0, MAX_VOCAB_ID]` (a huge id
+            would make a (V,) mask of that many entries).
 
     Examples:
         >>> continuation_mask(["[PAD]", "play", "##ing", "#", "##"])
@@ -65,6 +70,12 @@ def continuation_mask(vocab: Sequence[str] | Mapping[str, int]) -> Tensor:
     """
     if isinstance(vocab, str | bytes):
         raise TypeError("vocab must be a list of tokens or a dict token -> id, not a string")
+    if not isinstance(vocab, Sequence | Mapping):
+        why = ": a set has no order, so its tokens have no ids" if isinstance(vocab, Set) else ""
+        raise TypeError(
+            "vocab must be the tokens in id order (a list) or a mapping token -> id (a tokenizer's .vocab), got "
+            f"{type(vocab).__name__}{why}"
+        )
     pairs = list(vocab.items()) if isinstance(vocab, Mapping) else [(t, i) for i, t in enumerate(vocab)]
     if not pairs:
         raise ValueError("vocab is empty")
@@ -73,6 +84,11 @@ def continuation_mask(vocab: Sequence[str] | Mapping[str, int]) -> Tensor:
             raise TypeError(f"vocabulary tokens must be str, got {type(token).__name__} {token!r}")
         if isinstance(i, bool) or not isinstance(i, int) or i < 0:
             raise ValueError(f"vocabulary ids must be integers >= 0, got {i!r} for token {token!r}")
+        if i > MAX_VOCAB_ID:
+            raise ValueError(
+                f"vocabulary ids must be at most MAX_VOCAB_ID={MAX_VOCAB_ID:,}, got {i:,} for token {token!r}: the "
+                "mask has one entry per id up to the largest"
+            )
     is_continuation = torch.zeros(max(i for _, i in pairs) + 1, dtype=torch.bool)  # (V,)
     for token, i in pairs:
         is_continuation[i] = token.startswith("##")
@@ -239,7 +255,11 @@ def _check_logits_labels(logits: Tensor, labels: Tensor) -> None:
         raise TypeError(f"logits must be a float tensor (..., V), got {_describe(logits)}")
     if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor of token ids, got {_describe(labels)}")
-    if logits.dim() < 1 or labels.shape != logits.shape[:-1]:
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ValueError(
+            f"logits must have a last dimension of V >= 1 vocabulary scores, (..., V), got shape {tuple(logits.shape)}"
+        )
+    if labels.shape != logits.shape[:-1]:
         raise ValueError(
             f"labels must have the shape of logits without its last (vocabulary) dimension: logits "
             f"{tuple(logits.shape)} needs labels {tuple(logits.shape[:-1])}, got {tuple(labels.shape)}"
@@ -269,8 +289,9 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
     Raises:
         TypeError: If `logits` is not a float tensor or `labels` not an integer one.
-        ValueError: If the shapes do not match, a label is outside `[0, V)` (other than `IGNORE_INDEX`), or no
-            position is predicted (the mean of nothing would be a silent NaN).
+        ValueError: If `logits` has no vocabulary dimension V >= 1 (a 0-d tensor), the shapes do not match, a
+            label is outside `[0, V)` (other than `IGNORE_INDEX`), or no position is predicted (the mean of nothing
+            would be a silent NaN).
 
     References:
         Devlin et al. (2019), section 3.1 "Task #1: Masked LM".
