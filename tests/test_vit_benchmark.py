@@ -16,6 +16,7 @@ import torch
 from llmdocs.interop.hf_vit import to_hf
 from llmdocs.models.vit import ViT, ViTConfig
 from llmdocs.profiling import count_parameters
+from llmdocs.serialization import load_pretrained
 from llmdocs.testing import assert_equivalent
 from scripts import load_script
 
@@ -39,7 +40,8 @@ def smoke(bench: ModuleType, target: Path, *flags: str) -> dict:
 
 def test_budget_smoke_measures_the_peers_and_ours_with_the_same_budget(bench, tmp_path) -> None:
     budget_minutes = 0.003  # 0.18 s of training per run
-    record = smoke(bench, tmp_path / "budget.json", "--minutes", str(budget_minutes))
+    exported = tmp_path / "models"
+    record = smoke(bench, tmp_path / "budget.json", "--minutes", str(budget_minutes), "--export-dir", str(exported))
     assert record["experiment"] == "budget" and list(record["results"]) == list(bench.EXPERIMENTS["budget"])
     assert record["recipe"]["lr"] == 0.003 and record["versions"]["transformers"]
     assert record["run_flags"]["ours-vit-tuned"] == "--augment --flip" and record["run_flags"]["hf-vit"] == ""
@@ -60,6 +62,22 @@ def test_budget_smoke_measures_the_peers_and_ours_with_the_same_budget(bench, tm
     assert results["ours-vit-tuned"]["augment"] and results["ours-vit-tuned"]["flip"]
     assert not results["ours-vit"]["augment"] and not results["hf-vit"]["augment"]
     assert len(record["table"]) == 1 + len(results)
+    # --export-dir saves ours (not the peers) as train_vit.py --export does: they load back and score the same
+    assert sorted(p.name for p in exported.iterdir()) == ["ours-cnn", "ours-vit", "ours-vit-tuned"]
+    script = load_script("train_vit.py")
+    for run in ("ours-vit", "ours-cnn"):
+        model, _, meta = load_pretrained(exported / run)
+        assert results[run]["exported_to"] == str(exported / run) and meta["class_names"] == [str(d) for d in range(10)]
+        args = script.parse_args(["--dataset", "digits", "--smoke", "--model", "cnn" if run == "ours-cnn" else "vit"])
+        test = script.prepare_data(args)["test"]
+        predictions, _, _ = script.predict(model, test, 500)
+        assert (predictions == test.labels).float().mean().item() == pytest.approx(results[run]["test_accuracy"])
+        confusion = torch.tensor(meta["results"]["confusion_matrix"])  # (10, 10): rows true, columns predicted
+        assert (
+            confusion.shape == (10, 10)
+            and confusion.sum() == len(test)
+            and confusion.trace() == (predictions == test.labels).sum()
+        )
 
 
 def test_data_hunger_smoke_gives_every_size_the_same_steps(bench, tmp_path) -> None:
@@ -147,3 +165,25 @@ def test_bad_flags_fail_before_any_work(bench, capsys, flags: list[str], words: 
     with pytest.raises(SystemExit):
         bench.parse_args(["--smoke", "--dataset", "digits", *flags])
     assert words in capsys.readouterr().err
+
+
+def test_resume_runs_only_what_the_record_lacks_and_refuses_other_settings(bench, tmp_path) -> None:
+    target = tmp_path / "hunger.json"
+    flags = ["--experiment", "data-hunger", "--sizes", "64", "128", "--runs", "ours-vit", "plain-cnn"]
+    first = smoke(bench, target, *flags)
+    assert target.read_text(encoding="utf-8")  # written after every run, so an interruption keeps the finished ones
+    interrupted = json.loads(target.read_text(encoding="utf-8"))
+    del interrupted["results"]["plain-cnn"]["128"]  # as if the call had stopped during the last run
+    interrupted["table"] = interrupted["table"][:-1]
+    interrupted["finished"] = None
+    target.write_text(json.dumps(interrupted), encoding="utf-8")
+    resumed = smoke(bench, target, *flags, "--resume")
+    assert resumed["results"]["ours-vit"] == interrupted["results"]["ours-vit"]  # kept, not run again
+    assert resumed["results"]["plain-cnn"]["64"] == interrupted["results"]["plain-cnn"]["64"]
+    assert resumed["results"]["plain-cnn"]["128"]["steps_done"] == first["results"]["plain-cnn"]["128"]["steps_done"]
+    assert [call["command"].endswith("--resume") for call in resumed["commands"]] == [False, True]
+    assert len(resumed["table"]) == 1 + 4 and resumed["finished"]
+    with pytest.raises(SystemExit, match=r"other settings \(steps: record 4, now 3"):
+        smoke(bench, target, *flags, "--steps", "3", "--resume")
+    with pytest.raises(SystemExit):  # argparse: nothing to resume
+        bench.main(["--smoke", "--dataset", "digits", "--resume", "--json", str(tmp_path / "none.json")])

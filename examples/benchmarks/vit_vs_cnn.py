@@ -78,10 +78,11 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from llmdocs.data.image_batches import ImageBatches
 from llmdocs.data.image_dataset import ImageDataset
-from llmdocs.data.images import IMAGE_ATTRIBUTIONS, IMAGE_DATASETS, IMAGE_SHAPES
+from llmdocs.data.images import IMAGE_ATTRIBUTIONS, IMAGE_DATASETS, IMAGE_SHAPES, IMAGE_STATS
 from llmdocs.interop.hf_vit import config_to_hf
 from llmdocs.models.vit import ViTConfig
 from llmdocs.profiling import count_parameters, machine_description
+from llmdocs.serialization import save_pretrained
 from llmdocs.training import TrainConfig, resolve_device, seed_everything, train
 from llmdocs.training.optim import build_adamw
 
@@ -196,8 +197,12 @@ def hf_vit(config: ViTConfig) -> HFLogits:
     from transformers import ViTForImageClassification
     from transformers.utils import logging as hf_logging
 
+    verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    return HFLogits(ViTForImageClassification(config_to_hf(config)))
+    try:
+        return HFLogits(ViTForImageClassification(config_to_hf(config)))
+    finally:  # the process's setting, as it was (this runs inside the tests' process too)
+        hf_logging.set_verbosity(verbosity)
 
 
 # ---- the learning rate of a wall-clock budget -----------------------------------------------------------------------
@@ -374,8 +379,9 @@ def train_and_test(
         for row in history
         if "val_accuracy" in row
     ]
+    labels = data["test"].labels
     return {
-        "test_accuracy": (predictions == data["test"].labels).float().mean().item(),
+        "test_accuracy": (predictions == labels).float().mean().item(),
         "test_loss": test_loss,
         "val_accuracy": curve[-1]["val_accuracy"] if curve else None,
         "params": count_parameters(model),
@@ -397,9 +403,31 @@ def train_and_test(
         "train_images_per_s": round(statistics.median(r["tokens_per_s"] for r in logged), 1) if logged else None,
         "inference_images_per_s": round(images_per_s, 1),
         "final_train_loss": round(logged[-1]["loss"], 4) if logged else None,
+        # rows: true class, columns: predicted class (train_vit.py's results.json has the same)
+        "confusion_matrix": script.confusion_matrix(predictions, labels, len(data["test"].class_names)).tolist(),
         "curve": curve,
         "train_loss": [[row["step"], round(row["loss"], 4)] for row in logged],
     }
+
+
+def export_model(
+    folder: Path,
+    model: nn.Module,
+    config: Any,
+    args: argparse.Namespace,
+    data: dict[str, ImageDataset],
+    result: dict[str, Any],
+    record: dict[str, Any],
+) -> None:
+    """Save a trained ``ours-*`` model as ``train_vit.py --export`` does (``save_pretrained``: config, safetensors
+    weights and a meta with the class names, the pixel statistics and this run's figures), atomically."""
+    meta = {
+        "results": {k: v for k, v in result.items() if k not in ("curve", "train_loss")}
+        | {"command": record["command"], "machine": record["machine"], "dataset": args.dataset},
+        "class_names": list(data["train"].class_names),
+        "pixel_stats": list(IMAGE_STATS[args.dataset]),
+    }
+    save_pretrained(folder, model.cpu(), config, meta)
 
 
 # ---- flags ----------------------------------------------------------------------------------------------------------
@@ -441,7 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the weights, batch order and augmentation (default: %(default)s)"
     )
     p.add_argument("--note", default="", help="free text stored in the record, e.g. what else ran")
-    p.add_argument("--json", default=None, help="write the record to this file")
+    p.add_argument("--json", default=None, help="write the record to this file (after every run, atomically)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the experiment recorded in --json: runs already in it are kept, not run again "
+                        "(the flags must be those of the record, --no-progress and --note aside)")  # fmt: skip
+    p.add_argument("--export-dir", default=None,
+                   help="save each trained ours-* model to EXPORT_DIR/<run> (save_pretrained; with a variant: "
+                        "<run>-<variant>), e.g. to ship it")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument("--smoke", action="store_true", help="tiny models, a few images, a few steps: seconds (tests)")
     return p
@@ -489,6 +523,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if fixed:
             parser.error(f"--run-flags {run}: {', '.join(fixed)} are set by the benchmark for every run")
     args.run_flags = flags
+    if args.resume and (args.json is None or not Path(args.json).is_file()):
+        parser.error(f"--resume continues the record of --json, but there is none: --json {args.json}")
+    if args.export_dir is not None and Path(args.export_dir).is_file():
+        parser.error(f"--export-dir must be a folder, got the file {args.export_dir}")
     args.script = load_train_script()
     args.plan = plan_runs(args, args.script, parser.error)  # every run's train_vit.py arguments, checked now
     return args
@@ -571,14 +609,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "recipe": {k: getattr(args.plan[0]["args"], k) for k in RECIPE} | {"betas": [0.9, 0.999]},
         "results": {},
     }
+    record["runs"] = list(args.runs)
+    lines = [header_line()]
+    if args.resume:
+        record, lines = resume_record(Path(args.json), record, command)
     loaded: dict[tuple, dict[str, ImageDataset]] = {}
-    names = ("test acc", "params", "train s", "CPU s", "epochs", "train/s", "infer/s")
-    header = f"{'run':24} " + " ".join(f"{name:>{width}}" for name, width in zip(names, WIDTHS, strict=True)) + "  load"
-    lines = [header]
     print(f"{args.experiment}: {len(args.plan)} run(s) on {torch.get_num_threads()} thread(s); {record['machine']}")
-    print(header, flush=True)
+    print("\n".join(lines), flush=True)
     for entry in args.plan:
         run, variant, run_args = entry["run"], entry["variant"], entry["args"]
+        done = record["results"].get(run)
+        if done is not None and (variant is None or str(variant) in done):
+            continue  # --resume: measured by an earlier call, its line is in the table already
         key = data_key(run_args)
         if key not in loaded:
             loaded[key] = script.prepare_data(run_args)
@@ -606,6 +648,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["load_average_before"] = [round(x, 2) for x in load_before]
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         result["train_vit_flags"] = shlex.join(entry["flags"])
+        if args.export_dir is not None and run.startswith("ours-"):
+            folder = Path(args.export_dir) / (run if variant is None else f"{run}-{variant}")
+            export_model(folder, model, script.model_config(run_args), run_args, loaded[key], result, record)
+            result["exported_to"] = str(folder)
         if variant is None:
             record["results"][run] = result
             label = run
@@ -619,11 +665,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         lines.append(line)
         print(line, flush=True)
+        record["table"] = lines
+        if args.json:  # after every run: an interrupted experiment keeps what it measured (--resume)
+            write_record(Path(args.json), record)
     record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     record["table"] = lines
     if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_record(Path(args.json), record)
     return record
+
+
+def header_line() -> str:
+    names = ("test acc", "params", "train s", "CPU s", "epochs", "train/s", "infer/s")
+    return f"{'run':24} " + " ".join(f"{name:>{width}}" for name, width in zip(names, WIDTHS, strict=True)) + "  load"
+
+
+RESUME_KEYS = ("experiment", "runs", "dataset", "seed", "budget_minutes", "epochs", "steps", "sizes", "patch_sizes",
+               "run_flags", "recipe", "threads", "versions")  # fmt: skip
+"""What a resumed experiment must share with its record: every run of one record is measured the same way."""
+
+
+def resume_record(path: Path, fresh: dict[str, Any], command: str) -> tuple[dict[str, Any], list[str]]:
+    """The record at ``path`` to continue, and its table so far; SystemExit if its settings differ from ``fresh``'s.
+
+    Each call is kept in ``"commands"`` (with its start time and machine), so the record says which runs came from
+    which call; a run's own ``load_average_before``/``after`` say how busy the machine was meanwhile.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"--resume: cannot read the record {path}: {error}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("results"), dict):
+        raise SystemExit(f"--resume: {path} is not a record of this benchmark")
+    differ = [key for key in RESUME_KEYS if record.get(key) != fresh[key]]
+    if differ:
+        details = "; ".join(f"{key}: record {record.get(key)!r}, now {fresh[key]!r}" for key in differ)
+        raise SystemExit(f"--resume: {path} was measured with other settings ({details}); start a new --json")
+    calls = record.get("commands") or [{"command": record["command"], "started": record["started"]}]
+    calls.append({"command": command, "started": fresh["started"], "machine": fresh["machine"], "note": fresh["note"]})
+    record["commands"], record["finished"] = calls, None
+    lines = record.get("table") or [header_line()]
+    return record, lines
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as JSON to ``path`` atomically: a crash leaves the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

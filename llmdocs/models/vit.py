@@ -35,7 +35,7 @@ from llmdocs.nn.checks import check_model_config
 from llmdocs.nn.patch_embedding import POS_EMBEDDINGS, ImageEmbedding
 from llmdocs.nn.transformer_layers import EncoderLayer
 
-__all__ = ["HEAD_FUSIONS", "POOLINGS", "ViT", "ViTConfig", "attention_rollout"]
+__all__ = ["HEAD_FUSIONS", "POOLINGS", "ViT", "ViTConfig", "attention_rollout", "rollout_map"]
 
 POOLINGS = ("cls", "mean")
 """How [ViT][llmdocs.models.vit.ViT] turns its output sequence into one vector: the [CLS] token or the patch mean."""
@@ -330,3 +330,68 @@ def attention_rollout(attentions: Tensor | Sequence[Tensor], head_fusion: str = 
     for layer_mixing in mixing[1:]:
         rollout = layer_mixing @ rollout  # ([B,] T, T): layer l reads what layer l-1 had gathered
     return rollout
+
+
+@torch.no_grad()
+def rollout_map(model: ViT, images: Tensor, head_fusion: str = "mean", mode: str = "bilinear") -> Tensor:
+    """Per-pixel attention-rollout maps: how much of each patch flows into what the classifier reads.
+
+    The model runs once with ``need_weights=True`` (in eval mode; its mode is restored afterwards), then
+
+        R = attention_rollout(W_1..W_L)                          (B, T, T), rows sum to one
+        m = R[:, 0, 1:]      (pool="cls": the [CLS] row)         (B, P), or the mean of R[:, 1:, 1:]'s rows for
+                                                                 pool="mean" (the classifier averages the patches)
+        map = upsample(m reshaped to (Gh, Gw)) to (H, W)
+
+    A pixel's value is its patch's share m_i in the pooled vector (the [CLS] column, the token's own share, is
+    left out, so a map sums over the patches to less than one). ``"nearest"`` repeats each share over its p x p
+    pixels; ``"bilinear"`` (``align_corners=False``) blends neighbouring patches for a smoother overlay. Both keep
+    the maps non-negative and a constant map constant.
+
+    Args:
+        model: a [ViT][llmdocs.models.vit.ViT].
+        images: model inputs (B, C, H, W), normalised as in training, H = W = ``image_size``.
+        head_fusion: how [attention_rollout][llmdocs.models.vit.attention_rollout] fuses the heads.
+        mode: ``"bilinear"`` or ``"nearest"``.
+
+    Returns:
+        Maps (B, H, W), float, >= 0, one per image.
+
+    Raises:
+        TypeError: ``model`` is not a ViT, or ``images`` not a floating-point tensor.
+        ValueError: ``images`` has the wrong shape, or ``head_fusion`` or ``mode`` is unknown.
+
+    References:
+        Abnar and Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020, section 3; Dosovitskiy et al.,
+        2021, figure 6 and appendix D.8 (rollout maps of a ViT).
+
+    Examples:
+        >>> import torch
+        >>> model = ViT(ViTConfig.tiny()).eval()
+        >>> maps = rollout_map(model, torch.rand(2, 3, 8, 8))  # 8 x 8 pixels, 2 x 2 patches
+        >>> maps.shape, bool((maps >= 0).all())
+        (torch.Size([2, 8, 8]), True)
+        >>> nearest = rollout_map(model, torch.rand(1, 3, 8, 8), mode="nearest")
+        >>> bool((nearest[0, :4, :4] == nearest[0, 0, 0]).all())  # one value per 4 x 4 patch
+        True
+    """
+    if not isinstance(model, ViT):
+        raise TypeError(f"model must be a ViT, got {type(model).__name__}")
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if head_fusion not in HEAD_FUSIONS:  # checked before the forward pass, not after it
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    was_training = model.training
+    model.eval()  # no dropout in the attention weights
+    try:
+        model(images, need_weights=True)  # checks images; keeps each layer's (B, H, T, T) weights
+        rollout = attention_rollout(model.attention_weights(), head_fusion)  # (B, T, T)
+    finally:
+        model.train(was_training)
+    B, _, H, W = images.shape
+    p = model.config.patch_size
+    # (B, P): the [CLS] row without its own column; for pool="mean", the mean of the patch rows it averages
+    shares = rollout[:, 0, 1:] if model.config.pool == "cls" else rollout[:, 1:, 1:].mean(dim=1)
+    grid = shares.reshape(B, 1, H // p, W // p)  # (B, 1, Gh, Gw), row-major as the patches
+    pixels = torch.nn.functional.interpolate(grid, size=(H, W), mode=mode)  # (B, 1, H, W)
+    return pixels[:, 0]  # (B, H, W)

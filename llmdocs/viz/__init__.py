@@ -18,6 +18,9 @@ One module per kind of figure, everything importable from here:
 - [curves][llmdocs.viz.curves]: `plot_curves` (loss curves, schedules).
 - [bars][llmdocs.viz.bars]: `plot_bars` (grouped bars, or one panel per series).
 - [tokens][llmdocs.viz.tokens]: `plot_masking` (BERT's masked input and targets, token by token).
+- [images][llmdocs.viz.images]: what a Vision Transformer reads and learns: `plot_patches`,
+  `plot_position_similarity`, `plot_patch_filters`, `plot_image_grid` (images with titles and heat-map overlays),
+  `plot_confusion_matrix`.
 
 Shape legend: Tq query positions (rows), Tk key positions (columns), H heads.
 
@@ -34,6 +37,13 @@ from llmdocs.viz.bars import plot_bars
 from llmdocs.viz.curves import plot_curves
 from llmdocs.viz.figure import CJK_FONTS, FIGURES_DIR_ENV, CourseFigure, figures_dir, save_figure
 from llmdocs.viz.heatmaps import plot_attention, plot_heatmap
+from llmdocs.viz.images import (
+    plot_confusion_matrix,
+    plot_image_grid,
+    plot_patch_filters,
+    plot_patches,
+    plot_position_similarity,
+)
 from llmdocs.viz.tokens import MASKING_COLORS, plot_masking
 
 __all__ = [
@@ -44,8 +54,13 @@ __all__ = [
     "figures_dir",
     "plot_attention",
     "plot_bars",
+    "plot_confusion_matrix",
     "plot_curves",
     "plot_heatmap",
+    "plot_image_grid",
     "plot_masking",
+    "plot_patch_filters",
+    "plot_patches",
+    "plot_position_similarity",
     "save_figure",
 ]

@@ -50,10 +50,12 @@ def to_numpy(values: Any, argname: str) -> np.ndarray:
     return array
 
 
-def check_labels(labels: Sequence[str] | None, size: int, argname: str, axis: str) -> None:
+def check_labels(
+    labels: Sequence[str] | None, size: int, argname: str, axis: str, of: str = "the weights have"
+) -> None:
     """Raise a readable error unless `labels` is None or a sequence of one label per row or column (`size`).
 
-    A bare string is rejected rather than read as one label per character.
+    A bare string is rejected rather than read as one label per character; `of` says what has the `size` `axis`.
 
     Examples:
         >>> check_labels(["a", "b"], 3, "x_labels", "key columns")
@@ -66,4 +68,4 @@ def check_labels(labels: Sequence[str] | None, size: int, argname: str, axis: st
     if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
         raise TypeError(f"{argname} must be a sequence of {size} labels (a list of strings), got {labels!r:.60}")
     if len(labels) != size:
-        raise ValueError(f"{argname} has {len(labels)} labels but the weights have {size} {axis}")
+        raise ValueError(f"{argname} has {len(labels)} labels but {of} {size} {axis}")
