@@ -28,6 +28,8 @@ Usage:
     python examples/pretrain_bert.py --minutes 10                      # stop on a wall-clock budget (checkpointed)
     python examples/pretrain_bert.py --out-dir runs/bert --resume      # continue from the newest checkpoint
     python examples/pretrain_bert.py --smoke                           # seconds: the tests run this
+    python examples/pretrain_bert.py --seq-length 32 --out-dir runs/p1  # BERT's two phases: short sequences, then
+    python examples/pretrain_bert.py --init-from runs/p1 --out-dir runs/p2   # all the positions (appendix A.2)
     torchrun --nproc_per_node 2 examples/pretrain_bert.py              # data-parallel (gloo on CPU)
 
 Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``, ``tokenizer/vocab.txt``, ``curve.svg``,
@@ -58,7 +60,7 @@ from llmdocs.data.review_sentiment import review_sentiment_split
 from llmdocs.data.wikitext import wikitext2_documents
 from llmdocs.generation.fill_mask import fill_mask
 from llmdocs.models.bert import BertConfig, BertForPreTraining
-from llmdocs.serialization import save_encoder
+from llmdocs.serialization import load_encoder, save_encoder
 from llmdocs.tokenizers import WordPieceTokenizer, train_wordpiece
 from llmdocs.training import (
     TrainConfig,
@@ -108,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="next-sentence prediction; --no-nsp trains MLM alone on contiguous text (RoBERTa)")  # fmt: skip
     g.add_argument("--whole-word", action="store_true", help="mask whole words, not single WordPiece tokens")
     g.add_argument("--mlm-probability", type=float, default=0.15, help="fraction of tokens chosen for prediction")
+    g.add_argument("--seq-length", type=int, default=None,
+                   help="tokens per training sequence, <= --context-length (None: --context-length); BERT "
+                        "trained 90%% of its steps on 128 of its 512 positions (Devlin et al., 2019, appendix "
+                        "A.2)")  # fmt: skip
     g = p.add_argument_group("model")
     g.add_argument("--n-layers", type=int, help="encoder layers N")
     g.add_argument("--d-model", type=int, help="model width D")
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--d-ff", type=int, help="feed-forward width F")
     g.add_argument("--context-length", type=int, help="tokens per sequence T ([CLS] A [SEP] B [SEP])")
     g.add_argument("--dropout", type=float, help="dropout probability")
+    g.add_argument("--init-from", default=None, metavar="DIR",
+                   help="start from this model of an earlier run (its --out-dir, or a folder saved by --export) "
+                        "with its vocabulary and shape: BERT's second phase, on longer --seq-length")  # fmt: skip
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, help="sequences per step, per process")
     g.add_argument("--steps", type=int, help="optimizer steps")
@@ -145,6 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+INIT_FROM_SHAPE = ("--n-layers", "--d-model", "--n-heads", "--d-ff", "--context-length", "--vocab-size")
+
+
+def init_from_folder(path: Path, error: Any) -> Path:
+    """The model folder of ``--init-from``: ``path`` itself, or ``path/model`` (a run's --out-dir)."""
+    for folder in (path, path / "model"):
+        if (folder / "config.json").is_file() and (folder / "vocab.txt").is_file():
+            kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model")
+            if kind != "BertForPreTraining":
+                error(f"--init-from {path} holds a {kind}, not a pre-trained BERT of this script")
+            return folder
+    error(f"--init-from {path}: no model of this script there (config.json and vocab.txt, in it or in its model/)")
+    raise AssertionError  # error() exits
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Defaults, then --smoke, then the flags given explicitly."""
     parser = build_parser()
@@ -154,8 +178,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0.0 < args.mlm_probability < 1.0:
         parser.error(f"--mlm-probability must be in (0, 1), got {args.mlm_probability}")
+    given = sys.argv[1:] if argv is None else argv
+    if args.init_from is not None:
+        shape_flags = [f for f in INIT_FROM_SHAPE if any(a == f or a.startswith(f + "=") for a in given)]
+        if shape_flags:
+            parser.error(f"--init-from takes the model's shape and vocabulary from {args.init_from}: drop "
+                         f"{', '.join(shape_flags)}")  # fmt: skip
+        init = init_from_folder(Path(args.init_from), parser.error)
+        config = json.loads((init / "config.json").read_text(encoding="utf-8"))["config"]
+        for name in ("n_layers", "d_model", "n_heads", "d_ff", "context_length", "vocab_size"):
+            setattr(args, name, config[name])
+        args.init_from = str(init)
     if args.context_length < 8:
         parser.error(f"--context-length must be at least 8 ([CLS] A [SEP] B [SEP]), got {args.context_length}")
+    if args.seq_length is None:
+        args.seq_length = args.context_length
+    if not 8 <= args.seq_length <= args.context_length:
+        parser.error(f"--seq-length must be in 8..{args.context_length} (the model's positions), got {args.seq_length}")
     if args.minutes is not None and not 0.0 < args.minutes < float("inf"):
         parser.error(f"--minutes must be a positive number, got {args.minutes}")
     for name in ("batch_size", "steps", "vocab_size", "eval_batches"):
@@ -296,12 +335,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_docs, held_docs = load_documents(args.corpus)
     if args.max_documents:
         train_docs, held_docs = train_docs[: args.max_documents], held_docs[: max(20, args.max_documents // 10)]
-    tokenizer = build_tokenizer(train_docs, args.vocab_size, out_dir, args.resume)
+    initial = None
+    if args.init_from is not None:  # its vocabulary and weights (the checkpoint's weights on --resume)
+        initial, tokenizer, _ = load_encoder(args.init_from)
+    else:
+        tokenizer = build_tokenizer(train_docs, args.vocab_size, out_dir, args.resume)
     if info.is_main:
         (out_dir / "tokenizer").mkdir(parents=True, exist_ok=True)
         lines = "".join(tokenizer.ids_to_tokens[i] + "\n" for i in range(tokenizer.vocab_size))
         (out_dir / "tokenizer" / "vocab.txt").write_text(lines, encoding="utf-8")
-    T = args.context_length
+    T = args.seq_length  # of the training sequences; the model has args.context_length positions
     train_pairs = sentence_pairs(tokenize_documents(train_docs, tokenizer), T, args.nsp, args.seed)
     held_pairs = sentence_pairs(tokenize_documents(held_docs, tokenizer), T, args.nsp, args.seed + 1)
     batch_options = dict(tokenizer=tokenizer, mlm_probability=args.mlm_probability, whole_word=args.whole_word)
@@ -316,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seed_everything(args.seed)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
-        context_length=T,
+        context_length=args.context_length,
         d_model=args.d_model,
         n_heads=args.n_heads,
         n_layers=args.n_layers,
@@ -324,7 +367,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         dropout=args.dropout,
         pad_token_id=tokenizer.vocab[tokenizer.pad_token],
     )
-    model = BertForPreTraining(config).to(device)
+    model = BertForPreTraining(config)
+    if initial is not None:
+        if initial.config != dataclasses.replace(config, dropout=initial.config.dropout):
+            raise SystemExit(f"--init-from {args.init_from}: its config {initial.config} does not fit {config}")
+        model.load_state_dict(initial.state_dict())
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())  # the tied decoder counted once
     wrapped = DistributedDataParallel(model) if info.world_size > 1 else model
     train_config = TrainConfig(
@@ -386,6 +434,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "source": SOURCES[args.corpus],
             "nsp": args.nsp,
             "whole_word": args.whole_word,
+            "seq_length": T,
+            "init_from": args.init_from,
             "vocab_size": tokenizer.vocab_size,
             **final,
             "steps": last_step,

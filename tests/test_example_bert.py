@@ -99,9 +99,34 @@ def test_bad_flags(script, tmp_path) -> None:
         ["--batch-size", "0"],
         ["--n-heads", "3"],  # does not divide d_model=32
         ["--dropout", "1.5"],
+        ["--seq-length", "33"],  # past the model's 32 positions
+        ["--seq-length", "7"],
+        ["--init-from", str(tmp_path)],  # no model there
+        ["--init-from", "llmdocs/pretrained/gpt-tang-char"],  # a GPT
     ):
         with pytest.raises(SystemExit):
             smoke(script, tmp_path / "bad", *flags)
+
+
+def test_two_phases_short_sequences_then_init_from_on_the_full_length(script, tmp_path, capsys) -> None:
+    """BERT's schedule (Devlin et al., 2019, appendix A.2): most steps on short sequences of a model with all its
+    positions, then the same model continued on full-length ones with --init-from."""
+    short = smoke(script, tmp_path / "p1", "--seq-length", "16")
+    assert short["seq_length"] == 16 and short["model_config"]["context_length"] == 32
+    first, _, _ = load_encoder(tmp_path / "p1" / "model")
+    long = smoke(script, tmp_path / "p2", "--init-from", str(tmp_path / "p1"), "--dropout", "0.0")
+    assert long["seq_length"] == 32 and long["init_from"] == str(tmp_path / "p1" / "model")
+    assert long["model_config"] == {**short["model_config"], "dropout": 0.0}  # its shape; dropout may change
+    assert (tmp_path / "p2" / "tokenizer" / "vocab.txt").read_text() == (
+        tmp_path / "p1" / "model" / "vocab.txt"
+    ).read_text()
+    second, _, _ = load_encoder(tmp_path / "p2" / "model")
+    assert not torch.equal(
+        first.bert.embeddings.pos_embed.weight, second.bert.embeddings.pos_embed.weight
+    )  # trained on
+    with pytest.raises(SystemExit):
+        script.parse_args(["--smoke", "--init-from", str(tmp_path / "p1"), "--d-model", "64"])
+    assert "the model's shape and vocabulary from" in capsys.readouterr().err  # and which flag to drop
 
 
 def test_reference_benchmark_smoke(tmp_path) -> None:
