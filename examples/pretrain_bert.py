@@ -157,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
 INIT_FROM_SHAPE = ("--n-layers", "--d-model", "--n-heads", "--d-ff", "--context-length", "--vocab-size")
 
 
-def init_from_folder(path: Path, error: Any) -> Path:
-    """The model folder of ``--init-from``: ``path`` itself, or ``path/model`` (a run's --out-dir)."""
+def init_from_folder(path: Path, error: Any) -> tuple[Path, dict[str, Any]]:
+    """The model folder of ``--init-from`` (``path`` itself, or ``path/model``: a run's --out-dir) and its config."""
     for folder in (path, path / "model"):
         if (folder / "config.json").is_file() and (folder / "vocab.txt").is_file():
-            kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model")
-            if kind != "BertForPreTraining":
-                error(f"--init-from {path} holds a {kind}, not a pre-trained BERT of this script")
-            return folder
+            saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            if saved.get("model") != "BertForPreTraining":
+                error(f"--init-from {path} holds a {saved.get('model')}, not a pre-trained BERT of this script")
+            return folder, saved["config"]
     error(f"--init-from {path}: no model of this script there (config.json and vocab.txt, in it or in its model/)")
     raise AssertionError  # error() exits
 
@@ -184,8 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if shape_flags:
             parser.error(f"--init-from takes the model's shape and vocabulary from {args.init_from}: drop "
                          f"{', '.join(shape_flags)}")  # fmt: skip
-        init = init_from_folder(Path(args.init_from), parser.error)
-        config = json.loads((init / "config.json").read_text(encoding="utf-8"))["config"]
+        init, config = init_from_folder(Path(args.init_from), parser.error)
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "context_length", "vocab_size"):
             setattr(args, name, config[name])
         args.init_from = str(init)

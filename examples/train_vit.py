@@ -47,6 +47,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,12 @@ def confusion_matrix(predictions: Tensor, labels: Tensor, n_classes: int) -> Ten
     return torch.bincount(labels * n_classes + predictions, minlength=n_classes**2).view(n_classes, n_classes)
 
 
+def model_meta(results: dict[str, Any], class_names: Sequence[str], dataset: str) -> dict[str, Any]:
+    """The ``meta.json`` of a saved classifier: its figures, class names and the pixel statistics its inputs are
+    standardised with (``llmdocs.pretrained`` reads the last two); the benchmark's exports use it too."""
+    return {"results": results, "class_names": list(class_names), "pixel_stats": list(IMAGE_STATS[dataset])}
+
+
 # ---- main -----------------------------------------------------------------------------------------------------------
 
 
@@ -422,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         if val_rows:
             plot_history(history, "val_accuracy").savefig(out_dir / "accuracy.svg")
-        meta = {"results": results, "class_names": list(class_names), "pixel_stats": list(IMAGE_STATS[args.dataset])}
+        meta = model_meta(results, class_names, args.dataset)
         plain.cpu()
         save_pretrained(out_dir / "model", plain, config, meta)
         if args.export:

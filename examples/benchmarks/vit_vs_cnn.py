@@ -78,7 +78,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from llmdocs.data.image_batches import ImageBatches
 from llmdocs.data.image_dataset import ImageDataset
-from llmdocs.data.images import IMAGE_ATTRIBUTIONS, IMAGE_DATASETS, IMAGE_SHAPES, IMAGE_STATS
+from llmdocs.data.images import IMAGE_ATTRIBUTIONS, IMAGE_DATASETS, IMAGE_SHAPES
 from llmdocs.interop.hf_vit import config_to_hf
 from llmdocs.models.vit import ViTConfig
 from llmdocs.profiling import count_parameters, machine_description
@@ -411,9 +411,9 @@ def train_and_test(
 
 
 def export_model(
+    script: ModuleType,
     folder: Path,
     model: nn.Module,
-    config: Any,
     args: argparse.Namespace,
     data: dict[str, ImageDataset],
     result: dict[str, Any],
@@ -421,13 +421,10 @@ def export_model(
 ) -> None:
     """Save a trained ``ours-*`` model as ``train_vit.py --export`` does (``save_pretrained``: config, safetensors
     weights and a meta with the class names, the pixel statistics and this run's figures), atomically."""
-    meta = {
-        "results": {k: v for k, v in result.items() if k not in ("curve", "train_loss")}
-        | {"command": record["command"], "machine": record["machine"], "dataset": args.dataset},
-        "class_names": list(data["train"].class_names),
-        "pixel_stats": list(IMAGE_STATS[args.dataset]),
-    }
-    save_pretrained(folder, model.cpu(), config, meta)
+    results = {k: v for k, v in result.items() if k not in ("curve", "train_loss")}
+    results |= {"command": record["command"], "machine": record["machine"], "dataset": args.dataset}
+    meta = script.model_meta(results, data["train"].class_names, args.dataset)
+    save_pretrained(folder, model.cpu(), script.model_config(args), meta)
 
 
 # ---- flags ----------------------------------------------------------------------------------------------------------
@@ -650,7 +647,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["train_vit_flags"] = shlex.join(entry["flags"])
         if args.export_dir is not None and run.startswith("ours-"):
             folder = Path(args.export_dir) / (run if variant is None else f"{run}-{variant}")
-            export_model(folder, model, script.model_config(run_args), run_args, loaded[key], result, record)
+            export_model(script, folder, model, run_args, loaded[key], result, record)
             result["exported_to"] = str(folder)
         if variant is None:
             record["results"][run] = result
