@@ -2,7 +2,7 @@
 
 The models are the package's: ``llmdocs.models.vit.ViT`` (``--model vit``: 28 x 28 images cut into 49 patches of
 4 x 4, [CLS] token, 4 Pre-LN layers of width 64, 0.14M parameters) and ``llmdocs.models.resnet.ResNet``
-(``--model cnn``: three stages of 32, 64 and 128 channels, 0.70M parameters). Both get the same recipe, trained by
+(``--model cnn``: three stages of 16, 32 and 64 channels, 0.17M parameters). Both get the same recipe, trained by
 ``llmdocs.training.train``: cross-entropy, AdamW (betas 0.9/0.999, weight decay 0.05 on matrices), a linear warm-up
 over the first 10% of the steps then a cosine decay to 0 (the shape of a one-cycle schedule), peak learning rate
 3e-3, batch 128, gradient clipping at 1.0. Inputs are standardised with the training pixels' mean and standard

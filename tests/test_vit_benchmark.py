@@ -159,6 +159,7 @@ def test_budget_schedule_warms_up_peaks_and_ends_at_zero(bench) -> None:
         (["--run-flags", "hf-vit=--augment"], "ours-RUN=FLAGS"),
         (["--experiment", "patch-size", "--patch-sizes", "3"], "refuses the flags"),
         (["--run-flags", "ours-vit=--pool mean"], "no pool='mean'"),
+        (["--experiment", "patch-size", "--run-flags", "ours-vit=--patch-size 2"], "--patch-size"),
     ],
 )
 def test_bad_flags_fail_before_any_work(bench, capsys, flags: list[str], words: str) -> None:
@@ -187,3 +188,36 @@ def test_resume_runs_only_what_the_record_lacks_and_refuses_other_settings(bench
         smoke(bench, target, *flags, "--steps", "3", "--resume")
     with pytest.raises(SystemExit):  # argparse: nothing to resume
         bench.main(["--smoke", "--dataset", "digits", "--resume", "--json", str(tmp_path / "none.json")])
+
+
+def test_redo_measures_one_run_again_with_new_flags_and_keeps_what_it_replaced(bench, tmp_path) -> None:
+    target = tmp_path / "budget.json"
+    runs = ["--runs", "ours-vit", "ours-vit-tuned"]
+    first = smoke(bench, target, *runs, "--run-flags", "ours-vit-tuned=--flip")
+    redo = ["--run-flags", "ours-vit-tuned=--pool mean", "--resume", "--redo", "ours-vit-tuned"]
+    redone = smoke(bench, target, *runs, *redo, "--export-dir", str(tmp_path / "models"))
+    _, _, meta = load_pretrained(tmp_path / "models" / "ours-vit-tuned")
+    assert meta["results"]["command"] == redone["commands"][-1]["command"]  # the call that trained it
+    assert redone["results"]["ours-vit"] == first["results"]["ours-vit"]  # kept, not run again
+    assert redone["results"]["ours-vit-tuned"]["model_config"]["pool"] == "mean"  # measured again, with the new flags
+    assert redone["run_flags"]["ours-vit-tuned"] == "--pool mean"
+    (replaced,) = redone["replaced"]
+    assert replaced["run"] == "ours-vit-tuned" and replaced["run_flags"] == "--flip"
+    assert replaced["results"] == first["results"]["ours-vit-tuned"]
+    assert replaced["replaced_by"] == redone["commands"][-1]["command"]
+    assert [line.split()[0] for line in redone["table"][1:]] == ["ours-vit", "ours-vit-tuned"]
+    with pytest.raises(SystemExit, match="other settings"):  # the runs not redone keep the record's flags
+        smoke(bench, target, *runs, "--run-flags", "ours-vit=--flip", "--resume", "--redo", "ours-vit-tuned")
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [(["--redo", "ours-vit"], "give --resume"), (["--redo", "hf-vit", "--runs", "ours-vit"], "not among the runs")],
+)
+def test_redo_needs_resume_and_a_run_of_the_experiment(bench, capsys, tmp_path, flags: list[str], words: str) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("{}", encoding="utf-8")
+    extra = ["--resume", "--json", str(target)] if "--runs" in flags else []
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--smoke", "--dataset", "digits", *flags, *extra])
+    assert words in capsys.readouterr().err

@@ -13,8 +13,9 @@ the same number of epochs, ``--epochs``:
   dropout - fc 128 - fc 10, 421,642 parameters), the same loop, batches and recipe;
 - ``ours-vit``: ``llmdocs.models.vit.ViT`` (the ``fashion_mnist`` preset) with ``examples/train_vit.py``'s recipe;
 - ``ours-vit-tuned``: the same ViT with our best recipe, given as ``train_vit.py`` flags by ``--run-flags``
-  (default: random crops and mirror images, ``--augment --flip``);
-- ``ours-cnn``: ``llmdocs.models.resnet.ResNet`` (the ``fashion_mnist`` preset, 696,042 parameters).
+  (default: random crops and mirror images, ``--augment --flip``; the chapter's record used patches of 7 pixels,
+  mirror images and shifts of up to one pixel, ``--patch-size 7 --flip --augment --crop-padding 1``);
+- ``ours-cnn``: ``llmdocs.models.resnet.ResNet`` (the ``fashion_mnist`` preset, 174,970 parameters).
 
 ``data-hunger``: ``ours-vit``, ``ours-vit-aug`` (the same, ``--augment --flip``) and ``ours-cnn`` on stratified,
 nested subsets of ``--sizes`` training images (1,000, 5,000, 20,000 and 60,000: the whole training split, no
@@ -43,10 +44,14 @@ batch run twice as a warm-up), the validation curve per epoch (with the training
 training loss, and the load average before and after the run (the machine may be shared).
 
 Usage:
-    python examples/benchmarks/vit_vs_cnn.py --json llmdocs/records/vit_fashion_mnist_budget.json  # 5 x 10 min, ~55 min
+    python examples/benchmarks/vit_vs_cnn.py --json llmdocs/records/vit_fashion_mnist_budget.json \
+        --run-flags "ours-vit-tuned=--patch-size 7 --flip --augment --crop-padding 1"  # 5 x 10 min, ~55 min
     python examples/benchmarks/vit_vs_cnn.py --epochs 5 --runs hf-vit plain-cnn ours-vit          # the peers' 5 epochs
     python examples/benchmarks/vit_vs_cnn.py --run-flags "ours-vit-tuned=--augment --flip --pool mean"
     python examples/benchmarks/vit_vs_cnn.py --run-flags "ours-cnn=--widths 16 32 64" --runs ours-cnn
+    python examples/benchmarks/vit_vs_cnn.py --json R.json --resume                 # continue an interrupted experiment
+    python examples/benchmarks/vit_vs_cnn.py --json R.json --resume --redo ours-vit-tuned \
+        --run-flags "ours-vit-tuned=--pool mean"                                     # one run again, other flags
     python examples/benchmarks/vit_vs_cnn.py --experiment data-hunger --json llmdocs/records/vit_data_hunger.json
     python examples/benchmarks/vit_vs_cnn.py --experiment patch-size --json llmdocs/records/vit_patch_size.json
     python examples/benchmarks/vit_vs_cnn.py --smoke --dataset digits                              # seconds
@@ -100,7 +105,8 @@ DEFAULT_RUN_FLAGS: dict[str, str] = {  # run -> train_vit.py flags on top of its
 SET_BY_THE_BENCHMARK = ("--dataset", "--model", "--seed", "--device", "--threads", "--smoke", "--out-dir", "--resume",
                         "--minutes", "--record", "--export", "--no-progress", "--eval-batch-size", "--data-dir",
                         "--epochs", "--train-size", "--val-size", "--patch-size")  # fmt: skip
-"""train_vit.py flags that ``--run-flags`` may not give: the benchmark sets them the same for every run."""
+"""train_vit.py flags that ``--run-flags`` may not give: the benchmark sets them the same for every run
+(``--patch-size`` only in the patch-size experiment, which varies it; elsewhere a run may choose its patches)."""
 MINUTES, SMOKE_MINUTES = 10.0, 0.01  # default budget of each run in the budget experiment
 SIZES, SMOKE_SIZES = (1_000, 5_000, 20_000, 60_000), (64, 128)
 STEPS, SMOKE_STEPS = 2_340, 4  # data hunger: 5 epochs of the 60,000 training images (468 batches of 128 each)
@@ -422,7 +428,8 @@ def export_model(
     """Save a trained ``ours-*`` model as ``train_vit.py --export`` does (``save_pretrained``: config, safetensors
     weights and a meta with the class names, the pixel statistics and this run's figures), atomically."""
     results = {k: v for k, v in result.items() if k not in ("curve", "train_loss")}
-    results |= {"command": record["command"], "machine": record["machine"], "dataset": args.dataset}
+    call = (record.get("commands") or [record])[-1]  # the call that trained it: a resumed record lists every call
+    results |= {"command": call["command"], "machine": call["machine"], "dataset": args.dataset}
     meta = script.model_meta(results, data["train"].class_names, args.dataset)
     save_pretrained(folder, model.cpu(), script.model_config(args), meta)
 
@@ -470,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the experiment recorded in --json: runs already in it are kept, not run again "
                         "(the flags must be those of the record, --no-progress and --note aside)")  # fmt: skip
+    p.add_argument("--redo", nargs="+", default=[], metavar="RUN",
+                   help="with --resume: measure these runs again, with the --run-flags given now (the others' "
+                        "flags must be the record's); the results they replace stay in the record, under "
+                        "'replaced'")  # fmt: skip
     p.add_argument("--export-dir", default=None,
                    help="save each trained ours-* model to EXPORT_DIR/<run> (save_pretrained; with a variant: "
                         "<run>-<variant>), e.g. to ship it")  # fmt: skip
@@ -516,12 +527,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         flags[run] = value
     for run, value in flags.items():
         given = {token.split("=", 1)[0] for token in shlex.split(value) if token.startswith("--")}
-        fixed = sorted(given & set(SET_BY_THE_BENCHMARK))
+        refused = set(SET_BY_THE_BENCHMARK) - ({"--patch-size"} if args.experiment != "patch-size" else set())
+        fixed = sorted(given & refused)
         if fixed:
             parser.error(f"--run-flags {run}: {', '.join(fixed)} are set by the benchmark for every run")
     args.run_flags = flags
     if args.resume and (args.json is None or not Path(args.json).is_file()):
         parser.error(f"--resume continues the record of --json, but there is none: --json {args.json}")
+    if args.redo and not args.resume:
+        parser.error("--redo measures runs of a record again: give --resume (and its --json) too")
+    unknown = [run for run in args.redo if run not in args.runs]
+    if unknown:
+        parser.error(f"--redo: {', '.join(unknown)} not among the runs of this experiment, {args.runs}")
     if args.export_dir is not None and Path(args.export_dir).is_file():
         parser.error(f"--export-dir must be a folder, got the file {args.export_dir}")
     args.script = load_train_script()
@@ -609,7 +626,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record["runs"] = list(args.runs)
     lines = [header_line()]
     if args.resume:
-        record, lines = resume_record(Path(args.json), record, command)
+        record, lines = resume_record(Path(args.json), record, command, redo=args.redo)
     loaded: dict[tuple, dict[str, ImageDataset]] = {}
     print(f"{args.experiment}: {len(args.plan)} run(s) on {torch.get_num_threads()} thread(s); {record['machine']}")
     print("\n".join(lines), flush=True)
@@ -682,19 +699,29 @@ RESUME_KEYS = ("experiment", "runs", "dataset", "seed", "budget_minutes", "epoch
 """What a resumed experiment must share with its record: every run of one record is measured the same way."""
 
 
-def resume_record(path: Path, fresh: dict[str, Any], command: str) -> tuple[dict[str, Any], list[str]]:
+def resume_record(
+    path: Path, fresh: dict[str, Any], command: str, redo: list[str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The record at ``path`` to continue, and its table so far; SystemExit if its settings differ from ``fresh``'s.
 
     Each call is kept in ``"commands"`` (with its start time and machine), so the record says which runs came from
-    which call; a run's own ``load_average_before``/``after`` say how busy the machine was meanwhile.
+    which call; a run's own ``load_average_before``/``after`` say how busy the machine was meanwhile. The runs in
+    ``redo`` are taken out of the results, to be measured again, with the flags of ``fresh`` (theirs alone may
+    differ from the record's); what they had measured moves to ``"replaced"``, with the flags that measured it, so
+    that a record shows every recipe that was tried, not only the one that won.
     """
+    redo = list(redo or [])
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise SystemExit(f"--resume: cannot read the record {path}: {error}") from None
     if not isinstance(record, dict) or not isinstance(record.get("results"), dict):
         raise SystemExit(f"--resume: {path} is not a record of this benchmark")
-    differ = [key for key in RESUME_KEYS if record.get(key) != fresh[key]]
+    kept_flags = {run: flags for run, flags in fresh["run_flags"].items() if run not in redo}
+    old_flags = record.get("run_flags")
+    if isinstance(old_flags, dict) and {run: old_flags.get(run) for run in kept_flags} == kept_flags:
+        old_flags = {**old_flags, **{run: fresh["run_flags"][run] for run in redo}}  # the redone runs' flags may change
+    differ = [key for key in RESUME_KEYS if (old_flags if key == "run_flags" else record.get(key)) != fresh[key]]
     if differ:
         details = "; ".join(f"{key}: record {record.get(key)!r}, now {fresh[key]!r}" for key in differ)
         raise SystemExit(f"--resume: {path} was measured with other settings ({details}); start a new --json")
@@ -702,6 +729,12 @@ def resume_record(path: Path, fresh: dict[str, Any], command: str) -> tuple[dict
     calls.append({"command": command, "started": fresh["started"], "machine": fresh["machine"], "note": fresh["note"]})
     record["commands"], record["finished"] = calls, None
     lines = record.get("table") or [header_line()]
+    for run in redo:
+        if run in record["results"]:
+            replaced = {"run": run, "run_flags": record["run_flags"].get(run), "replaced_by": command}
+            record.setdefault("replaced", []).append(replaced | {"results": record["results"].pop(run)})
+            lines = [line for line in lines if line.split(" ", 1)[0] != run]
+    record["run_flags"] = fresh["run_flags"]
     return record, lines
 
 
