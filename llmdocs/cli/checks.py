@@ -53,6 +53,8 @@ SHIPPED_MODELS = (
     "bert-wikitext2",
     "bert-people-daily",
     "minilm-sms-spam",
+    "vit-fashion-mnist",
+    "resnet-fashion-mnist",
 )
 """The folders of llmdocs/pretrained that the package must ship (a full model, or a fine-tuned delta)."""
 WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors")  # a full model; a delta on an installed base

@@ -19,6 +19,12 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
 - ``minilm-sms-spam``: an SMS spam filter fine-tuned from the packaged all-MiniLM-L6-v2 (the BERT chapter). Only
   what fine-tuning changed is shipped (the last encoder layer, the pooler and the classifier, as a delta written by
   :func:`llmdocs.finetuning.save_finetuned`); :func:`load_minilm_classifier` applies it to the installed base.
+- ``vit-fashion-mnist``: a small Vision Transformer (patches of 4 x 4, D 64, 4 layers, [CLS] token, 0.14M
+  parameters) trained on Fashion-MNIST (the Vision Transformer chapter); :func:`load_image_classifier` loads it.
+- ``resnet-fashion-mnist``: the convolutional baseline of the same chapter, a ResNet of three stages (0.17M
+  parameters), trained on the same images with the same recipe. Both come from our budget experiment,
+  ``python examples/benchmarks/vit_vs_cnn.py --export-dir ...`` (each ``meta.json`` holds the class names, the pixel
+  statistics, the test accuracy and the exact command).
 """
 
 from __future__ import annotations
@@ -27,14 +33,34 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
+from llmdocs.data.image_dataset import normalize_images
 from llmdocs.data.vocab import CharVocab
 from llmdocs.models.bert import BertForPreTraining, BertForSequenceClassification
 from llmdocs.models.gpt import GPT
+from llmdocs.models.resnet import ResNet
 from llmdocs.models.transformer import Transformer
+from llmdocs.models.vit import ViT
 from llmdocs.serialization import Tokenizer, load_encoder, load_language_model, load_pretrained
 from llmdocs.tokenizers import WordPieceTokenizer
 
-__all__ = ["available", "load_bert", "load_date_translator", "load_gpt", "load_minilm_classifier", "pretrained_dir"]
+__all__ = [
+    "IMAGE_CLASSIFIER_MODELS",
+    "available",
+    "classify_images",
+    "image_inputs",
+    "load_bert",
+    "load_date_translator",
+    "load_gpt",
+    "load_image_classifier",
+    "load_minilm_classifier",
+    "pretrained_dir",
+]
+
+IMAGE_CLASSIFIER_MODELS = ("ViT", "ResNet")
+"""The model classes (``config.json``'s ``"model"``) that :func:`load_image_classifier` accepts."""
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -192,3 +218,127 @@ def load_minilm_classifier(
     model, tokenizer = minilm_classifier(n_classes=len(labels))
     meta = load_finetuned(path, model, base="all-MiniLM-L6-v2")
     return model.eval(), tokenizer, meta
+
+
+def load_image_classifier(name: str = "vit-fashion-mnist") -> tuple[ViT | ResNet, dict[str, Any]]:
+    """A shipped image classifier, trained by ``examples/train_vit.py`` (or the benchmark that runs it).
+
+    Args:
+        name: Which shipped classifier: ``"vit-fashion-mnist"`` (the Vision Transformer) or
+            ``"resnet-fashion-mnist"`` (the ResNet baseline).
+
+    Returns:
+        ``(model, meta)``; the model is in eval mode on the CPU, ``meta["class_names"]`` names the classes by id,
+        ``meta["pixel_stats"]`` is the (mean, std) of the training pixels that its inputs are standardised with
+        (:func:`image_inputs`), and ``meta["results"]`` holds the test accuracy and the command of its training run.
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: If ``name`` is not a shipped model, or is one but not an image classifier, or its
+            ``meta.json`` lacks the class names or the pixel statistics.
+
+    Examples:
+        >>> model, meta = load_image_classifier("vit-fashion-mnist")
+        >>> type(model).__name__, model.training, meta["class_names"][:3]
+        ('ViT', False, ['T-shirt/top', 'Trouser', 'Pullover'])
+        >>> load_image_classifier("bert-wikitext2")
+        Traceback (most recent call last):
+        ...
+        ValueError: bert-wikitext2 is a BertForPreTraining, not an image classifier (ViT or ResNet): use load_bert
+    """
+    path = pretrained_dir(name)
+    config_file = path / "config.json"
+    kind = json.loads(config_file.read_text(encoding="utf-8")).get("model") if config_file.is_file() else None
+    if kind not in IMAGE_CLASSIFIER_MODELS:
+        loader = {"GPT": "load_gpt", "Transformer": "load_date_translator", None: "load_minilm_classifier"}
+        hint = loader.get(kind, "load_bert" if str(kind).startswith("Bert") else "load_pretrained")
+        what = "a fine-tuned delta on all-MiniLM-L6-v2" if kind is None else f"a {kind}"
+        raise ValueError(f"{name} is {what}, not an image classifier (ViT or ResNet): use {hint}")
+    model, _, meta = load_pretrained(path)
+    missing = [key for key in ("class_names", "pixel_stats") if key not in meta]
+    if missing:
+        raise ValueError(f"{path / 'meta.json'} lacks {missing}: not written by examples/train_vit.py --export")
+    assert isinstance(model, ViT | ResNet)
+    return model, meta
+
+
+def image_inputs(images: Tensor, meta: dict[str, Any]) -> Tensor:
+    """The inputs a shipped image classifier expects: ``(pixels / 255 - mean) / std`` with its ``pixel_stats``.
+
+    The same standardisation as in training (:func:`llmdocs.data.image_dataset.normalize_images` with the training
+    pixels' statistics), so what a chapter feeds the model, or [rollout_map][llmdocs.models.vit.rollout_map], is
+    what the model was trained on.
+
+    Args:
+        images: uint8 pixels (N, C, H, W) in 0..255, e.g. ``dataset.images[:8]``.
+        meta: The ``meta`` of :func:`load_image_classifier`.
+
+    Returns:
+        float32 inputs (N, C, H, W).
+
+    Raises:
+        TypeError: If ``images`` is not a uint8 tensor.
+        ValueError: If ``meta`` has no ``pixel_stats``.
+
+    Examples:
+        >>> meta = {"pixel_stats": [0.5, 0.25]}
+        >>> image_inputs(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), meta)
+        tensor([[[[-2.,  2.]]]])
+    """
+    if not isinstance(meta, dict) or "pixel_stats" not in meta:
+        raise ValueError("meta must be the meta of load_image_classifier, with its pixel_stats (mean, std)")
+    mean, std = meta["pixel_stats"]
+    return normalize_images(images, mean, std)
+
+
+@torch.no_grad()
+def classify_images(
+    model: ViT | ResNet, images: Tensor, meta: dict[str, Any], batch_size: int = 500
+) -> tuple[Tensor, Tensor]:
+    """Classify uint8 images with a shipped classifier: standardise them, run the model, softmax.
+
+    Args:
+        model: From :func:`load_image_classifier` (or any model taking (N, C, H, W) inputs to (N, K) logits).
+        images: uint8 pixels (N, C, H, W) in 0..255, e.g. ``dataset.images[:8]``.
+        meta: Its ``meta``, for the pixel statistics (:func:`image_inputs`).
+        batch_size: Images per forward pass (the attention of 10,000 images at once would not fit in memory).
+
+    Returns:
+        ``(class_ids, probabilities)``: (N,) int64 and (N, K) float32, each row summing to one. The model is run in
+        eval mode; its mode is restored afterwards.
+
+    Raises:
+        TypeError: If ``images`` is not a uint8 tensor.
+        ValueError: If ``images`` is not (N, C, H, W) with the model's channels, or ``batch_size`` < 1.
+
+    Examples:
+        >>> model, meta = load_image_classifier("resnet-fashion-mnist")
+        >>> ids, probs = classify_images(model, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), meta)
+        >>> ids.shape, probs.shape, torch.allclose(probs.sum(dim=-1), torch.ones(2))
+        (torch.Size([2]), torch.Size([2, 10]), True)
+
+        On the test split (it needs the Debian package ``dataset-fashion-mnist``), the accuracy its training run
+        measured:
+
+        >>> from llmdocs.data.images import load_fashion_mnist
+        >>> test = load_fashion_mnist("test")  # doctest: +SKIP
+        >>> ids, _ = classify_images(model, test.images, meta)  # doctest: +SKIP
+        >>> accuracy = (ids == test.labels).float().mean().item()  # doctest: +SKIP
+        >>> round(accuracy, 3) == round(meta["results"]["test_accuracy"], 3)  # doctest: +SKIP
+        True
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    inputs = image_inputs(images, meta)  # (N, C, H, W), checks the dtype
+    if inputs.dim() != 4:
+        hint = " (one image? use images.unsqueeze(0))" if inputs.dim() == 3 else ""
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}{hint}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        logits = torch.cat([model(batch.to(device)).cpu() for batch in inputs.split(batch_size)])  # (N, K)
+    finally:
+        model.train(was_training)
+    probabilities = logits.softmax(dim=-1)  # (N, K)
+    return probabilities.argmax(dim=-1), probabilities

@@ -23,6 +23,9 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``bert_people_daily`` | ``python examples/pretrain_bert.py --corpus people-daily+reviews ... --record ...`` |
 | ``bert_nsp_ablation`` | ``python examples/benchmarks/nsp_ablation.py --with-nsp ... --without-nsp ... --json ...`` |
 | ``bert_review_sentiment`` | ``python examples/benchmarks/bert_classification.py --task review-sentiment ...`` |
+| ``vit_fashion_mnist_budget`` | ``python examples/benchmarks/vit_vs_cnn.py --json ...`` |
+| ``vit_data_hunger`` | ``python examples/benchmarks/vit_vs_cnn.py --experiment data-hunger --json ...`` |
+| ``vit_patch_size`` | ``python examples/benchmarks/vit_vs_cnn.py --experiment patch-size --json ...`` |
 """
 
 from __future__ import annotations
