@@ -717,11 +717,13 @@ def resume_record(
         raise SystemExit(f"--resume: cannot read the record {path}: {error}") from None
     if not isinstance(record, dict) or not isinstance(record.get("results"), dict):
         raise SystemExit(f"--resume: {path} is not a record of this benchmark")
-    kept_flags = {run: flags for run, flags in fresh["run_flags"].items() if run not in redo}
-    old_flags = record.get("run_flags")
-    if isinstance(old_flags, dict) and {run: old_flags.get(run) for run in kept_flags} == kept_flags:
-        old_flags = {**old_flags, **{run: fresh["run_flags"][run] for run in redo}}  # the redone runs' flags may change
-    differ = [key for key in RESUME_KEYS if (old_flags if key == "run_flags" else record.get(key)) != fresh[key]]
+
+    def comparable(key: str, value: Any) -> Any:  # the redone runs' flags may change
+        if key == "run_flags" and isinstance(value, dict):
+            return {run: flags for run, flags in value.items() if run not in redo}
+        return value
+
+    differ = [key for key in RESUME_KEYS if comparable(key, record.get(key)) != comparable(key, fresh[key])]
     if differ:
         details = "; ".join(f"{key}: record {record.get(key)!r}, now {fresh[key]!r}" for key in differ)
         raise SystemExit(f"--resume: {path} was measured with other settings ({details}); start a new --json")

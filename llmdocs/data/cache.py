@@ -6,7 +6,8 @@ and afterwards loads them. The file name contains a SHA-256 of `key` (everything
 data file, tokenizer settings, seed ...) and of the llmdocs version, so a change in any input gives a new
 entry instead of a stale one.
 
-The folder is `$LLMDOCS_CACHE` if set, else `~/.cache/llmdocs`. Deleting it is always safe.
+The folder is `$LLMDOCS_CACHE` if set, else `$XDG_CACHE_HOME/llmdocs`, else `~/.cache/llmdocs`. Deleting it is
+always safe.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def cache_dir() -> Path:
-    """The cache folder: `$LLMDOCS_CACHE`, else `~/.cache/llmdocs` (not created here).
+    """The cache folder: `$LLMDOCS_CACHE`, else `$XDG_CACHE_HOME/llmdocs`, else `~/.cache/llmdocs` (not created here).
 
     Examples:
         >>> isinstance(cache_dir(), Path)
         True
     """
     env = os.environ.get("LLMDOCS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmdocs"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")  # the XDG base-directory rule for user caches
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmdocs"
 
 
 def cache_key(key: Any) -> str:

@@ -33,8 +33,6 @@ import json
 import numbers
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -46,6 +44,7 @@ from torch import Tensor
 from llmdocs.data.assets import DATA_PACKAGES, package_dir
 from llmdocs.data.cache import cache_dir as _llmdocs_cache_dir
 from llmdocs.nn.rotary import permute_qk_rows
+from llmdocs.serialization import write_folder_atomically
 
 if TYPE_CHECKING:
     from gguf import GGUFReader
@@ -526,9 +525,6 @@ def gguf_cache_dir() -> Path:
         >>> gguf_cache_dir().name
         'gguf'
     """
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if not os.environ.get("LLMDOCS_CACHE") and xdg:
-        return Path(xdg).expanduser() / "llmdocs" / "gguf"
     return _llmdocs_cache_dir() / "gguf"
 
 
@@ -540,18 +536,17 @@ def _entry(path: Path, cache_dir: Path) -> Path:
 
 def _write_entry(entry: Path, state: dict[str, Tensor], metadata: dict[str, Any], source: Path) -> None:
     """Write ``model.safetensors`` + ``metadata.json`` into a temporary folder, then rename it: all or nothing."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    try:
-        save_file(state, tmp / "model.safetensors", metadata={"source": source.name})
+
+    def write(folder: Path) -> None:
+        save_file(state, folder / "model.safetensors", metadata={"source": source.name})
         info = {"metadata": metadata, "source": str(source), "format": _CACHE_FORMAT}
-        (tmp / "metadata.json").write_text(json.dumps(info, indent=1) + "\n")
-        os.replace(tmp, entry)  # atomic; fails if another process has just written the same entry
-    except OSError:
+        (folder / "metadata.json").write_text(json.dumps(info, indent=1) + "\n")
+
+    try:
+        write_folder_atomically(entry, write)
+    except FileExistsError:  # another process has just written the same entry (it holds no config.json): keep it
         if not (entry / "metadata.json").is_file():
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_gguf_state_dict(
