@@ -27,6 +27,7 @@ from torch import nn
 
 from llmdocs.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.models.resnet import ResNet, ResNetConfig
 from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.models.vit import ViT, ViTConfig
@@ -54,6 +55,7 @@ MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "BertForSequenceClassification": (BertConfig, BertForSequenceClassification),
     "ViT": (ViTConfig, ViT),
     "ResNet": (ResNetConfig, ResNet),
+    "Llama": (LlamaConfig, Llama),
 }
 """Model name -> (config dataclass, model class) of every model that :func:`load_pretrained` can build."""
 

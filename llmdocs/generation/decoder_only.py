@@ -19,6 +19,7 @@ same prompts and cache is in [decoder_only_beam][llmdocs.generation.decoder_only
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Iterator, Sequence
 from numbers import Integral
 from typing import Any, Protocol
@@ -189,6 +190,10 @@ class _Stepper:
         self.use_cache = use_cache
         self.cache: Any = model.new_cache() if use_cache else None
         self.cache_start = 0  # column of the sequence where the cached window begins
+        # Only the last position's logits are needed: a model that can skip the others (Llama's logits_to_keep)
+        # saves the vocabulary projection of every prompt token, most of a long prompt's work when V is large.
+        takes_keep = "logits_to_keep" in inspect.signature(getattr(model, "forward", model)).parameters
+        self.extra: dict[str, int] = {"logits_to_keep": 1} if takes_keep else {}
 
     def logits(self, ids: Tensor, mask: Tensor | None) -> Tensor:
         """Logits (N, V) of the token after ``ids`` (N, L), given its left-padding mask (N, L) or None."""
@@ -198,7 +203,7 @@ class _Stepper:
             self.cache, self.cache_start = self.model.new_cache(), start
         fed = self.cache_start + len(self.cache) if self.cache is not None else start
         window_mask = mask[:, start:] if mask is not None else None  # (N, len(cache) + L - fed)
-        return self.model(ids[:, fed:], cache=self.cache, attention_mask=window_mask)[:, -1]  # (N, V)
+        return self.model(ids[:, fed:], cache=self.cache, attention_mask=window_mask, **self.extra)[:, -1]  # (N, V)
 
     def reorder(self, index: Tensor) -> None:
         if self.cache is not None:

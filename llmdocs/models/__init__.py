@@ -8,7 +8,11 @@
 - [sentence_encoder][llmdocs.models.sentence_encoder]: a BERT turned into a sentence encoder (pooling and
   normalisation, as Sentence-BERT), semantic search (chapter "BERT");
 - [vit][llmdocs.models.vit]: the Vision Transformer and attention rollout (chapter "Vision Transformer");
-- [resnet][llmdocs.models.resnet]: a small residual network, the convolutional baseline of that chapter.
+- [resnet][llmdocs.models.resnet]: a small residual network, the convolutional baseline of that chapter;
+- [llama][llmdocs.models.llama]: the Llama-style decoder of today's open models (RMSNorm, rotary embeddings, SwiGLU,
+  grouped-query attention);
+- [smollm2][llmdocs.models.smollm2]: SmolLM2-135M-Instruct, a real chat model, loaded into that decoder (chapter
+  "From GPT-2 to a modern LLM").
 """
 
 from llmdocs.models.bert import (
@@ -19,8 +23,10 @@ from llmdocs.models.bert import (
     BertModel,
 )
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.llama import Llama, LlamaCache, LlamaConfig
 from llmdocs.models.resnet import BasicBlock, ResNet, ResNetConfig
 from llmdocs.models.sentence_encoder import SentenceEncoder
+from llmdocs.models.smollm2 import load_smollm2
 from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.models.transformer_encoder import TransformerEncoder
 from llmdocs.models.vit import ViT, ViTConfig, attention_rollout
@@ -34,6 +40,9 @@ __all__ = [
     "BertForSequenceClassification",
     "BertModel",
     "GPTConfig",
+    "Llama",
+    "LlamaCache",
+    "LlamaConfig",
     "ResNet",
     "ResNetConfig",
     "SentenceEncoder",
@@ -43,4 +52,5 @@ __all__ = [
     "ViT",
     "ViTConfig",
     "attention_rollout",
+    "load_smollm2",
 ]

