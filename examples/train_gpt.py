@@ -24,6 +24,8 @@ Usage:
     python examples/train_gpt.py --preset tang --out-dir runs/gpt-tang
     python examples/train_gpt.py --tokenizer bpe --vocab-size 512                # ~1.9 characters per token
     python examples/train_gpt.py --corpus tang --tokenizer bpe --vocab-size 4096 # ~1.1 characters per token
+    python examples/train_gpt.py --preset tuned --norm rmsnorm --positions rope --feed-forward swiglu
+                                                                 # a Llama-style block (the modern-LLM chapter)
     python examples/train_gpt.py --out-dir runs/gpt --resume     # continue from the newest checkpoint
     python examples/train_gpt.py --smoke                         # seconds: the tests run this
     python examples/train_gpt.py --preset tuned --export llmdocs/pretrained/gpt-shakespeare-char \
@@ -62,6 +64,7 @@ from llmdocs.data.shakespeare import load_shakespeare
 from llmdocs.data.tang_poems import TANG_POEMS_SOURCE, load_tang_poems
 from llmdocs.generation.decoder_only import generate
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.ladder import LadderConfig, LadderDecoder
 from llmdocs.nn.feedforward import ACTIVATIONS
 from llmdocs.serialization import save_language_model
 from llmdocs.tokenizers import BPETokenizer, CharTokenizer
@@ -141,6 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, help="dropout probability")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, help="biases in linear layers and LayerNorms")
     g.add_argument("--activation", choices=sorted(ACTIVATIONS), help="FFN non-linearity (GPT-2: gelu_tanh)")
+    g.add_argument(
+        "--norm",
+        choices=["layernorm", "rmsnorm"],
+        default="layernorm",
+        help="the norms of the blocks (rmsnorm: a LadderDecoder, see the modern-LLM chapter)",
+    )
+    g.add_argument(
+        "--positions",
+        choices=["learned", "rope"],
+        default="learned",
+        help="a learned position embedding, or rotary embeddings in every layer (a LadderDecoder)",
+    )
+    g.add_argument(
+        "--feed-forward",
+        choices=["gelu", "swiglu"],
+        default="gelu",
+        help="the FFN: GELU between two 4D-wide matrices, or SwiGLU with three 8D/3-wide ones",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, help="windows per micro-batch, per process")
     g.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
@@ -196,7 +217,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--stop-after {args.stop_after} must be a multiple of --checkpoint-every {args.checkpoint_every}")
     if not 0.0 < args.val_fraction < 1.0:
         parser.error(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    if is_ladder(args) and (args.bias or args.activation != "gelu"):
+        parser.error("--norm rmsnorm, --positions rope and --feed-forward swiglu build a LadderDecoder, which has "
+                     "no biases and uses exact GELU: drop --bias and --activation")  # fmt: skip
     return args
+
+
+def is_ladder(args: argparse.Namespace) -> bool:
+    """Whether a flag asks for a modern piece: the model is then a LadderDecoder instead of a GPT."""
+    return (args.norm, args.positions, args.feed_forward) != ("layernorm", "learned", "gelu")
+
+
+def build_model(args: argparse.Namespace, vocab_size: int) -> tuple[GPT | LadderDecoder, Any]:
+    """GPT (the default), or a LadderDecoder with the --norm / --positions / --feed-forward asked for."""
+    sizes = dict(vocab_size=vocab_size, context_length=args.context_length, d_model=args.d_model,
+                 n_heads=args.n_heads, n_layers=args.n_layers, dropout=args.dropout)  # fmt: skip
+    if is_ladder(args):
+        ladder = LadderConfig(**sizes, norm=args.norm, positions=args.positions, feed_forward=args.feed_forward)
+        return LadderDecoder(ladder), ladder
+    config = GPTConfig(**sizes, bias=args.bias, activation=args.activation)
+    return GPT(config), config
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
@@ -331,17 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     during_starts = final_starts[: args.eval_iters_during]  # the first batches of the same fixed set
 
     seed_everything(args.seed)
-    config = GPTConfig(
-        vocab_size=tokenizer.vocab_size,
-        context_length=T,
-        d_model=args.d_model,
-        n_heads=args.n_heads,
-        n_layers=args.n_layers,
-        dropout=args.dropout,
-        bias=args.bias,
-        activation=args.activation,
-    )
-    model = GPT(config).to(device)
+    model, config = build_model(args, tokenizer.vocab_size)
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())  # tied weights counted once
     wrapped = DistributedDataParallel(model) if info.world_size > 1 else model
     train_config = TrainConfig(

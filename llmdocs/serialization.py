@@ -27,6 +27,7 @@ from torch import nn
 
 from llmdocs.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.ladder import LadderConfig, LadderDecoder
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.models.resnet import ResNet, ResNetConfig
 from llmdocs.models.transformer import Transformer, TransformerConfig
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 Tokenizer = CharTokenizer | BPETokenizer
+LanguageModel = GPT | LadderDecoder | Llama
+"""The decoder-only language models that :func:`save_language_model` stores with their tokenizer."""
 
 MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "Transformer": (TransformerConfig, Transformer),
@@ -56,6 +59,7 @@ MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "ViT": (ViTConfig, ViT),
     "ResNet": (ResNetConfig, ResNet),
     "Llama": (LlamaConfig, Llama),
+    "LadderDecoder": (LadderConfig, LadderDecoder),
 }
 """Model name -> (config dataclass, model class) of every model that :func:`load_pretrained` can build."""
 
@@ -303,9 +307,11 @@ def load_pretrained(directory: str | os.PathLike[str]) -> tuple[nn.Module, Any, 
 
 
 def save_language_model(
-    directory: str | os.PathLike[str], model: GPT, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
+    directory: str | os.PathLike[str], model: LanguageModel, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
 ) -> Path:
-    """:func:`save_pretrained` for a [GPT][llmdocs.models.gpt.GPT] together with the tokenizer it was trained with.
+    """:func:`save_pretrained` for a language model (a [GPT][llmdocs.models.gpt.GPT], a
+    [LadderDecoder][llmdocs.models.ladder.LadderDecoder] or a [Llama][llmdocs.models.llama.Llama]) together with the
+    character or BPE tokenizer it was trained with.
 
     A character tokenizer is stored as its character list in ``meta.json``; a BPE tokenizer as GPT-2-format files
     in ``tokenizer/`` (``vocab.json``, ``merges.txt``), written inside the same atomic replacement.
@@ -342,7 +348,7 @@ def save_language_model(
     return save_pretrained(directory, model, model.config, meta, lambda tmp: tokenizer.save(tmp / spec["folder"]))
 
 
-def load_language_model(directory: str | os.PathLike[str]) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+def load_language_model(directory: str | os.PathLike[str]) -> tuple[LanguageModel, Tokenizer, dict[str, Any]]:
     """The model (eval mode, CPU), its tokenizer and metadata, from a folder of :func:`save_language_model`.
 
     Args:
@@ -364,7 +370,7 @@ def load_language_model(directory: str | os.PathLike[str]) -> tuple[GPT, Tokeniz
     """
     model, _, meta = load_pretrained(directory)
     spec = meta.get("tokenizer")
-    if not isinstance(model, GPT) or not isinstance(spec, dict):
+    if not isinstance(model, LanguageModel) or not isinstance(spec, dict):
         raise ValueError(f"{directory} holds no language model with a tokenizer (written by save_language_model)")
     if spec.get("type") == "char":
         tokenizer: Tokenizer = CharTokenizer(spec["chars"], unk_token=spec.get("unk_token"))

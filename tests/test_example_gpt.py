@@ -85,6 +85,18 @@ def test_resume_continues_exactly(script, tmp_path):
     assert read_jsonl(broken / "samples.jsonl") == read_jsonl(unbroken / "samples.jsonl")  # no duplicated step 4
 
 
+def test_modern_pieces_train_a_ladder_decoder(script, tmp_path, capsys):
+    flags = ("--norm", "rmsnorm", "--positions", "rope", "--feed-forward", "swiglu")
+    results = smoke(script, tmp_path / "run", *flags)
+    assert math.isfinite(results["val_loss"]) and results["model_config"]["positions"] == "rope"
+    model, tok, _ = load_language_model(tmp_path / "run" / "model")
+    assert type(model).__name__ == "LadderDecoder" and model.config.name == "all three"
+    assert not hasattr(model, "pos_embed") and model.config.vocab_size == tok.vocab_size
+    with pytest.raises(SystemExit):
+        script.parse_args(["--positions", "rope", "--bias"])  # the ladder has no biases
+    assert "no biases" in capsys.readouterr().err
+
+
 def test_presets_and_aliases(script):
     ref = script.parse_args(["--preset", "nanogpt-cpu"])
     assert (ref.n_layers, ref.n_heads, ref.d_model, ref.context_length, ref.batch_size) == (4, 4, 128, 64, 12)

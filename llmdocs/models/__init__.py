@@ -11,8 +11,9 @@
 - [resnet][llmdocs.models.resnet]: a small residual network, the convolutional baseline of that chapter;
 - [llama][llmdocs.models.llama]: the Llama-style decoder of today's open models (RMSNorm, rotary embeddings, SwiGLU,
   grouped-query attention);
+- [ladder][llmdocs.models.ladder]: the ablation ladder between GPT-2 and Llama, one piece switched at a time;
 - [smollm2][llmdocs.models.smollm2]: SmolLM2-135M-Instruct, a real chat model, loaded into that decoder (chapter
-  "From GPT-2 to a modern LLM").
+  "From GPT-2 to a modern LLM"; import it from its module: it reads GGUF files through ``llmdocs.interop``).
 """
 
 from llmdocs.models.bert import (
@@ -23,16 +24,17 @@ from llmdocs.models.bert import (
     BertModel,
 )
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.ladder import LADDER, LadderConfig, LadderDecoder
 from llmdocs.models.llama import Llama, LlamaCache, LlamaConfig
 from llmdocs.models.resnet import BasicBlock, ResNet, ResNetConfig
 from llmdocs.models.sentence_encoder import SentenceEncoder
-from llmdocs.models.smollm2 import load_smollm2
 from llmdocs.models.transformer import Transformer, TransformerConfig
 from llmdocs.models.transformer_encoder import TransformerEncoder
 from llmdocs.models.vit import ViT, ViTConfig, attention_rollout
 
 __all__ = [
     "GPT",
+    "LADDER",
     "BasicBlock",
     "BertConfig",
     "BertEmbeddings",
@@ -40,6 +42,8 @@ __all__ = [
     "BertForSequenceClassification",
     "BertModel",
     "GPTConfig",
+    "LadderConfig",
+    "LadderDecoder",
     "Llama",
     "LlamaCache",
     "LlamaConfig",
@@ -52,5 +56,4 @@ __all__ = [
     "ViT",
     "ViTConfig",
     "attention_rollout",
-    "load_smollm2",
 ]
