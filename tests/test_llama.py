@@ -496,3 +496,12 @@ def test_generation_past_the_context_crops_the_same_with_and_without_cache() -> 
     assert cached == generate(model, prompt, 10, use_cache=False)
     with pytest.raises(ValueError, match="exceeds context_length=8"):
         generate(model, prompt, 10, crop=False)
+
+
+def test_serialization_imports_first_in_a_fresh_interpreter() -> None:
+    """No circular import: serialization -> models -> smollm2 -> interop.gguf -> serialization broke once."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import llmdocs.serialization"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
