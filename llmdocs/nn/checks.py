@@ -42,8 +42,8 @@ def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
         raise ValueError(f"{name} contains id {high} but vocab_size={vocab_size} (valid ids are 0..{vocab_size - 1})")
 
 
-def check_size(name: str, value: object) -> None:
-    """Raise a readable error unless ``value`` is an integer >= 1 (a count or a width; bools are not sizes).
+def check_size(name: str, value: object) -> int:
+    """Return ``value`` if it is an integer >= 1 (a count or a width; bools are not sizes), else raise ValueError.
 
     Examples:
         >>> check_size("n_layers", 0)
@@ -53,6 +53,7 @@ def check_size(name: str, value: object) -> None:
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
 
 
 def check_position_ids(position_ids: Tensor, B: int, T: int, context_length: int) -> None:

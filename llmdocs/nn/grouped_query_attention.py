@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmdocs.nn.attention import KVCache, causal_mask, key_padding_mask, scaled_dot_product_attention
+from llmdocs.nn.checks import check_size
 from llmdocs.nn.rotary import RotaryEmbedding, apply_rotary
 
 __all__ = ["SDPA_ENABLE_GQA", "GroupedQueryAttention", "kv_cache_numbers_per_token", "repeat_kv_heads"]
@@ -32,12 +33,6 @@ __all__ = ["SDPA_ENABLE_GQA", "GroupedQueryAttention", "kv_cache_numbers_per_tok
 SDPA_ENABLE_GQA: bool = torch.__version__ >= "2.5"
 """Whether ``F.scaled_dot_product_attention`` takes ``enable_gqa`` (torch >= 2.5). Without it the fused path repeats
 the key/value heads (``repeat_kv_heads``) before calling the kernel."""
-
-
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def repeat_kv_heads(x: Tensor, n_groups: int) -> Tensor:
@@ -85,7 +80,7 @@ def kv_cache_numbers_per_token(n_kv_heads: int, d_head: int, n_layers: int = 1) 
         >>> gqa, mha, mha // gqa, gqa * 2  # bytes per token in bfloat16
         (11520, 34560, 3, 23040)
     """
-    return 2 * _check_size("n_layers", n_layers) * _check_size("n_kv_heads", n_kv_heads) * _check_size("d_head", d_head)
+    return 2 * check_size("n_layers", n_layers) * check_size("n_kv_heads", n_kv_heads) * check_size("d_head", d_head)
 
 
 class GroupedQueryAttention(nn.Module):
@@ -154,9 +149,9 @@ class GroupedQueryAttention(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        _check_size("d_model", d_model)
-        _check_size("n_heads", n_heads)
-        n_kv_heads = n_heads if n_kv_heads is None else _check_size("n_kv_heads", n_kv_heads)
+        check_size("d_model", d_model)
+        check_size("n_heads", n_heads)
+        n_kv_heads = n_heads if n_kv_heads is None else check_size("n_kv_heads", n_kv_heads)
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         if n_heads % n_kv_heads:

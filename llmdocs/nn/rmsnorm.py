@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from llmdocs.nn.checks import check_size
+
 __all__ = ["RMSNorm"]
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -65,8 +67,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5, compute_dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
-            raise ValueError(f"d_model must be an integer >= 1, got {d_model!r}")
+        check_size("d_model", d_model)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps < float("inf"):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         if compute_dtype is not None and not (

@@ -36,6 +36,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from llmdocs.nn.checks import check_size
+
 __all__ = [
     "ROPE_SCALINGS",
     "RopeScaling",
@@ -314,8 +316,7 @@ def permute_qk_rows(weight: Tensor, n_heads: int, inverse: bool = False) -> Tens
         >>> torch.equal(permute_qk_rows(permute_qk_rows(rows, 2), 2, inverse=True), rows)
         True
     """
-    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
-        raise ValueError(f"n_heads must be an integer >= 1, got {n_heads!r}")
+    check_size("n_heads", n_heads)
     if weight.dim() == 0 or weight.size(0) % n_heads or (weight.size(0) // n_heads) % 2:
         raise ValueError(
             f"weight of shape {tuple(weight.shape)} does not split into n_heads={n_heads} heads of an even width "
@@ -374,12 +375,7 @@ class RotaryEmbedding(nn.Module):
         max_position_embeddings: int = 2048,
     ) -> None:
         super().__init__()
-        if (
-            isinstance(max_position_embeddings, bool)
-            or not isinstance(max_position_embeddings, int)
-            or max_position_embeddings < 1
-        ):
-            raise ValueError(f"max_position_embeddings must be an integer >= 1, got {max_position_embeddings!r}")
+        check_size("max_position_embeddings", max_position_embeddings)
         self.d_head = d_head
         self.rope_theta = rope_theta
         self.rope_scaling = rope_scaling

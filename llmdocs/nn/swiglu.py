@@ -17,13 +17,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmdocs.nn.checks import check_size
+
 __all__ = ["SwiGLU", "swiglu_hidden_dim"]
-
-
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def swiglu_hidden_dim(d_model: int, multiple_of: int = 256, ffn_dim_multiplier: float | None = None) -> int:
@@ -58,8 +54,8 @@ def swiglu_hidden_dim(d_model: int, multiple_of: int = 256, ffn_dim_multiplier: 
         >>> swiglu_hidden_dim(8192, multiple_of=4096, ffn_dim_multiplier=1.3)  # Llama-2-70B
         28672
     """
-    _check_size("d_model", d_model)
-    _check_size("multiple_of", multiple_of)
+    check_size("d_model", d_model)
+    check_size("multiple_of", multiple_of)
     hidden = int(2 * 4 * d_model / 3)  # 2/3 of GPT-2's 4D
     if ffn_dim_multiplier is not None:
         if isinstance(ffn_dim_multiplier, bool) or not ffn_dim_multiplier > 0:
@@ -99,8 +95,8 @@ class SwiGLU(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, bias: bool = False) -> None:
         super().__init__()
-        self.d_model = _check_size("d_model", d_model)
-        self.d_ff = _check_size("d_ff", d_ff)
+        self.d_model = check_size("d_model", d_model)
+        self.d_ff = check_size("d_ff", d_ff)
         self.gate_proj = nn.Linear(d_model, d_ff, bias=bias)  # W: its SiLU gates ...
         self.up_proj = nn.Linear(d_model, d_ff, bias=bias)  # V: ... this linear projection
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)  # W_2
