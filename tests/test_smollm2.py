@@ -96,3 +96,19 @@ def test_greedy_chat_answer_equals_hf_generate(ours: Llama, theirs: Any, tokeniz
     answer = generate(ours, prompt, 20, stop_tokens=[tokenizer.eos_token_id])[0]
     assert answer == expected[0, len(prompt) :].tolist()
     assert len(answer) == 20 and tokenizer.decode(answer).startswith("A neural network is")
+
+
+def test_the_saved_tokenizer_is_the_one_built_from_the_file(tokenizer: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """The cached tokenizer (tokenizer.json, its config, the chat template) encodes and templates as the built one."""
+    monkeypatch.setenv("LLMDOCS_CACHE", str(tmp_path))  # an empty cache: build from the file, then save
+    built = smollm2_tokenizer()
+    saved = smollm2_tokenizer()  # read back from tmp_path
+    assert any(tmp_path.rglob("tokenizer.json")) and not any(tmp_path.rglob("*.safetensors"))
+    for candidate in (saved, tokenizer):  # the session's tokenizer came from the user's cache
+        assert candidate.get_vocab() == built.get_vocab() and candidate.eos_token_id == built.eos_token_id == 2
+        texts = ["Hello, world!", "中国的首都是哪里？", "naïve café 🤖  spaces\n\ttabs", "x" * 300]
+        assert [candidate.encode(t) for t in texts] == [built.encode(t) for t in texts]
+        chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": texts[1]}]
+        chat += [{"role": "assistant", "content": "北京。"}, {"role": "user", "content": texts[0]}]
+        rendered = candidate.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        assert rendered == built.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)

@@ -59,7 +59,8 @@ SHIPPED_MODELS = (
 """The folders of llmdocs/pretrained that the package must ship (a full model, or a fine-tuned delta)."""
 WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors")  # a full model; a delta on an installed base
 OPTIONAL_LIBRARIES = {  # name -> what it is for
-    "transformers": "equivalence tests against Hugging Face",
+    "transformers": "equivalence tests against Hugging Face; SmolLM2's tokenizer",
+    "gguf": "SmolLM2-135M-Instruct's GGUF file: the Llama chapter, examples/chat.py",
     "peft": "LoRA equivalence tests",
     "tiktoken": "GPT-2 tokenizer parity",
     "gensim": "the CBOW benchmark",

