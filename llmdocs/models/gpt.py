@@ -311,17 +311,28 @@ def check_decoder_call(
     return offset, key_mask, position_ids
 
 
-def _init_weights(model: nn.Module, n_layers: int) -> None:
-    """GPT-2 initialisation: N(0, 0.02) matrices and embeddings, zero biases, residual outputs / sqrt(2N)."""
+def init_gpt2_weights(
+    model: nn.Module, n_layers: int, residual_outputs: tuple[str, ...] = ("self_attn.out_proj.weight", "ff.fc2.weight")
+) -> None:
+    """GPT-2 initialisation: N(0, 0.02) matrices and embeddings, zero biases, residual outputs / sqrt(2N).
+
+    Each block adds two branches to the residual stream; drawing their last matrices with std 0.02 / sqrt(2N) keeps
+    the variance of the stream from growing with depth (GPT-2 paper, section 2.3). Norm gains keep their ones.
+    [GPT][llmdocs.models.gpt.GPT], [Llama][llmdocs.models.llama.Llama] and the
+    [LadderDecoder][llmdocs.models.ladder.LadderDecoder] all start this way, so that they compare at equal footing.
+
+    Args:
+        model: the model, initialised in place.
+        n_layers: N, its number of blocks.
+        residual_outputs: endings of the names of the matrices that write into the residual stream.
+    """
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
-    # Each block adds two branches to the residual stream; scaling their last layer by 1/sqrt(2N) keeps the
-    # variance of the stream from growing with depth (GPT-2 paper, section 2.3).
     for name, param in model.named_parameters():
-        if name.endswith(("self_attn.out_proj.weight", "ff.fc2.weight")):
+        if name.endswith(residual_outputs):
             nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
 
 
@@ -365,7 +376,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        _init_weights(self, c.n_layers)
+        init_gpt2_weights(self, c.n_layers)
         if c.tie_embeddings:
             self.lm_head.weight = self.tok_embed.weight  # (V, D): logits = h E_tok^T (Press and Wolf, 2017)
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from llmdocs.models.gpt import CausalSelfAttention, GPTCache, check_decoder_call
+from llmdocs.models.gpt import CausalSelfAttention, GPTCache, check_decoder_call, init_gpt2_weights
 from llmdocs.nn.checks import check_size
 from llmdocs.nn.feedforward import PositionwiseFeedForward
 from llmdocs.nn.grouped_query_attention import GroupedQueryAttention
@@ -238,12 +238,7 @@ class LadderDecoder(nn.Module):
         self.blocks = nn.ModuleList(LadderBlock(c) for _ in range(c.n_layers))
         self.norm = _norm(c)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        for name, param in self.named_parameters():
-            if name.endswith(("self_attn.out_proj.weight", "ff.fc2.weight", "ff.down_proj.weight")):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
+        init_gpt2_weights(self, c.n_layers, ("self_attn.out_proj.weight", "ff.fc2.weight", "ff.down_proj.weight"))
         self.lm_head.weight = self.tok_embed.weight  # tied (Press and Wolf, 2017)
 
     def new_cache(self) -> GPTCache:

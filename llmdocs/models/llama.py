@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from llmdocs.models.gpt import GPTCache, check_decoder_call
+from llmdocs.models.gpt import GPTCache, check_decoder_call, init_gpt2_weights
 from llmdocs.nn.attention import KVCache
 from llmdocs.nn.checks import check_size
 from llmdocs.nn.grouped_query_attention import GroupedQueryAttention
@@ -241,21 +241,6 @@ class LlamaCache(GPTCache):
     """
 
 
-def _init_weights(model: nn.Module, n_layers: int) -> None:
-    """N(0, 0.02) matrices and embeddings (Hugging Face's Llama), the residual outputs scaled by 1/sqrt(2N) as GPT-2.
-
-    The scaling keeps the residual stream's variance from growing with depth (GPT-2 paper, section 2.3), and keeps
-    a Llama trained from scratch comparable with [GPT][llmdocs.models.gpt.GPT] at the same size. RMSNorm gains start
-    at one.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    for name, param in model.named_parameters():
-        if name.endswith(("self_attn.out_proj.weight", "ff.down_proj.weight")):
-            nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
-
-
 class Llama(nn.Module):
     """A Llama-style decoder-only language model: ids (B, T) -> next-token logits (B, T, V).
 
@@ -306,7 +291,8 @@ class Llama(nn.Module):
         self.blocks = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layers))
         self.norm = RMSNorm(c.d_model, eps=c.rms_norm_eps, compute_dtype=torch.float32)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)  # W_out (V, D)
-        _init_weights(self, c.n_layers)
+        # N(0, 0.02) as Hugging Face's Llama, and GPT-2's 1/sqrt(2N) on the residual outputs: comparable with GPT.
+        init_gpt2_weights(self, c.n_layers, ("self_attn.out_proj.weight", "ff.down_proj.weight"))
         if c.tie_embeddings:
             self.lm_head.weight = self.tok_embed.weight  # (V, D): logits = h E_tok^T (Press and Wolf, 2017)
 
