@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ __all__ = [
     "attention_cost",
     "count_parameters",
     "cpu_model",
+    "interleaved_times",
     "machine_description",
     "peak_memory_bytes",
     "seconds_per_call",
@@ -166,6 +168,55 @@ def seconds_per_call(fn: Callable[[], object], repeats: int = 5, device: torch.d
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_times(
+    calls: dict[str, Callable[[], Any]],
+    repeats: int,
+    device: torch.device | str = "cpu",
+    after_each: Callable[[str], None] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Wall times of several calls taken in turn (a, b, a, b, ...) after one warm-up call each: a fair comparison.
+
+    Timing one side after the other lets a change of machine load (another process, the CPU's clock) favour one
+    of them; interleaving spreads it over both. Compare the medians (or the minima) of the lists.
+
+    Args:
+        calls: name -> the work to time.
+        repeats: timed rounds (at least 1); every call runs once per round.
+        device: where the work runs; CUDA work is synchronised before the clock is read.
+        after_each: called with the name after every call, the warm-up included (a progress bar's update).
+
+    Returns:
+        ``(times, results)``: the seconds of every timed call per name, and what each warm-up call returned.
+
+    Raises:
+        ValueError: If ``repeats`` < 1.
+
+    Examples:
+        >>> times, results = interleaved_times({"a": lambda: sum(range(100)), "b": lambda: 1}, repeats=3)
+        >>> [len(t) for t in times.values()], results
+        ([3, 3], {'a': 4950, 'b': 1})
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    device = torch.device(device)
+    results: dict[str, Any] = {}
+    for name, call in calls.items():  # warm-up: first-call allocations, lazily built tables, page faults
+        results[name] = call()
+        if after_each is not None:
+            after_each(name)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            _sync(device)
+            start = time.perf_counter()
+            call()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+            if after_each is not None:
+                after_each(name)
+    return times, results
 
 
 def attention_cost(

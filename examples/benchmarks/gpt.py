@@ -29,7 +29,6 @@ import os
 import shlex
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,27 +40,13 @@ import torch.nn.functional as F
 from llmdocs.generation.decoder_only import generate
 from llmdocs.interop.hf import to_hf
 from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.profiling import interleaved_times
 from llmdocs.training import resolve_device, seed_everything
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
     """Median seconds per call of each function, timing them in turn (round-robin) ``repeats`` times."""
-
-    def seconds(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    for fn in fns.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(seconds(fn))
+    times, _ = interleaved_times(fns, repeats, device)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

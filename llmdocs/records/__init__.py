@@ -26,6 +26,9 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``vit_fashion_mnist_budget`` | ``python examples/benchmarks/vit_vs_cnn.py --json ...`` |
 | ``vit_data_hunger`` | ``python examples/benchmarks/vit_vs_cnn.py --experiment data-hunger --json ...`` |
 | ``vit_patch_size`` | ``python examples/benchmarks/vit_vs_cnn.py --experiment patch-size --json ...`` |
+| ``llama_generation`` | ``python examples/benchmarks/llama_generation.py --json ...`` |
+| ``llama_kv_cache`` | ``python examples/benchmarks/kv_cache.py --json ...`` |
+| ``llama_ladder`` | ``python examples/benchmarks/llama_ladder.py`` |
 """
 
 from __future__ import annotations
