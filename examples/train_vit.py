@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -139,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, help="AdamW weight decay (matrices only)")
     g.add_argument("--grad-clip", type=float, help="max global gradient norm (0 = off)")
     g.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call (then a checkpoint)")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast of the forward passes (None: on CUDA only; on a CPU with AVX512-BF16 "
+                   "it halves a ResNet's step time)")  # fmt: skip
+    g.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory layout for the images and convolutions (faster convolutions on CPUs)")  # fmt: skip
     g = p.add_argument_group("run")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     g.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = cores / processes)")
@@ -237,14 +243,28 @@ def prepare_data(args: argparse.Namespace) -> dict[str, ImageDataset]:
 # ---- objective and evaluation ---------------------------------------------------------------------------------------
 
 
-def classification_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+def forward(model: nn.Module, images: Tensor, amp: bool = False, channels_last: bool = False) -> Tensor:
+    """Logits (B, n_classes), float32, of images (B, C, H, W): under bfloat16 autocast with ``amp``, and in the NHWC
+    layout with ``channels_last`` (the model must have been converted with ``model.to(memory_format=...)``)."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(images)  # (B, n_classes)
+    return logits.float()
+
+
+def classification_loss(
+    model: nn.Module, batch: tuple[Tensor, Tensor], amp: bool = False, channels_last: bool = False
+) -> tuple[Tensor, int]:
     """Mean cross-entropy of the batch, and its number of images (the bar's throughput counts images)."""
     images, labels = batch  # (B, C, H, W), (B,)
-    return F.cross_entropy(model(images), labels), len(labels)
+    return F.cross_entropy(forward(model, images, amp, channels_last), labels), len(labels)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ImageDataset, batch_size: int) -> tuple[Tensor, float, float]:
+def predict(
+    model: nn.Module, data: ImageDataset, batch_size: int, amp: bool = False, channels_last: bool = False
+) -> tuple[Tensor, float, float]:
     """Predicted classes (N,), the mean cross-entropy, and the images per second of the forward passes (eval mode;
     the first batch runs twice, as a warm-up that the timing leaves out)."""
     was_training = model.training
@@ -255,9 +275,9 @@ def predict(model: nn.Module, data: ImageDataset, batch_size: int) -> tuple[Tens
         for i, (images, labels) in enumerate(image_eval_batches(data, batch_size)):
             images, labels = images.to(device), labels.to(device)
             if i == 0:
-                model(images)  # warm-up: allocations and kernel choices
+                forward(model, images, amp, channels_last)  # warm-up: allocations and kernel choices
             start = time.perf_counter()
-            logits = model(images)  # (B, n_classes)
+            logits = forward(model, images, amp, channels_last)  # (B, n_classes)
             predictions.append(logits.argmax(dim=-1).cpu())  # the copy waits for an asynchronous (GPU) forward
             seconds += time.perf_counter() - start
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
@@ -331,6 +351,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seed_everything(args.seed)
     config = model_config(args)
     model = build_model(config).to(device)
+    amp = device.type == "cuda" if args.amp is None else args.amp
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = functools.partial(classification_loss, amp=amp, channels_last=args.channels_last)
     n_params = count_parameters(model)
     wrapped = DistributedDataParallel(model) if info.world_size > 1 else model
     train_config = TrainConfig(
@@ -354,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def evaluate(model: nn.Module, step: int) -> dict[str, float]:
         if not len(data["validation"]):
             return {}
-        predictions, loss, _ = predict(model, data["validation"], args.eval_batch_size)
+        predictions, loss, _ = predict(model, data["validation"], args.eval_batch_size, amp, args.channels_last)
         accuracy = (predictions == data["validation"].labels).float().mean().item()
         log(f"epoch {step / steps_per_epoch:.3g}: validation loss {loss:.4f}, accuracy {accuracy:.2%}")
         return {"val_loss": loss, "val_accuracy": accuracy}
@@ -370,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     history = train(
         wrapped,
         batches,
-        classification_loss,
+        loss_fn,
         train_config,
         evaluate=evaluate,
         resume=args.resume,
@@ -381,7 +405,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if info.is_main:
         plain = unwrap_model(wrapped)
-        predictions, test_loss, images_per_s = predict(plain, data["test"], args.eval_batch_size)
+        predictions, test_loss, images_per_s = predict(
+            plain, data["test"], args.eval_batch_size, amp, args.channels_last
+        )
         labels = data["test"].labels
         confusion = confusion_matrix(predictions, labels, len(class_names))
         rows = [row for row in history if "tokens_per_s" in row]

@@ -20,6 +20,7 @@ from llmdocs.data.images import FASHION_MNIST_DIR
 from llmdocs.models.resnet import ResNet
 from llmdocs.models.vit import ViT
 from llmdocs.serialization import load_pretrained
+from llmdocs.testing import assert_close
 from scripts import load_script
 
 
@@ -72,6 +73,19 @@ def test_cnn_smoke_run(script, tmp_path) -> None:
     assert results["model"] == "cnn" and results["finished"] and 0.0 <= results["test_accuracy"] <= 1.0
     model, config, _ = load_pretrained(tmp_path / "cnn" / "model")
     assert isinstance(model, ResNet) and config.widths == (8, 16) and config.n_channels == 1
+
+
+def test_cnn_in_bfloat16_autocast_and_channels_last(script, tmp_path) -> None:
+    results = smoke(script, tmp_path / "cnn", "--dataset", "digits", "--model", "cnn", "--amp", "--channels-last")
+    assert results["finished"] and results["args"]["amp"] and results["args"]["channels_last"]
+    model, _, _ = load_pretrained(tmp_path / "cnn" / "model")  # saved in the usual layout, loads as usual
+    images = torch.randn(4, 1, 8, 8)
+    model.eval()
+    plain = script.forward(model, images)
+    assert_close(script.forward(model.to(memory_format=torch.channels_last), images, channels_last=True), plain)
+    bf16 = script.forward(model, images, amp=True)  # convolutions and the head in bfloat16, logits in float32
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, plain)
+    assert_close(bf16.bfloat16(), plain.bfloat16(), depth=3)  # rounded to bfloat16 at the stem, 2 stages, head
 
 
 @pytest.mark.skipif(

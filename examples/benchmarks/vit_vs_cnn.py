@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -305,6 +306,10 @@ def train_and_test(
     """
     device = resolve_device(args.device)
     model.to(device)
+    amp = device.type == "cuda" if args.amp is None else args.amp  # as train_vit.py decides it
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    precision = {"amp": amp, "channels_last": args.channels_last}
     batches = ImageBatches(
         data["train"],
         args.batch_size,
@@ -332,7 +337,7 @@ def train_and_test(
             return {}
         elapsed = clock() - started
         wall, cpu = time.perf_counter(), time.process_time()
-        predictions, loss, _ = script.predict(model, validation, args.eval_batch_size)
+        predictions, loss, _ = script.predict(model, validation, args.eval_batch_size, **precision)
         accuracy = (predictions == validation.labels).float().mean().item()
         paused["wall"] += time.perf_counter() - wall
         paused["cpu"] += time.process_time() - cpu
@@ -362,7 +367,7 @@ def train_and_test(
     history = train(
         model,
         batches,
-        script.classification_loss,
+        functools.partial(script.classification_loss, **precision),
         train_config,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -371,7 +376,7 @@ def train_and_test(
         clock=clock,
     )
     wall_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-    predictions, test_loss, images_per_s = script.predict(model, data["test"], args.eval_batch_size)
+    predictions, test_loss, images_per_s = script.predict(model, data["test"], args.eval_batch_size, **precision)
     steps_done = history[-1]["step"] if history else 0
     logged = [row for row in history if "tokens_per_s" in row]
     curve = [
