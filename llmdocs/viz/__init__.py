@@ -21,6 +21,8 @@ One module per kind of figure, everything importable from here:
 - [images][llmdocs.viz.images]: what a Vision Transformer reads and learns: `plot_patches`,
   `plot_position_similarity`, `plot_patch_filters`, `plot_image_grid` (images with titles and heat-map overlays),
   `plot_confusion_matrix`.
+- [rope][llmdocs.viz.rope]: rotary position embeddings: `plot_rope_rotation` (a pair of coordinates turning with
+  the position), `plot_relative_scores` (scores of rotated queries and keys, against the offset of their positions).
 
 Shape legend: Tq query positions (rows), Tk key positions (columns), H heads.
 
@@ -44,6 +46,7 @@ from llmdocs.viz.images import (
     plot_patches,
     plot_position_similarity,
 )
+from llmdocs.viz.rope import plot_relative_scores, plot_rope_rotation
 from llmdocs.viz.tokens import MASKING_COLORS, plot_masking
 
 __all__ = [
@@ -62,5 +65,7 @@ __all__ = [
     "plot_patch_filters",
     "plot_patches",
     "plot_position_similarity",
+    "plot_relative_scores",
+    "plot_rope_rotation",
     "save_figure",
 ]
