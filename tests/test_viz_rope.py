@@ -10,6 +10,7 @@ import torch
 from matplotlib.patches import Circle, FancyArrowPatch
 
 from llmdocs.nn.rotary import apply_rotary, rope_cos_sin
+from llmdocs.testing import assert_close
 from llmdocs.viz import CourseFigure, plot_relative_scores, plot_rope_rotation, save_figure
 
 
@@ -47,7 +48,7 @@ def test_one_arrow_per_position_ending_at_the_rotated_pair() -> None:
         assert len(arrows) == 6 and len(circles) == 1
         assert circles[0].radius == pytest.approx(2.0)  # through the first point: a rotation keeps the length
         tips = np.array([arrow._posA_posB[1] for arrow in arrows])  # (P, 2)
-        np.testing.assert_allclose(tips, 2.0 * points[k].numpy(), rtol=1e-6)
+        assert_close(torch.from_numpy(tips).float(), 2.0 * points[k])  # float32 points, drawn as given
         assert [t.get_text() for t in ax.texts] == [str(p) for p in range(10, 16)]
         assert ax.get_xlim() == ax.get_ylim()  # square, origin in the middle
 
