@@ -63,6 +63,7 @@ test: install system lint  ## the whole suite, then its numerical tests under ea
 bench: install  ## benchmark scripts (timings and ratios); nsp_ablation.py needs two pre-training runs (its docstring)
 	@for script in examples/benchmarks/*.py; do \
 	  case $$script in *nsp_ablation.py) echo "== $$script: skipped, it fine-tunes two pre-training runs"; continue;; esac; \
+	  case $$script in *llama_ladder.py) echo "== $$script: skipped, ten training runs (over an hour)"; continue;; esac; \
 	  echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:  ## remove build outputs (keeps .venv)

@@ -413,8 +413,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"val_loss": loss}
 
     start_step = 0
+    architecture = {"model": type(model).__name__, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    architecture_path = out_dir / "architecture.json"  # what the checkpoints hold: a resume must build the same
     if args.resume and (found := latest_checkpoint(out_dir / "checkpoints")) is not None:
         start_step = json.loads((found / "state.json").read_text())["step"]
+        saved = json.loads(architecture_path.read_text()) if architecture_path.is_file() else architecture
+        if saved != architecture:
+            cleanup_distributed()
+            raise SystemExit(
+                f"--resume: the checkpoints in {out_dir} hold a {saved['model']} {saved['config']}, but the flags "
+                f"build a {architecture['model']} {architecture['config']}: give the flags of the first run "
+                "(--norm, --positions, --feed-forward and the sizes)"
+            )
+    elif info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        architecture_path.write_text(json.dumps(architecture, indent=1) + "\n", encoding="utf-8")
     samples_path = out_dir / "samples.jsonl"
     if info.is_main:  # a resumed run drops the samples written after its checkpoint; a fresh run starts empty
         kept = [row for row in read_jsonl(samples_path) if row["step"] <= start_step] if samples_path.is_file() else []

@@ -443,3 +443,45 @@ def test_smollm2_state_dict_and_metadata_equal_hugging_faces() -> None:
     assert config.rope_parameters["rope_theta"] == meta["rope_theta"] and config.rms_norm_eps == meta["rms_norm_eps"]
     assert (config.max_position_embeddings, config.vocab_size) == (meta["context_length"], meta["vocab_size"])
     assert config.tie_word_embeddings is meta["tie_embeddings"]
+
+
+def test_files_of_the_same_name_size_and_time_elsewhere_get_their_own_cache_entry(tmp_path: Path) -> None:
+    paths = []
+    for folder, seed_tie in (("a", True), ("b", True)):
+        (tmp_path / folder).mkdir()
+        weights = tiny_llama_weights(seed_tie)
+        if folder == "b":
+            weights = {name: -w for name, w in weights.items()}  # other weights, the same byte count
+        paths.append(write_tiny_gguf(tmp_path / folder / "model.gguf", weights))
+    os.utime(paths[1], ns=(paths[0].stat().st_atime_ns, paths[0].stat().st_mtime_ns))
+    assert paths[0].stat().st_size == paths[1].stat().st_size
+    cache = tmp_path / "cache"
+    a, _ = lg.load_gguf_state_dict(paths[0], cache_dir=cache)
+    b, _ = lg.load_gguf_state_dict(paths[1], cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2 and torch.equal(b["model.norm.weight"], -a["model.norm.weight"])
+
+
+def test_unreadable_files_and_rope_scaling_are_refused_with_a_value_error(tmp_path: Path) -> None:
+    for name, content in (("magic-only.gguf", b"GGUF"), ("three-bytes.gguf", b"abc")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="not a readable GGUF file"):
+            lg.gguf_metadata(tmp_path / name)
+    path = tmp_path / "scaled.gguf"
+    to_gguf = {lg.hf_name(name): name for name in _all_gguf_names(TINY["n_layers"])}
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(TINY["n_layers"])
+    writer.add_embedding_length(TINY["d_model"])
+    writer.add_feed_forward_length(TINY["d_ff"])
+    writer.add_head_count(TINY["n_heads"])
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_context_length(64)
+    writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+    writer.add_rope_scaling_factor(4.0)
+    for hf, weight in tiny_llama_weights(True).items():
+        writer.add_tensor(to_gguf[hf], weight.numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match="scales its RoPE"):
+        lg.gguf_metadata(path)

@@ -118,3 +118,11 @@ def test_bad_calls_raise_readable_errors() -> None:
         model(torch.zeros(1, 3, dtype=torch.long), cache=[])
     with pytest.raises(ValueError, match="vocab_size=40"):
         model(torch.full((1, 3), 40))
+    with pytest.raises(TypeError, match="int64 or int32"):  # an embedding takes no other integers
+        model(torch.ones(1, 3, dtype=torch.uint8))
+    from llmdocs.interop.hf_llama import to_hf
+
+    with pytest.raises(TypeError, match="model must be a llmdocs Llama, got LadderDecoder"):
+        to_hf(small("all three"))
+    with pytest.raises(TypeError, match="tie_embeddings must be True or False"):
+        LlamaConfig.tiny(tie_embeddings="no")

@@ -57,3 +57,10 @@ def test_the_shipped_record_is_consistent() -> None:
         assert 1.3 < row["val_loss_mean"] < 2.0  # the GPT chapter's model reached 1.68 with this recipe
     assert record["summary"]["GPT-2"]["params"] == 814_592
     assert record["context_extension"]["windows"] == [128, 256, 512]
+
+
+def test_a_smoke_run_never_writes_the_chapters_record(script: ModuleType, tmp_path: Path) -> None:
+    before = RECORD.read_bytes() if RECORD.is_file() else None
+    steps = ["--steps-of-the-ladder", "all three"]
+    script.main(["--smoke", "--seeds", "1", "--no-progress", "--runs-dir", str(tmp_path), "--windows", "1", *steps])
+    assert (RECORD.read_bytes() if RECORD.is_file() else None) == before

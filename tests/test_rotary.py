@@ -75,10 +75,10 @@ def test_equals_hugging_face_rotary_embedding_and_apply(rope_scaling: str | None
 
 def test_a_float64_module_keeps_the_float32_angles() -> None:
     cos32, _ = RotaryEmbedding(Dh, rope_theta=10000.0)(torch.zeros(1, 50, Dh))
-    rope64 = RotaryEmbedding(Dh, rope_theta=10000.0).double()  # .double() turns inv_freq into float64 ...
+    rope64 = RotaryEmbedding(Dh, rope_theta=10000.0).double()  # .double() leaves the float32 frequencies ...
     cos64, _ = rope64(torch.zeros(1, 50, Dh, dtype=F64))
-    assert rope64.inv_freq.dtype == F64 and cos64.dtype == F64
-    assert torch.equal(cos64, cos32.double())  # ... but the angles are still computed in float32
+    assert rope64.inv_freq.dtype == torch.float32 and cos64.dtype == F64
+    assert torch.equal(cos64, cos32.double())  # ... and the angles are computed in float32
 
 
 # ---- the relative-position property and norms -------------------------------------------------------------------
@@ -285,3 +285,18 @@ def test_bad_inputs_are_named() -> None:
         permute_qk_rows(torch.zeros(9, 4), n_heads=3)  # width 3
     with pytest.raises(ValueError, match="n_heads must be an integer >= 1, got 0"):
         permute_qk_rows(torch.zeros(8, 4), n_heads=0)
+
+
+def test_a_bfloat16_model_rotates_by_float32_angles_whatever_it_ran_before() -> None:
+    """The frequencies are not a buffer: casting the module leaves them (and the angles) float32."""
+    x = torch.zeros(1, 4, 8, dtype=torch.bfloat16)
+    positions = torch.tensor([0, 1, 1000, 3000])
+    fresh = RotaryEmbedding(d_head=8, rope_theta=10000.0).to(torch.bfloat16)
+    used_first = RotaryEmbedding(d_head=8, rope_theta=10000.0)
+    used_first(torch.zeros(1, 4, 8), position_ids=positions)  # builds its float32 table before the cast
+    used_first = used_first.to(torch.bfloat16)
+    assert fresh.inv_freq.dtype == torch.float32
+    exact = RotaryEmbedding(d_head=8, rope_theta=10000.0)(torch.zeros(1, 4, 8), position_ids=positions)
+    for rope in (fresh, used_first):
+        cos, sin = rope(x, position_ids=positions)
+        assert torch.equal(cos, exact[0].bfloat16()) and torch.equal(sin, exact[1].bfloat16())

@@ -23,7 +23,7 @@ window shows where each method stops extrapolating. GPT-2's learned positions ca
 Usage:
     python examples/benchmarks/llama_ladder.py --threads 1        # ~70 minutes on one core: 10 runs + extension
     python examples/benchmarks/llama_ladder.py --resume            # skip finished runs, continue an interrupted one
-    python examples/benchmarks/llama_ladder.py --smoke --json /tmp/ladder.json   # seconds: the tests run this
+    python examples/benchmarks/llama_ladder.py --smoke             # seconds, writes no record: the tests run this
 """
 
 from __future__ import annotations
@@ -180,8 +180,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--resume", action="store_true", help="reuse the finished runs in --runs-dir")
     parser.add_argument("--smoke", action="store_true", help="train_gpt.py's smoke settings: seconds")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    parser.add_argument("--json", default=str(RECORD), help="where to write the record (default: %(default)s)")
+    parser.add_argument("--json", default=None,
+                        help=f"where to write the record (default: {RECORD.relative_to(RECORD.parents[2])}; "
+                        "with --smoke, nowhere)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.json is None and not args.smoke:
+        args.json = str(RECORD)  # a smoke run never replaces the chapter's record
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     if args.windows < 1:
@@ -227,8 +231,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "context_extension": extension,
     }
     assert all(math.isfinite(run["val_loss"]) for run in runs)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return record
 
 

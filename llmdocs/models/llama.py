@@ -96,6 +96,8 @@ class LlamaConfig:
         if self.rope_scaling is not None and self.rope_scaling not in ROPE_SCALINGS:
             raise ValueError(f"rope_scaling must be None or one of {ROPE_SCALINGS}, got {self.rope_scaling!r}")
         _check_positive("rms_norm_eps", self.rms_norm_eps)
+        if not isinstance(self.tie_embeddings, bool):
+            raise TypeError(f"tie_embeddings must be True or False, got {self.tie_embeddings!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 

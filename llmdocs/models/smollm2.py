@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from llmdocs.interop.gguf import gguf_cache_dir, load_gguf_state_dict, smollm2_gguf_path
+from llmdocs.interop.gguf import gguf_cache_entry, load_gguf_state_dict, smollm2_gguf_path
 from llmdocs.interop.hf_llama import state_dict_from_hf
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.serialization import write_folder_atomically
@@ -119,7 +119,7 @@ def smollm2_tokenizer(path: str | os.PathLike[str] | None = None, cache: bool = 
 
     Building it from the file takes ~4 s (the 49,152 tokens and 48,900 merges are read from the GGUF metadata); the
     result is saved next to the cached weights (``tokenizer.json``, ``tokenizer_config.json``,
-    ``chat_template.jinja``, in a folder named after the file's name, size and modification time) and loaded from
+    ``chat_template.jinja``, in a folder named after the file's name, path, size and modification time) and loaded from
     there afterwards in ~0.3 s. The saved tokenizer encodes and renders chats exactly as the one built from the
     file (tested).
 
@@ -142,8 +142,7 @@ def smollm2_tokenizer(path: str | os.PathLike[str] | None = None, cache: bool = 
     gguf_path = smollm2_gguf_path() if path is None else Path(path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"no GGUF file at {gguf_path}")
-    stat = gguf_path.stat()
-    entry = gguf_cache_dir() / f"{gguf_path.stem}-{stat.st_size}-{stat.st_mtime_ns}-tokenizer"
+    entry = gguf_cache_entry(gguf_path, kind="tokenizer")
     if cache and (entry / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(entry, local_files_only=True)
     folder = gguf_path.resolve().parent

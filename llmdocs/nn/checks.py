@@ -28,9 +28,9 @@ def check_token_ids(ids: Tensor, vocab_size: int, name: str = "ids") -> None:
         ...
         ValueError: ids contains id 3 but vocab_size=3 (valid ids are 0..2)
     """
-    if not isinstance(ids, Tensor) or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+    if not isinstance(ids, Tensor) or ids.dtype not in (torch.int64, torch.int32):
         kind = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be an integer tensor of token ids, got {kind}")
+        raise TypeError(f"{name} must be an integer tensor of token ids (int64 or int32: embeddings), got {kind}")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (B, T), got {tuple(ids.shape)}")
     if ids.numel() == 0:

@@ -381,10 +381,9 @@ class RotaryEmbedding(nn.Module):
         self.rope_scaling = rope_scaling
         self.scaling_factor = scaling_factor
         self.max_position_embeddings = max_position_embeddings
-        self.inv_freq: Tensor
-        self.register_buffer(
-            "inv_freq", rope_inv_freq(d_head, rope_theta, rope_scaling, scaling_factor), persistent=False
-        )
+        # float32 frequencies (Dh/2,), a plain attribute like the tables below: model.to(torch.bfloat16) must not
+        # round them (at position 3,000 a bfloat16 frequency turns a pair by a visibly different angle).
+        self.inv_freq: Tensor = rope_inv_freq(d_head, rope_theta, rope_scaling, scaling_factor)
         # float32 tables (positions, Dh), plain attributes: .double() must not touch them, and they are rebuilt
         # on another device rather than moved.
         self._cos: Tensor | None = None

@@ -186,7 +186,7 @@ def plot_relative_scores(
     offset_ax.scatter(offsets.ravel(), array.ravel(), s=6, alpha=0.5, color="C0")
     offset_ax.axhline(0.0, color="0.7", linewidth=0.6, zorder=0)
     offset_ax.set_xlabel("offset m - n")
-    offset_ax.set_ylabel("score")
+    offset_ax.set_ylabel("score of the pair")
     offset_ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
