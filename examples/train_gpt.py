@@ -217,6 +217,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--stop-after {args.stop_after} must be a multiple of --checkpoint-every {args.checkpoint_every}")
     if not 0.0 < args.val_fraction < 1.0:
         parser.error(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    try:  # the model flags, checked before the corpus is read (the vocabulary size does not matter here)
+        model_config(args, vocab_size=2)
+    except (TypeError, ValueError) as err:
+        parser.error(f"bad model flags: {err}")
     if is_ladder(args) and (args.bias or args.activation != "gelu"):
         parser.error("--norm rmsnorm, --positions rope and --feed-forward swiglu build a LadderDecoder, which has "
                      "no biases and uses exact GELU: drop --bias and --activation")  # fmt: skip
@@ -228,15 +232,19 @@ def is_ladder(args: argparse.Namespace) -> bool:
     return (args.norm, args.positions, args.feed_forward) != ("layernorm", "learned", "gelu")
 
 
-def build_model(args: argparse.Namespace, vocab_size: int) -> tuple[GPT | LadderDecoder, Any]:
-    """GPT (the default), or a LadderDecoder with the --norm / --positions / --feed-forward asked for."""
+def model_config(args: argparse.Namespace, vocab_size: int) -> GPTConfig | LadderConfig:
+    """GPT's config (the default), or a LadderDecoder's with the --norm / --positions / --feed-forward asked for."""
     sizes = dict(vocab_size=vocab_size, context_length=args.context_length, d_model=args.d_model,
                  n_heads=args.n_heads, n_layers=args.n_layers, dropout=args.dropout)  # fmt: skip
     if is_ladder(args):
-        ladder = LadderConfig(**sizes, norm=args.norm, positions=args.positions, feed_forward=args.feed_forward)
-        return LadderDecoder(ladder), ladder
-    config = GPTConfig(**sizes, bias=args.bias, activation=args.activation)
-    return GPT(config), config
+        return LadderConfig(**sizes, norm=args.norm, positions=args.positions, feed_forward=args.feed_forward)
+    return GPTConfig(**sizes, bias=args.bias, activation=args.activation)
+
+
+def build_model(args: argparse.Namespace, vocab_size: int) -> tuple[GPT | LadderDecoder, Any]:
+    """The model of the flags and its config."""
+    config = model_config(args, vocab_size)
+    return (LadderDecoder(config) if isinstance(config, LadderConfig) else GPT(config)), config
 
 
 # ---- data -------------------------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ def test_modern_pieces_train_a_ladder_decoder(script, tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.parse_args(["--positions", "rope", "--bias"])  # the ladder has no biases
     assert "no biases" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--positions", "rope", "--d-model", "20", "--n-heads", "4"])  # heads of 5: odd
+    assert "d_head = 5 is odd" in capsys.readouterr().err
     stopped = smoke(script, tmp_path / "broken", *flags, "--stop-after", "4")
     assert stopped["stopped_after"] == 4
     with pytest.raises(SystemExit, match="hold a LadderDecoder"):  # resumed without the switches: refused

@@ -285,3 +285,12 @@ def test_bad_inputs_are_named() -> None:
     make_gqa(4, 4)(x, cache=cache)  # filled by a multi-head layer: 4 KV heads
     with pytest.raises(ValueError, match="cache holds keys of n_heads=4, d_head=8, but this layer has n_heads=2"):
         ours(x[:, :1], cache=cache)
+
+
+def test_a_cache_that_is_not_a_kv_cache_and_a_text_dropout_are_refused() -> None:
+    attn = GroupedQueryAttention(16, 4, 2)
+    with pytest.raises(TypeError, match="cache must be a KVCache"):
+        attn(torch.randn(1, 3, 16), cache={})
+    for bad in ("0.1", None, True):
+        with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\) \(a number\)"):
+            GroupedQueryAttention(16, 4, 2, dropout=bad)

@@ -164,8 +164,8 @@ class GroupedQueryAttention(nn.Module):
                 f"d_head = d_model / n_heads = {d_model // n_heads} is odd; rotary embeddings rotate pairs of "
                 "coordinates and need an even head width"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) (a number), got {dropout!r}")
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
@@ -250,6 +250,8 @@ class GroupedQueryAttention(nn.Module):
         H, Hkv, Dh = self.n_heads, self.n_kv_heads, self.d_head
         past = 0
         if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be a KVCache (one layer's), got {type(cache).__name__}")
             cache.check(B, Hkv, Dh)
             past = len(cache)
         mask = self._mask(attention_mask, B, T, past, x.device)  # (T, Tk), (B, 1, T, Tk) or None
