@@ -41,12 +41,10 @@ import ctypes
 import ctypes.util
 import dataclasses
 import importlib.metadata
-import json
 import os
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the peer is built from our model: never the network
@@ -58,6 +56,7 @@ from tqdm import tqdm
 from llmdocs.interop.hf_llama import to_hf
 from llmdocs.models.llama import Llama, LlamaCache, LlamaConfig
 from llmdocs.profiling import count_parameters, machine_description
+from llmdocs.records import write_record
 
 ATTENTIONS = {"MHA": 9, "GQA": 3, "MQA": 1}  # name -> key/value heads, at SmolLM2's 9 query heads
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -275,10 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     weights = record["model_weights"]["bytes"]
     print(f"the model's weights: {weights['float32'] / mib:.1f} MiB float32, {weights['bfloat16'] / mib:.1f} bfloat16")
     if args.json:
-        path = Path(args.json)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)  # a crash leaves the old record or the new one, never half
+        write_record(args.json, record)  # atomically
     return record
 
 

@@ -33,13 +33,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.metadata
-import json
 import os
 import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the peer is built from our model: never the network
@@ -51,6 +49,7 @@ from llmdocs.generation.decoder_only import generate
 from llmdocs.interop.hf_llama import to_hf
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.profiling import interleaved_times, machine_description
+from llmdocs.records import write_record
 
 MESSAGE = "Write a short story about a robot who learns to paint."
 LATENCY_PLAY, LATENCY_REQUEST = "hamlet", "Summarise this scene in three sentences:\n\n"
@@ -260,10 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not (decode["same_tokens"] and latency["same_tokens"]):
         print("    WARNING: the two models chose different tokens")
     if args.json:
-        path = Path(args.json)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)  # a crash leaves the old record or the new one, never half
+        write_record(args.json, record)  # atomically
     return record
 
 

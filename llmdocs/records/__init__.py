@@ -34,10 +34,11 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["available_records", "load_record"]
+__all__ = ["available_records", "load_record", "write_record"]
 
 
 def _root() -> Path:
@@ -71,3 +72,27 @@ def load_record(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"no record named {name!r}; available: {available_records()}")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write a benchmark's record as JSON, atomically: a crash leaves the old record or the new one, never half.
+
+    Args:
+        path: the JSON file (its folder is created).
+        record: JSON-friendly data; non-ASCII text is kept as is.
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile
+        >>> path = write_record(Path(tempfile.mkdtemp()) / "r.json", {"command": "python x.py", "ratio": 1.5})
+        >>> json.loads(path.read_text())["ratio"]
+        1.5
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
