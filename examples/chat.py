@@ -121,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.prompt is not None and not args.prompt.strip():
         parser.error("--prompt is empty: give a question, or leave --prompt out to chat")
+    if args.system is not None and not args.system.strip():
+        parser.error("--system is empty: give a system message, or leave --system out for the template's default")
     return args
 
 

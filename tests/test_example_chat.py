@@ -78,6 +78,7 @@ def typed(monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
         (["--context-length", "9000"], "--context-length must be in 1..8192 (SmolLM2's context), got 9000"),
         (["--context-length", "64", "--max-new-tokens", "64"], "leaves no room for the prompt in a context of 64"),
         (["--prompt", "  "], "--prompt is empty"),
+        (["--system", ""], "--system is empty"),
         (["--temp", "1"], "unrecognized arguments: --temp 1"),  # no abbreviations
     ],
 )

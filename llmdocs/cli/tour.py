@@ -3,8 +3,8 @@
 Every demo of [`REGISTRY`][llmdocs.cli.registry.REGISTRY] (one per chapter, in course order) is seeded, prints what
 it shows and writes its figures into one folder (`--out-dir`, default `./llmdocs-tour/`). Without options the
 command shows a numbered menu: a number runs that demo, `0` runs them all, `q` quits. `--all`, `--chapter NAME`
-(repeatable) and `--list` do the same without asking; `--fast` shortens every demo to a second or two (the tests run
-the whole tour that way). How a new chapter adds its demo: see [`llmdocs.cli.registry`][llmdocs.cli.registry].
+(repeatable) and `--list` do the same without asking; `--fast` shortens every demo to seconds (the tests run the whole
+tour that way). How a new chapter adds its demo: see [`llmdocs.cli.registry`][llmdocs.cli.registry].
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ examples:
   llmdocs tour --list                        the demos and their chapters
   llmdocs tour --all                         every demo, in course order
   llmdocs tour --chapter gpt --chapter attention --out-dir figures
-  llmdocs tour --all --fast                  every demo in a second or two (what the tests run)
+  llmdocs tour --all --fast                  every demo in seconds (what the tests run)
 """
 DEFAULT_OUT_DIR = Path("llmdocs-tour")
 RULE = "=" * 100
@@ -188,7 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder for the figures and samples the demos write",
     )
-    parser.add_argument("--fast", action="store_true", help="fewer tokens and steps: every demo in a second or two")
+    parser.add_argument("--fast", action="store_true", help="fewer tokens and steps: every demo in seconds")
 
 
 def _folder_name(text: str) -> Path:
