@@ -542,6 +542,15 @@ def gguf_cache_entry(path: Path, cache_dir: Path | None = None, kind: str = "wei
 
     A new install (another time or size) or another file of the same name elsewhere gets a new entry; ``kind``
     tells the dequantized weights from the saved tokenizer of the same file.
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "model.gguf"
+        >>> _ = path.write_bytes(b"GGUF")
+        >>> entry = gguf_cache_entry(path, Path("/cache"), kind="tokenizer")
+        >>> name, size_and_time = entry.name, f"-4-{path.stat().st_mtime_ns}-"  # 4 bytes
+        >>> str(entry.parent), name.startswith("model-"), size_and_time in name, name.endswith("-tokenizer-v2")
+        ('/cache', True, True, True)
     """
     stat = path.stat()
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]

@@ -325,6 +325,12 @@ def init_gpt2_weights(
         model: the model, initialised in place.
         n_layers: N, its number of blocks.
         residual_outputs: endings of the names of the matrices that write into the residual stream.
+
+    Examples:
+        >>> model = GPT(GPTConfig.tiny())  # GPT calls it in its constructor; here it draws again
+        >>> init_gpt2_weights(model, n_layers=2)
+        >>> round(model.blocks[0].ff.fc2.weight.std().item() / model.blocks[0].ff.fc1.weight.std().item(), 1)
+        0.5
     """
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Embedding):
