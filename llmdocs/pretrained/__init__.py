@@ -13,18 +13,19 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
 - ``bert-wikitext2``: a small English BERT (4 layers, D 256) pre-trained from scratch with MLM + NSP on WikiText-2,
   with its own WordPiece vocabulary (the BERT chapter), trained by ``examples/pretrain_bert.py``;
   :func:`load_bert` loads it.
-- ``bert-people-daily``: the same shape pre-trained on the People's Daily corpus and the Chinese review texts, with
-  a character-level WordPiece vocabulary (the BERT chapter), trained by
-  ``python examples/pretrain_bert.py --corpus people-daily+reviews``.
+- ``bert-people-daily``: a smaller BERT (4 layers, D 128) pre-trained on the People's Daily corpus and the Chinese
+  review texts, with a character-level WordPiece vocabulary (the BERT chapter), in BERT's two phases: short
+  sequences, then full-length ones with ``--init-from`` (``python examples/pretrain_bert.py --corpus
+  people-daily+reviews --seq-length 32 ...``; its ``meta.json`` holds both commands).
 - ``minilm-sms-spam``: an SMS spam filter fine-tuned from the packaged all-MiniLM-L6-v2 (the BERT chapter). Only
   what fine-tuning changed is shipped (the last encoder layer, the pooler and the classifier, as a delta written by
   :func:`llmdocs.finetuning.save_finetuned`); :func:`load_minilm_classifier` applies it to the installed base.
 - ``vit-fashion-mnist``: a small Vision Transformer (patches of 4 x 4, D 64, 4 layers, [CLS] token, 0.14M
   parameters) trained on Fashion-MNIST (the Vision Transformer chapter); :func:`load_image_classifier` loads it.
 - ``resnet-fashion-mnist``: the convolutional baseline of the same chapter, a ResNet of three stages (0.17M
-  parameters), trained on the same images with the same recipe. Both come from our budget experiment,
-  ``python examples/benchmarks/vit_vs_cnn.py --export-dir ...`` (each ``meta.json`` holds the class names, the pixel
-  statistics, the test accuracy and the exact command).
+  parameters), trained on the same images by the same script (in bfloat16, on shifted and mirrored images). Both
+  come from our budget experiment, ``python examples/benchmarks/vit_vs_cnn.py --export-dir ...`` (each
+  ``meta.json`` holds the class names, the pixel statistics, the test accuracy and the exact command).
 """
 
 from __future__ import annotations
