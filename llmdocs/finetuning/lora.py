@@ -1,0 +1,731 @@
+"""LoRA: fine-tune a frozen linear layer through a trainable low-rank update.
+
+    h = W_0 x + (alpha / R) B A x,     A (R, D_in),  B (D_out, R),  R << min(D_in, D_out)
+
+The pretrained weight W_0 (D_out, D_in) stays frozen; only A and B train, R (D_in + D_out) numbers per adapted
+matrix instead of D_in D_out. A starts random and B at zero, so a new adapter changes nothing: the model starts
+exactly where pretraining left it (Hu et al., 2021, section 4.1). The factor ``scaling = alpha / R`` keeps the
+size of the update roughly independent of R, so a learning rate tuned at one rank works at another.
+
+After training, ``merge()`` adds ``scaling * B A`` into W_0: the adapted model then costs exactly what the base
+costs, with no extra latency (section 4.1), and ``unmerge()`` subtracts it again. The names follow Hugging Face
+peft's ``LoraLayer`` (``base_layer``, ``lora_A``, ``lora_B``, ``lora_dropout``, ``r``, ``lora_alpha``,
+``scaling``, ``merged``), and the same A and B give the same outputs as peft's (tests/test_peft_lora.py).
+
+The base may also be a quantized linear layer (QLoRA's 4-bit base): any module with ``in_features``,
+``out_features``, ``bias``, ``forward(x)`` and ``dequantize() -> (D_out, D_in)``. Its adapter is float32;
+``merge()`` refuses it (adding the update into 4-bit codes would re-quantize the weight and lose it), and
+[merge_lora][llmdocs.finetuning.lora.merge_lora] replaces it with a plain ``nn.Linear`` instead.
+
+References:
+    Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1 (the update, its
+    initialisation and scaling, merging) and section 7.1 (which weight matrices to adapt).
+    Hugging Face peft, ``peft.tuners.lora.layer.Linear``.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> x = torch.randn(3, 16)
+    >>> before = model(x)
+    >>> from llmdocs.finetuning.freezing import trainable_parameters_summary
+    >>> apply_lora(model, targets=["0"], r=2, lora_alpha=4)
+    ['0']
+    >>> torch.equal(model(x), before)  # B = 0: a new adapter changes nothing
+    True
+    >>> print(trainable_parameters_summary(model))  # 2 * (16 + 16) adapter weights
+    trainable params: 64 || all params: 404 || trainable%: 15.8416
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import numbers
+import statistics
+import warnings
+from collections.abc import Iterable
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from llmdocs.finetuning.freezing import freeze
+from llmdocs.profiling import interleaved_times
+
+__all__ = [
+    "INITS",
+    "ORDERS",
+    "LoRAFlops",
+    "LoRALinear",
+    "LoRATimes",
+    "apply_lora",
+    "count_lora_parameters",
+    "lora_delta",
+    "lora_flops",
+    "lora_num_parameters",
+    "lora_state_dict",
+    "merge_lora",
+    "target_module_names",
+    "time_lora_orders",
+]
+
+Order = Literal["factored", "dense"]
+ORDERS: tuple[str, ...] = ("factored", "dense")
+"""The two ways to compute the update B A x: ``"factored"`` is B (A x), ``"dense"`` is (B A) x."""
+
+INITS: tuple[str, ...] = ("kaiming", "gaussian")
+"""Initialisations of A (B is always zero): peft's default, and the paper's Gaussian."""
+
+
+def _is_quantized(layer: nn.Module) -> bool:
+    """A quantized linear layer: it can ``dequantize()`` its weight (the duck type of QLoRA's 4-bit base)."""
+    return all(hasattr(layer, name) for name in ("in_features", "out_features", "bias")) and callable(
+        getattr(layer, "dequantize", None)
+    )
+
+
+def _is_linear(layer: nn.Module) -> bool:
+    """A layer LoRA can adapt: an ``nn.Linear`` or a quantized linear layer."""
+    return isinstance(layer, nn.Linear) or _is_quantized(layer)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_sizes(**sizes: object) -> list[int]:
+    """Each keyword argument as an int >= 1, in order (errors name the argument)."""
+    return [_check_positive_int(name, value) for name, value in sizes.items()]
+
+
+def _check_settings(r: object, lora_alpha: object, lora_dropout: object, init: object) -> None:
+    """The four hyper-parameters of an adapter, with errors that name the argument."""
+    _check_positive_int("r", r)
+    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real):
+        raise TypeError(f"lora_alpha must be a number > 0, got {type(lora_alpha).__name__} {lora_alpha!r}")
+    if not (math.isfinite(lora_alpha) and lora_alpha > 0):
+        raise ValueError(f"lora_alpha must be a finite number > 0 (scaling = lora_alpha / r), got {lora_alpha!r}")
+    if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real):
+        raise TypeError(f"lora_dropout must be a probability in [0, 1), got {type(lora_dropout).__name__}")
+    if not 0 <= lora_dropout < 1:
+        raise ValueError(f"lora_dropout must be a probability in [0, 1), got {lora_dropout!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def lora_delta(x: Tensor, A: Tensor, B: Tensor, scaling: float, order: Order = "factored") -> Tensor:
+    """The low-rank update ``scaling * B A x``, in one of its two evaluation orders.
+
+        factored:  B (A x)   -- 2 N R (D_in + D_out) FLOPs, never forms a D_out x D_in matrix
+        dense:     (B A) x   -- 2 R D_in D_out to form B A, then 2 N D_in D_out to apply it
+
+    Both are the same function; see [lora_flops][llmdocs.finetuning.lora.lora_flops] for when each is cheaper.
+
+    Args:
+        x: inputs (..., D_in).
+        A: the down-projection (R, D_in).
+        B: the up-projection (D_out, R).
+        scaling: alpha / R.
+        order: ``"factored"`` or ``"dense"``.
+
+    Returns:
+        The update (..., D_out).
+
+    Raises:
+        ValueError: an unknown ``order``, or shapes that do not chain (A's columns vs x, B's columns vs A's rows).
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> x, A, B = torch.randn(5, 8, dtype=torch.float64), torch.randn(2, 8).double(), torch.randn(6, 2).double()
+        >>> from llmdocs.testing import assert_equivalent
+        >>> assert_equivalent(lora_delta(x, A, B, 0.5), lora_delta(x, A, B, 0.5, order="dense"))
+        >>> lora_delta(x, A, B, 0.5).shape
+        torch.Size([5, 6])
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS} (B(Ax) or (BA)x), got {order!r}")
+    if A.dim() != 2 or B.dim() != 2 or A.shape[1] != x.shape[-1] or B.shape[1] != A.shape[0]:
+        raise ValueError(
+            f"shapes do not chain: x (..., {x.shape[-1]}), A {tuple(A.shape)} must be (R, D_in), "
+            f"B {tuple(B.shape)} must be (D_out, R)"
+        )
+    if order == "factored":
+        return F.linear(F.linear(x, A), B) * scaling  # (..., R) then (..., D_out)
+    return F.linear(x, (B @ A) * scaling)  # B A: (D_out, D_in), then (..., D_out)
+
+
+class LoRAFlops(NamedTuple):
+    """Floating-point operations (2 per multiply-add) of the update for N tokens, and of the base product.
+
+    Attributes:
+        factored: B (A x): 2 N R (D_in + D_out).
+        dense: (B A) x: 2 R D_in D_out + 2 N D_in D_out.
+        base: W_0 x: 2 N D_in D_out, for scale.
+    """
+
+    factored: int
+    dense: int
+    base: int
+
+
+def lora_flops(n_tokens: int, d_in: int, d_out: int, r: int) -> LoRAFlops:
+    """FLOPs of the two evaluation orders of the LoRA update over ``n_tokens`` inputs (matrix products only).
+
+    Counting a multiply-add as 2 FLOPs, a product of an (m, k) by a (k, n) matrix costs 2 m k n:
+
+    - B (A x): A x is (N, D_in) by (D_in, R): 2 N D_in R; then (N, R) by (R, D_out): 2 N R D_out.
+      Together **2 N R (D_in + D_out)**.
+    - (B A) x: B A is (D_out, R) by (R, D_in): 2 R D_in D_out; applying it is (N, D_in) by (D_in, D_out):
+      2 N D_in D_out. Together **2 D_in D_out (R + N)**, at least as much as the base product W_0 x itself.
+
+    Dividing both counts by 2 N R D_in D_out, the dense order is cheaper only when
+    1/D_in + 1/D_out > 1/R + 1/N: with R below min(D_in, D_out) / 2, as every LoRA rank is, never. For a square
+    D x D matrix the factored update costs 2R/D of the base product (1/48 at D = 768, R = 8), the dense one more
+    than the base product itself. The dense order pays off only when B A is formed once and reused for every
+    token, i.e. merged into W_0 (``LoRALinear.merge``), after which the update costs nothing per token.
+
+    Args:
+        n_tokens: N, the number of input vectors (batch times sequence length).
+        d_in: D_in of the adapted matrix.
+        d_out: D_out.
+        r: the rank R.
+
+    Returns:
+        ``LoRAFlops(factored, dense, base)``.
+
+    Raises:
+        TypeError, ValueError: an argument that is not an integer >= 1.
+
+    Examples:
+        >>> lora_flops(n_tokens=512, d_in=768, d_out=768, r=8)
+        LoRAFlops(factored=12582912, dense=613416960, base=603979776)
+        >>> costs = lora_flops(512, 768, 768, 8)
+        >>> round(costs.base / costs.factored), round(costs.dense / costs.factored)  # D / 2R, (R + N) D / 2 N R
+        (48, 49)
+    """
+    N, d_in, d_out, r = _check_sizes(n_tokens=n_tokens, d_in=d_in, d_out=d_out, r=r)
+    return LoRAFlops(
+        factored=2 * N * r * (d_in + d_out),
+        dense=2 * r * d_in * d_out + 2 * N * d_in * d_out,
+        base=2 * N * d_in * d_out,
+    )
+
+
+class LoRATimes(NamedTuple):
+    """Median seconds of one call: the update in both orders, and the base product W_0 x."""
+
+    factored: float
+    dense: float
+    base: float
+
+
+def time_lora_orders(n_tokens: int, d_in: int, d_out: int, r: int, repeats: int = 5) -> LoRATimes:
+    """Time the two evaluation orders of the update, and the base product, on random float32 tensors.
+
+    The three calls are interleaved ([interleaved_times][llmdocs.profiling.interleaved_times]) so that a change
+    of machine load affects all of them alike. Compare with [lora_flops][llmdocs.finetuning.lora.lora_flops]: a
+    small product is dominated by per-call overhead, so the measured ratio approaches the FLOP ratio only at
+    realistic sizes (N in the hundreds, D in the hundreds).
+
+    Args:
+        n_tokens: N.
+        d_in: D_in.
+        d_out: D_out.
+        r: the rank R.
+        repeats: timed rounds (the median is returned).
+
+    Returns:
+        ``LoRATimes(factored, dense, base)`` in seconds.
+
+    Examples:
+        >>> times = time_lora_orders(n_tokens=8, d_in=16, d_out=16, r=2, repeats=1)
+        >>> all(t > 0 for t in times)
+        True
+    """
+    N, d_in, d_out, r = _check_sizes(n_tokens=n_tokens, d_in=d_in, d_out=d_out, r=r)
+    generator = torch.Generator().manual_seed(0)  # the global random state is left alone
+    x = torch.randn(N, d_in, generator=generator)  # (N, D_in)
+    A = torch.randn(r, d_in, generator=generator)  # (R, D_in)
+    B = torch.randn(d_out, r, generator=generator)  # (D_out, R)
+    W0 = torch.randn(d_out, d_in, generator=generator)  # (D_out, D_in)
+    calls = {
+        "factored": lambda: lora_delta(x, A, B, 1.0, "factored"),
+        "dense": lambda: lora_delta(x, A, B, 1.0, "dense"),
+        "base": lambda: F.linear(x, W0),
+    }
+    with torch.no_grad():
+        times, _ = interleaved_times(calls, repeats)
+    return LoRATimes(*(statistics.median(times[name]) for name in LoRATimes._fields))
+
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a trainable low-rank update: h = W_0 x + (alpha / R) B A dropout(x).
+
+    A is initialised as nn.Linear's default (Kaiming-uniform with a = sqrt(5), peft's default) or, with
+    ``init="gaussian"``, from N(0, 1/R^2) (the paper's Gaussian, with peft's standard deviation 1/R); B is zero, so
+    a new adapter leaves the layer's outputs bit for bit unchanged. Dropout acts on the adapter's input only; the
+    base path never sees it. The adapter's dtype and device follow the base weight (float32 for a quantized
+    base).
+
+    Args:
+        base_layer: the pretrained layer: an ``nn.Linear`` or a quantized linear layer (``in_features``,
+            ``out_features``, ``bias``, ``forward`` and ``dequantize()``). Its parameters are frozen.
+        r: the rank R >= 1.
+        lora_alpha: alpha > 0; the update is scaled by alpha / R.
+        lora_dropout: dropout probability on the adapter's input, in [0, 1).
+        init: ``"kaiming"`` or ``"gaussian"`` (A's initialisation).
+
+    Attributes:
+        base_layer: the wrapped layer W_0.
+        lora_A: ``nn.Linear(D_in, R, bias=False)``, weight (R, D_in).
+        lora_B: ``nn.Linear(R, D_out, bias=False)``, weight (D_out, R), zero at first.
+        lora_dropout: ``nn.Dropout`` (``nn.Identity`` for probability 0, as in peft).
+        scaling: alpha / R.
+        merged: whether the update is currently added into the base weight.
+        order: how the unmerged forward computes the update, ``"factored"`` (B(Ax), default) or ``"dense"``.
+
+    Shape:
+        x (..., D_in) -> (..., D_out).
+
+    Raises:
+        TypeError: ``base_layer`` is not a linear layer; a hyper-parameter of the wrong type.
+        ValueError: ``r`` < 1, ``lora_alpha`` <= 0, ``lora_dropout`` outside [0, 1), an unknown ``init``.
+
+    References:
+        Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> layer = LoRALinear(nn.Linear(8, 6), r=2, lora_alpha=4)
+        >>> layer.lora_A.weight.shape, layer.lora_B.weight.shape, layer.scaling  # (R, D_in), (D_out, R)
+        (torch.Size([2, 8]), torch.Size([6, 2]), 2.0)
+        >>> x = torch.randn(3, 8)
+        >>> torch.equal(layer(x), layer.base_layer(x))  # B = 0
+        True
+        >>> _ = nn.init.normal_(layer.lora_B.weight)  # as if trained
+        >>> unmerged = layer(x)
+        >>> layer.merge()
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(layer(x), unmerged)  # W_0 + scaling B A: the same outputs, one product
+    """
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        r: int,
+        lora_alpha: float,
+        lora_dropout: float = 0.0,
+        init: Literal["kaiming", "gaussian"] = "kaiming",
+    ) -> None:
+        super().__init__()
+        if not isinstance(base_layer, nn.Module) or not _is_linear(base_layer):
+            raise TypeError(
+                "base_layer must be an nn.Linear or a quantized linear layer (in_features, out_features, bias, "
+                f"dequantize()), got {type(base_layer).__name__}"
+            )
+        _check_settings(r, lora_alpha, lora_dropout, init)
+        self.base_layer = freeze(base_layer)
+        self.in_features: int = base_layer.in_features
+        self.out_features: int = base_layer.out_features
+        self.r, self.lora_alpha, self.init = int(r), lora_alpha, init
+        self.scaling = lora_alpha / r
+        self.order: Order = "factored"
+        self.merged = False
+        dtype, device = self._adapter_dtype_device()
+        self.lora_dropout: nn.Module = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
+        self.lora_A = nn.Linear(self.in_features, self.r, bias=False, dtype=dtype, device=device)  # (R, D_in)
+        self.lora_B = nn.Linear(self.r, self.out_features, bias=False, dtype=dtype, device=device)  # (D_out, R)
+        self.reset_lora_parameters()
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the base is a quantized linear layer (it cannot be merged into in place)."""
+        return not isinstance(self.base_layer, nn.Linear) or _is_quantized(self.base_layer)
+
+    def _adapter_dtype_device(self) -> tuple[torch.dtype, torch.device]:
+        tensors = [*self.base_layer.parameters(), *self.base_layer.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        if self.quantized:
+            return torch.float32, device  # QLoRA: a 4-bit base, a float32 adapter
+        return self.base_layer.weight.dtype, self.base_layer.weight.device
+
+    def reset_lora_parameters(self) -> None:
+        """Initialise A (Kaiming-uniform or Gaussian, per ``init``) and set B to zero (section 4.1)."""
+        if self.init == "kaiming":
+            nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))  # nn.Linear's default, peft's default
+        else:
+            nn.init.normal_(self.lora_A.weight, std=1 / self.r)  # peft's init_lora_weights="gaussian"
+        nn.init.zeros_(self.lora_B.weight)
+
+    def delta_weight(self) -> Tensor:
+        """The update as a matrix, scaling * B A: (D_out, D_in), in the adapter's dtype (peft: get_delta_weight).
+
+        Examples:
+            >>> layer = LoRALinear(nn.Linear(5, 3), r=2, lora_alpha=2)
+            >>> layer.delta_weight().shape, torch.count_nonzero(layer.delta_weight()).item()  # B = 0 at first
+            (torch.Size([3, 5]), 0)
+        """
+        return (self.lora_B.weight @ self.lora_A.weight) * self.scaling  # (D_out, R) @ (R, D_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """W_0 x + scaling * B A dropout(x) (only W_0 x when merged); x (..., D_in) -> (..., D_out)."""
+        result = self.base_layer(x)  # (..., D_out)
+        if self.merged:
+            return result
+        adapter_input = self.lora_dropout(x.to(self.lora_A.weight.dtype))  # (..., D_in), dropped on this path only
+        delta = lora_delta(adapter_input, self.lora_A.weight, self.lora_B.weight, self.scaling, self.order)
+        return result + delta.to(result.dtype)  # (..., D_out)
+
+    def merge(self) -> None:
+        """Add scaling * B A into the base weight: W_0 <- W_0 + scaling B A (one product per token afterwards).
+
+        Raises:
+            ValueError: the base is quantized: merging into 4-bit codes would re-quantize the weight and lose the
+                update; use [merge_lora][llmdocs.finetuning.lora.merge_lora], which replaces it with a plain
+                ``nn.Linear``.
+
+        Examples:
+            >>> layer = LoRALinear(nn.Linear(4, 2), r=1, lora_alpha=1)
+            >>> layer.merge()
+            >>> layer.merged, layer(torch.ones(1, 4)).shape  # now a single product per token
+            (True, torch.Size([1, 2]))
+        """
+        if self.quantized:
+            raise ValueError(
+                f"cannot merge into a quantized base ({type(self.base_layer).__name__}): adding the update into its "
+                "4-bit codes would re-quantize W_0 + BA and lose most of the update; merge_lora(model) replaces the "
+                "layer with an nn.Linear holding the dequantized weight plus the update instead"
+            )
+        if self.merged:
+            warnings.warn("the adapter is already merged: nothing to do", stacklevel=2)
+            return
+        weight = self.base_layer.weight
+        with torch.no_grad():
+            weight += self.delta_weight().to(weight.dtype)
+        self.merged = True
+
+    def unmerge(self) -> None:
+        """Subtract the update again: W_0 <- W_0 - scaling B A (exact up to rounding).
+
+        Examples:
+            >>> layer = LoRALinear(nn.Linear(4, 4).double(), r=2, lora_alpha=2)
+            >>> w0 = layer.base_layer.weight.detach().clone()
+            >>> _ = nn.init.normal_(layer.lora_B.weight)
+            >>> layer.merge(); layer.unmerge()
+            >>> from llmdocs.testing import assert_equivalent
+            >>> assert_equivalent(layer.base_layer.weight, w0)
+        """
+        if not self.merged:
+            warnings.warn("the adapter is not merged: nothing to do", stacklevel=2)
+            return
+        weight = self.base_layer.weight
+        with torch.no_grad():
+            weight -= self.delta_weight().to(weight.dtype)
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:g}, merged={self.merged}"
+
+
+def lora_num_parameters(d_in: int, d_out: int, r: int) -> int:
+    """The closed form: one adapter on a (D_out, D_in) matrix has R (D_in + D_out) parameters (A and B).
+
+    Examples:
+        >>> lora_num_parameters(768, 768, 8), 768 * 768  # adapter vs full matrix
+        (12288, 589824)
+    """
+    d_in, d_out, r = _check_sizes(d_in=d_in, d_out=d_out, r=r)
+    return r * (d_in + d_out)
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _as_patterns(name: str, patterns: str | Iterable[str], allow_empty: bool = False) -> list[str]:
+    items = [patterns] if isinstance(patterns, str) else list(patterns) if isinstance(patterns, Iterable) else None
+    if items is None or not all(isinstance(p, str) and p for p in items):
+        raise TypeError(f"{name} must be a non-empty module name pattern or a list of them, got {patterns!r}")
+    if not items and not allow_empty:
+        raise ValueError(f"{name} must hold at least one module name pattern, got {patterns!r}")
+    return items
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """peft's rule: the full dotted name matches, or its last components do (``"q_proj"``, ``"self_attn.q_proj"``)."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
+
+
+def _outside_adapters(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The named modules of ``model`` except the root and the insides of LoRALinear layers."""
+    inside = {f"{name}." for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    return [(n, m) for n, m in model.named_modules() if n and not any(n.startswith(p) for p in inside)]
+
+
+def target_module_names(model: nn.Module, targets: str | Iterable[str]) -> list[str]:
+    """The names of the linear layers that the patterns ``targets`` select, in module order.
+
+    A pattern matches a module when it matches the full dotted name (``fnmatch``: ``"blocks.*.self_attn.q_proj"``,
+    where ``*`` also matches dots) or its last components (``"q_proj"``, ``"self_attn.q_proj"``), as peft's
+    ``target_modules`` do.
+
+    Args:
+        model: the model.
+        targets: one pattern or several.
+
+    Returns:
+        The selected module names.
+
+    Raises:
+        TypeError: ``model`` is not a module, ``targets`` not a pattern or patterns.
+        ValueError: a pattern matches nothing (the message lists linear layers to choose from), or matches a
+            module that is not a linear layer.
+
+    Examples:
+        >>> from llmdocs.models.gpt import GPT, GPTConfig
+        >>> target_module_names(GPT(GPTConfig.tiny()), ["q_proj", "v_proj"])
+        ['blocks.0.self_attn.q_proj', 'blocks.0.self_attn.v_proj',
+         'blocks.1.self_attn.q_proj', 'blocks.1.self_attn.v_proj']
+        >>> target_module_names(GPT(GPTConfig.tiny()), "blocks.1.ff.fc*")  # a glob on the full name
+        ['blocks.1.ff.fc1', 'blocks.1.ff.fc2']
+    """
+    _check_model(model)
+    patterns = _as_patterns("targets", targets)
+    modules = _outside_adapters(model)
+    chosen: dict[str, None] = {}
+    for pattern in patterns:
+        hits = [(name, module) for name, module in modules if _matches(name, pattern)]
+        if not hits:
+            linear = [name for name, module in modules if _is_linear(module) or isinstance(module, LoRALinear)]
+            raise ValueError(
+                f"target {pattern!r} matches no module of {type(model).__name__}; its linear layers are named like "
+                f"{linear[:6]}"
+            )
+        for name, module in hits:
+            if isinstance(module, LoRALinear):
+                raise ValueError(f"{name} already has a LoRA adapter: merge_lora(model) first, or target another layer")
+            if not _is_linear(module):
+                raise ValueError(
+                    f"target {pattern!r} matches {name}, a {type(module).__name__}: LoRA adapts linear layers "
+                    "(nn.Linear or a quantized linear); make the pattern select only those"
+                )
+            chosen[name] = None
+    order = {name: i for i, (name, _) in enumerate(modules)}
+    return sorted(chosen, key=order.__getitem__)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, module)
+
+
+def _shared_elsewhere(model: nn.Module, name: str) -> list[str]:
+    """Other parameter names of the tensors of module ``name`` (tied weights, e.g. lm_head and tok_embed)."""
+    module = model.get_submodule(name)
+    own = {id(p) for p in module.parameters()}
+    return [
+        n for n, p in model.named_parameters(remove_duplicate=False) if id(p) in own and not n.startswith(f"{name}.")
+    ]
+
+
+def apply_lora(
+    model: nn.Module,
+    targets: str | Iterable[str],
+    r: int,
+    lora_alpha: float,
+    lora_dropout: float = 0.0,
+    modules_to_save: str | Iterable[str] = (),
+    init: Literal["kaiming", "gaussian"] = "kaiming",
+) -> list[str]:
+    """Wrap the targeted linear layers of ``model`` in [LoRALinear][llmdocs.finetuning.lora.LoRALinear], in place,
+    and freeze everything else except ``modules_to_save``.
+
+    After the call only the adapters (A and B of every adapted layer) and the ``modules_to_save`` (trained in full,
+    e.g. a new classifier head that has no pretrained weights to keep) have ``requires_grad``. The names of the
+    modules to save are kept on the model as ``model.modules_to_save`` (peft's attribute), for
+    [lora_state_dict][llmdocs.finetuning.lora.lora_state_dict] and the peft exporter.
+
+    Args:
+        model: any model, e.g. a [BertForSequenceClassification][llmdocs.models.bert.BertForSequenceClassification]
+            or a [Llama][llmdocs.models.llama.Llama]; it may live on the ``meta`` device.
+        targets: module name patterns (see [target_module_names][llmdocs.finetuning.lora.target_module_names]):
+            ``["q_proj", "v_proj"]`` (the paper's choice, section 7.1), ``"blocks.*.ff.*"``...
+        r: the rank R.
+        lora_alpha: alpha; the update is scaled by alpha / R.
+        lora_dropout: dropout probability on every adapter's input.
+        modules_to_save: module name patterns (same rules) of modules that train fully; none by default.
+        init: A's initialisation, ``"kaiming"`` (peft's default) or ``"gaussian"`` (the paper's).
+
+    Returns:
+        The names of the adapted modules, in module order.
+
+    Raises:
+        TypeError: ``model`` is not a module; patterns that are not strings; hyper-parameters of the wrong type.
+        ValueError: a target pattern matches nothing or a non-linear module; a layer whose weight is tied to
+            another module's (an output head sharing the token embedding: merging would change the embedding too);
+            a module both adapted and saved; a bad ``r``, ``lora_alpha``, ``lora_dropout`` or ``init``; a model
+            that already has adapters.
+
+    Examples:
+        >>> from llmdocs.models.bert import BertConfig, BertForSequenceClassification
+        >>> model = BertForSequenceClassification(BertConfig.tiny(n_layers=1), n_classes=3)
+        >>> apply_lora(model, ["q_proj", "v_proj"], r=4, lora_alpha=8, modules_to_save=["classifier"])
+        ['bert.layers.0.self_attn.q_proj', 'bert.layers.0.self_attn.v_proj']
+        >>> [n for n, p in model.named_parameters() if p.requires_grad]
+        ['bert.layers.0.self_attn.q_proj.lora_A.weight', 'bert.layers.0.self_attn.q_proj.lora_B.weight',
+         'bert.layers.0.self_attn.v_proj.lora_A.weight', 'bert.layers.0.self_attn.v_proj.lora_B.weight',
+         'classifier.weight', 'classifier.bias']
+        >>> count_lora_parameters(model), model.modules_to_save  # 2 * 4 * (32 + 32)
+        (512, ('classifier',))
+    """
+    _check_model(model)
+    _check_settings(r, lora_alpha, lora_dropout, init)
+    if any(isinstance(m, LoRALinear) for m in model.modules()):
+        raise ValueError(
+            f"{type(model).__name__} already has LoRA adapters: merge_lora(model) first (one adapter set per model)"
+        )
+    names = target_module_names(model, targets)
+    save_patterns = _as_patterns("modules_to_save", modules_to_save, allow_empty=True)
+    saved: list[str] = []
+    for pattern in save_patterns:
+        hits = [name for name, _ in _outside_adapters(model) if _matches(name, pattern)]
+        if not hits:
+            children = [name for name, _ in model.named_children()]
+            raise ValueError(f"modules_to_save {pattern!r} matches no module; the top-level modules are {children}")
+        saved += hits
+    # a module inside another saved module is saved with it
+    saved = [s for i, s in enumerate(saved) if s not in saved[:i] and not any(s.startswith(f"{t}.") for t in saved)]
+    both = [n for n in names if any(n == s or n.startswith(f"{s}.") for s in saved)]
+    if both:
+        raise ValueError(f"{both[:3]} are both targets and modules_to_save: a module is adapted or trained fully")
+    for name in names:
+        tied = _shared_elsewhere(model, name)
+        if tied:
+            raise ValueError(
+                f"{name} shares its weight with {tied[:2]} (tied embeddings): an adapter on it would, once merged, "
+                "change that module too; leave it out of targets"
+            )
+    freeze(model)
+    for name in names:
+        _set_submodule(model, name, LoRALinear(model.get_submodule(name), r, lora_alpha, lora_dropout, init))
+    for name in saved:
+        model.get_submodule(name).requires_grad_(True)
+    model.modules_to_save = tuple(saved)
+    return names
+
+
+def _adapters(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+def count_lora_parameters(model: nn.Module) -> int:
+    """The number of adapter parameters (A and B of every LoRALinear), whether or not they train.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(10, 6), nn.Linear(6, 2))
+        >>> _ = apply_lora(model, ["0", "1"], r=2, lora_alpha=2)
+        >>> count_lora_parameters(model) == lora_num_parameters(10, 6, 2) + lora_num_parameters(6, 2, 2)
+        True
+    """
+    _check_model(model)
+    return sum(m.lora_A.weight.numel() + m.lora_B.weight.numel() for _, m in _adapters(model))
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """The tensors that fine-tuning with LoRA produced: every A and B, and the ``modules_to_save`` in full.
+
+    This is what a LoRA checkpoint stores: a few megabytes next to a base model of gigabytes. Loading it back is
+    ``model.load_state_dict(state, strict=False)`` on a model adapted with the same settings.
+
+    Returns:
+        Our parameter names (``blocks.0.self_attn.q_proj.lora_A.weight``, ``classifier.weight``) -> tensors.
+
+    Raises:
+        TypeError: ``model`` is not a module.
+        ValueError: ``model`` has no adapters.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        >>> _ = apply_lora(model, "0", r=2, lora_alpha=2, modules_to_save="1")
+        >>> {name: tuple(t.shape) for name, t in lora_state_dict(model).items()}
+        {'0.lora_A.weight': (2, 4), '0.lora_B.weight': (4, 2), '1.weight': (2, 4), '1.bias': (2,)}
+    """
+    _check_model(model)
+    adapters = _adapters(model)
+    if not adapters:
+        raise ValueError(f"{type(model).__name__} has no LoRA adapters: apply_lora(model, ...) first")
+    state: dict[str, Tensor] = {}
+    for name, adapter in adapters:
+        state[f"{name}.lora_A.weight"] = adapter.lora_A.weight.detach()
+        state[f"{name}.lora_B.weight"] = adapter.lora_B.weight.detach()
+    for name in getattr(model, "modules_to_save", ()):
+        state.update({f"{name}.{key}": t for key, t in model.get_submodule(name).state_dict().items()})
+    return state
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Merge every adapter into its base and replace each LoRALinear by a plain ``nn.Linear``, in place.
+
+    The result has the architecture of the base model (its ``state_dict`` loads into a fresh one) and the outputs of
+    the adapted model. A quantized base becomes an ``nn.Linear`` holding its dequantized weight plus the update (a
+    merged QLoRA model is a full-precision model). The new layers are frozen, like the bases they replace.
+
+    Args:
+        model: a model with adapters (from [apply_lora][llmdocs.finetuning.lora.apply_lora]), or a LoRALinear.
+
+    Returns:
+        The plain model (``model`` itself, or for a LoRALinear the merged ``nn.Linear``).
+
+    Raises:
+        TypeError: ``model`` is not a module.
+        ValueError: ``model`` has no adapters.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> _ = apply_lora(model, ["0"], r=2, lora_alpha=2)
+        >>> _ = nn.init.normal_(model[0].lora_B.weight)  # as if trained
+        >>> x = torch.randn(3, 4)
+        >>> adapted = model(x)
+        >>> merged = merge_lora(model)
+        >>> type(merged[0]).__name__
+        'Linear'
+        >>> from llmdocs.testing import assert_close
+        >>> assert_close(merged(x), adapted, depth=2)
+    """
+    _check_model(model)
+    if isinstance(model, LoRALinear):
+        return _merged_linear(model)
+    adapters = _adapters(model)
+    if not adapters:
+        raise ValueError(f"{type(model).__name__} has no LoRA adapters to merge")
+    for name, adapter in adapters:
+        _set_submodule(model, name, _merged_linear(adapter))
+    if "modules_to_save" in vars(model):
+        del model.modules_to_save
+    return model
+
+
+def _merged_linear(adapter: LoRALinear) -> nn.Linear:
+    """The plain layer W_0 + scaling B A of one adapter."""
+    if not adapter.quantized:
+        if not adapter.merged:
+            adapter.merge()
+        return adapter.base_layer  # type: ignore[return-value]
+    base = adapter.base_layer
+    with torch.no_grad():
+        weight = base.dequantize()  # (D_out, D_in)
+        weight = weight + adapter.delta_weight().to(weight.dtype)
+    linear = nn.Linear(adapter.in_features, adapter.out_features, bias=base.bias is not None, device=weight.device)
+    linear.weight = nn.Parameter(weight, requires_grad=False)
+    if base.bias is not None:
+        linear.bias = nn.Parameter(base.bias.detach().clone().to(weight.dtype), requires_grad=False)
+    return linear
