@@ -169,6 +169,31 @@ def init_from_folder(path: Path, error: Any) -> tuple[Path, dict[str, Any]]:
     raise AssertionError  # error() exits
 
 
+INIT_RUN_KEYS = ("command", "corpus", "seq_length", "steps", "train_seconds", "val_mlm_accuracy", "val_mlm_loss",
+                 "val_nsp_accuracy", "params", "args", "init_run")  # fmt: skip
+
+
+def earlier_run(model_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What trained the ``--init-from`` model: its run's results and held-out curve, so a record tells every phase.
+
+    ``None`` for a model this script did not train. The curve (evaluation rows of ``metrics.jsonl``) is there when
+    ``model_dir`` is a run's ``model/`` folder.
+    """
+    results = meta.get("results")
+    if not isinstance(results, dict) or "command" not in results:
+        return None
+    run = {key: results[key] for key in INIT_RUN_KEYS if key in results}
+    metrics = model_dir.parent / "metrics.jsonl"
+    if model_dir.name == "model" and metrics.is_file():
+        rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        run["history"] = [
+            {key: value for key, value in row.items() if key == "step" or key.startswith("val_")}
+            for row in rows
+            if "val_mlm_accuracy" in row
+        ]
+    return run
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Defaults, then --smoke, then the flags given explicitly."""
     parser = build_parser()
@@ -334,9 +359,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_docs, held_docs = load_documents(args.corpus)
     if args.max_documents:
         train_docs, held_docs = train_docs[: args.max_documents], held_docs[: max(20, args.max_documents // 10)]
-    initial = None
+    initial, init_run = None, None
     if args.init_from is not None:  # its vocabulary and weights (the checkpoint's weights on --resume)
-        initial, tokenizer, _ = load_encoder(args.init_from)
+        initial, tokenizer, init_meta = load_encoder(args.init_from)
+        init_run = earlier_run(Path(args.init_from), init_meta)
     else:
         tokenizer = build_tokenizer(train_docs, args.vocab_size, out_dir, args.resume)
     if info.is_main:
@@ -435,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "whole_word": args.whole_word,
             "seq_length": T,
             "init_from": args.init_from,
+            "init_run": init_run,
             "vocab_size": tokenizer.vocab_size,
             **final,
             "steps": last_step,

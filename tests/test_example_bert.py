@@ -117,6 +117,11 @@ def test_two_phases_short_sequences_then_init_from_on_the_full_length(script, tm
     long = smoke(script, tmp_path / "p2", "--init-from", str(tmp_path / "p1"), "--dropout", "0.0")
     assert long["seq_length"] == 32 and long["init_from"] == str(tmp_path / "p1" / "model")
     assert long["model_config"] == {**short["model_config"], "dropout": 0.0}  # its shape; dropout may change
+    earlier = long["init_run"]  # the record tells both phases: phase 1's command, results and held-out curve
+    assert earlier["command"] == short["command"]
+    assert earlier["steps"] == short["steps"] == earlier["history"][-1]["step"]
+    assert earlier["val_mlm_accuracy"] == short["val_mlm_accuracy"] and short["init_run"] is None
+    assert all("val_mlm_accuracy" in row and "loss" not in row for row in earlier["history"])
     assert (tmp_path / "p2" / "tokenizer" / "vocab.txt").read_text() == (
         tmp_path / "p1" / "model" / "vocab.txt"
     ).read_text()
@@ -197,9 +202,11 @@ def test_nsp_ablation_smoke_fine_tunes_both_runs_and_refuses_unlike_ones(script,
 def test_classification_benchmark_with_a_pretrained_model_dir(wikitext_run, tmp_path) -> None:
     bench = load_script("benchmarks/bert_classification.py")
     model_dir = str(wikitext_run[0] / "run" / "model")
-    flags = ["--smoke", "--no-progress", "--runs", "ours-head", "--max-length", "32"]
+    flags = ["--smoke", "--no-progress", "--runs", "ours-head", "scratch-full", "--max-length", "32"]
     record = bench.main([*flags, "--model-dir", model_dir])
     assert record["encoder"] == model_dir and record["results"]["ours-head"]["trainable_params"] == 2 * 32 + 2
+    scratch = record["results"]["scratch-full"]  # the control: the same shape, fresh weights, all of them trained
+    assert scratch["trainable_params"] == scratch["total_params"] > 2 * 32 + 2
     with pytest.raises(SystemExit):
         bench.parse_args(["--model-dir", model_dir, "--runs", "hf-full"])  # the peer needs MiniLM's folder
     with pytest.raises(SystemExit):

@@ -1,7 +1,8 @@
 """Tour demo of the BERT chapter: fill in the blanks with the shipped BERTs, then filter SMS spam.
 
-`bert-wikitext2` and `bert-people-daily` are small BERTs (4 layers, D 256) pre-trained from scratch with masked
-language modelling and next-sentence prediction on a 2-core CPU; each fills a `[MASK]` in sentences it never saw.
+`bert-wikitext2` and `bert-people-daily` are small BERTs (4 layers, D 256 and D 128) pre-trained from scratch with
+masked language modelling and next-sentence prediction on a 2-core CPU; each fills a `[MASK]` in sentences it never
+saw.
 `minilm-sms-spam` is the real all-MiniLM-L6-v2 encoder fine-tuned on the UCI SMS spam collection, run by the
 package's own BERT: the demo classifies a few messages and prints the spam probability.
 """
@@ -16,7 +17,7 @@ __all__ = ["bert_demo"]
 
 FILL_MASK = {
     "bert-wikitext2": ["the band released their first [MASK] in 1994 .", "he was born in london , [MASK] ."],
-    "bert-people-daily": ["中国人民[MASK]放军", "这家酒店的服务很[MASK]。"],
+    "bert-people-daily": ["房间很干净，[MASK]务也很好。", "这家酒店的服务很[MASK]。"],
 }
 MESSAGES = [
     "WINNER!! You have won a £1000 prize. Call 09061701461 now to claim, T&Cs apply",
@@ -55,8 +56,11 @@ def bert_demo(out_dir: Path, fast: bool) -> list[Path]:
     for name, sentences in FILL_MASK.items():
         model, tokenizer, meta = load_bert(name)
         results = meta["results"]
+        steps, run = 0, results
+        while run:  # a model continued with --init-from counts the steps of every phase
+            steps, run = steps + run["steps"], run.get("init_run")
         print(
-            f"model: {name}, {results['params']:,} parameters, {results['steps']:,} pre-training steps, "
+            f"model: {name}, {results['params']:,} parameters, {steps:,} pre-training steps, "
             f"held-out MLM accuracy {results['val_mlm_accuracy']:.1%}"
         )
         for sentence in sentences[:1] if fast else sentences:
@@ -64,8 +68,8 @@ def bert_demo(out_dir: Path, fast: bool) -> list[Path]:
             first = first or top
             print(f"  {sentence}\n    -> " + ", ".join(f"{token} {p:.2f}" for token, p in top))
 
-    print("  (small models pre-trained for about an hour on one core: the chapter's section 'Pre-training on a laptop")
-    print("   CPU' measures what they have learnt, and what they have not)")
+    print("  (small models pre-trained for half an hour to an hour on one core: the chapter's section 'Pre-training on")
+    print("   a laptop CPU' measures what they have learnt, and what they have not)")
 
     classifier, tokenizer, meta = load_minilm_classifier("minilm-sms-spam")
     print(f"\nmodel: minilm-sms-spam, test accuracy {meta['results']['test_accuracy']:.2%}")
