@@ -548,3 +548,14 @@ def test_quantize_linears_rejects_patterns_that_match_no_linear() -> None:
     quantize_linears(model, "head")
     with pytest.raises(ValueError, match=r"no nn\.Linear matches"):  # already 4-bit
         quantize_linears(model, "head")
+
+
+def test_the_trainable_summary_counts_4bit_weights_as_frozen_parameters_as_peft_does() -> None:
+    from llmdocs.finetuning.freezing import trainable_parameters_summary
+    from llmdocs.finetuning.lora import apply_lora
+
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8))  # 2,080 + 264 parameters
+    quantize_linears(model, ["0"])
+    apply_lora(model, ["0"], r=2, lora_alpha=4)  # 2 x (64 + 32) trainable, everything else frozen
+    summary = trainable_parameters_summary(model)
+    assert (summary.trainable, summary.total) == (192, 64 * 32 + 32 + 264 + 192)  # the 4-bit weights: 64 x 32

@@ -183,7 +183,8 @@ class TrainableSummary(NamedTuple):
 
     Attributes:
         trainable: Parameters with ``requires_grad``.
-        total: All parameters.
+        total: All parameters, the frozen weights of quantized layers included (see
+            [trainable_parameters_summary][llmdocs.finetuning.freezing.trainable_parameters_summary]).
         fraction: ``trainable / total`` in [0, 1] (0 for a model without parameters).
     """
 
@@ -199,6 +200,10 @@ class TrainableSummary(NamedTuple):
 
 def trainable_parameters_summary(model: nn.Module) -> TrainableSummary:
     """Count the trainable and the total parameters of ``model`` (each shared tensor once).
+
+    A quantized linear layer (QLoRA's [Linear4bit][llmdocs.finetuning.qlora.Linear4bit]: ``in_features``,
+    ``out_features`` and ``dequantize()``) stores its weight as buffers of packed codes, not as a parameter; its
+    D_out x D_in weights count among the frozen ones all the same, as peft counts bitsandbytes' 4-bit weights.
 
     Args:
         model: Any module.
@@ -221,5 +226,13 @@ def trainable_parameters_summary(model: nn.Module) -> TrainableSummary:
     """
     _check_module(model)
     trainable = count_parameters(model, trainable_only=True)
-    total = count_parameters(model)
+    quantized = sum(
+        module.in_features * module.out_features
+        for module in model.modules()
+        if callable(getattr(module, "dequantize", None))
+        and isinstance(getattr(module, "in_features", None), int)
+        and isinstance(getattr(module, "out_features", None), int)
+        and not isinstance(getattr(module, "weight", None), nn.Parameter)
+    )
+    total = count_parameters(model) + quantized
     return TrainableSummary(trainable, total, trainable / total if total else 0.0)
