@@ -68,6 +68,7 @@ __all__ = [
     "lora_num_parameters",
     "lora_state_dict",
     "merge_lora",
+    "module_name_matches",
     "target_module_names",
     "time_lora_orders",
 ]
@@ -459,8 +460,18 @@ def _as_patterns(name: str, patterns: str | Iterable[str], allow_empty: bool = F
     return items
 
 
-def _matches(name: str, pattern: str) -> bool:
-    """peft's rule: the full dotted name matches, or its last components do (``"q_proj"``, ``"self_attn.q_proj"``)."""
+def module_name_matches(name: str, pattern: str) -> bool:
+    """Whether a module's dotted name matches a target pattern, by peft's rule for ``target_modules``.
+
+    The full name matches the ``fnmatch`` pattern (where ``*`` also matches dots), or its last components do:
+    ``"q_proj"`` and ``"self_attn.q_proj"`` both select ``"layers.0.self_attn.q_proj"``.
+
+    Examples:
+        >>> module_name_matches("layers.0.self_attn.q_proj", "q_proj"), module_name_matches("layers.0.ff.fc1", "fc*")
+        (True, True)
+        >>> module_name_matches("layers.0.self_attn.q_proj", "self_attn"), module_name_matches("q_proj_x", "q_proj")
+        (False, False)
+    """
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
 
 
@@ -502,7 +513,7 @@ def target_module_names(model: nn.Module, targets: str | Iterable[str]) -> list[
     modules = _outside_adapters(model)
     chosen: dict[str, None] = {}
     for pattern in patterns:
-        hits = [(name, module) for name, module in modules if _matches(name, pattern)]
+        hits = [(name, module) for name, module in modules if module_name_matches(name, pattern)]
         if not hits:
             linear = [name for name, module in modules if _is_linear(module) or isinstance(module, LoRALinear)]
             raise ValueError(
@@ -596,7 +607,7 @@ def apply_lora(
     save_patterns = _as_patterns("modules_to_save", modules_to_save, allow_empty=True)
     saved: list[str] = []
     for pattern in save_patterns:
-        hits = [name for name, _ in _outside_adapters(model) if _matches(name, pattern)]
+        hits = [name for name, _ in _outside_adapters(model) if module_name_matches(name, pattern)]
         if not hits:
             children = [name for name, _ in model.named_children()]
             raise ValueError(f"modules_to_save {pattern!r} matches no module; the top-level modules are {children}")

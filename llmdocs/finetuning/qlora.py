@@ -39,7 +39,6 @@ Examples:
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
 from collections.abc import Iterable
@@ -49,6 +48,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llmdocs.finetuning.lora import module_name_matches
 
 __all__ = [
     "NF4_OFFSET",
@@ -698,13 +699,6 @@ class Linear4bit(nn.Module):
         )
 
 
-def _matches(name: str, pattern: str) -> bool:
-    """A dotted name matches a glob pattern; a pattern without a dot may match its last component alone."""
-    return fnmatch.fnmatchcase(name, pattern) or (
-        "." not in pattern and fnmatch.fnmatchcase(name.split(".")[-1], pattern)
-    )
-
-
 def quantize_linears(
     model: nn.Module,
     targets: str | Iterable[str],
@@ -717,8 +711,9 @@ def quantize_linears(
 
     Args:
         model: the model.
-        targets: glob pattern(s) on dotted module names (``"blocks.*.attn.q_proj"``); a pattern without a dot
-            also matches the last component alone (``"q_proj"``, ``"*_proj"``), as peft's ``target_modules``.
+        targets: glob pattern(s) on dotted module names (``"blocks.*.attn.q_proj"``), which also match the last
+            components alone (``"q_proj"``, ``"*_proj"``), as peft's ``target_modules`` do
+            ([module_name_matches][llmdocs.finetuning.lora.module_name_matches]).
         block_size: weights per NF4 scale.
         double_quant: store the scales in 8 bits.
         compute_dtype: the dtype of the dequantized weights and of the product.
@@ -746,8 +741,8 @@ def quantize_linears(
     if not patterns or not all(patterns):
         raise ValueError(f"targets must hold at least one non-empty name pattern, got {targets!r}")
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) and name]
-    chosen = [(name, m) for name, m in linears if any(_matches(name, p) for p in patterns)]
-    unmatched = [p for p in patterns if not any(_matches(name, p) for name, _ in linears)]
+    chosen = [(name, m) for name, m in linears if any(module_name_matches(name, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(module_name_matches(name, p) for name, _ in linears)]
     if unmatched:
         names = [name for name, _ in linears][:6]
         raise ValueError(f"no nn.Linear matches {unmatched}; the linear layers are named like {names}")
