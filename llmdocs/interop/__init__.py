@@ -13,7 +13,8 @@ imported only when a Hugging Face model is built). [hf_bert][llmdocs.interop.hf_
 names, and a safetensors cache of the result. [hf_llama][llmdocs.interop.hf_llama] maps the
 [Llama][llmdocs.models.llama.Llama] decoder to ``LlamaForCausalLM`` (``hf_llama.from_hf`` / ``hf_llama.to_hf``).
 [peft_lora][llmdocs.interop.peft_lora] saves our LoRA adapters in peft's format for the Hugging Face twin of each
-model, and loads peft's adapters into ours, translating names through the modules above.
+model, and loads peft's adapters into ours, translating names through the modules above (import it from
+``llmdocs.interop.peft_lora``: it builds on ``llmdocs.finetuning``, which this package must not import).
 """
 
 from llmdocs.interop.hf import (
@@ -29,7 +30,6 @@ from llmdocs.interop.hf import (
 from llmdocs.interop.hf_bert import HF_BERT_HEAD_NAMES, HF_BERT_NAMES
 from llmdocs.interop.hf_llama import HF_LLAMA_NAMES
 from llmdocs.interop.hf_vit import HF_VIT_LEGACY_NAMES, HF_VIT_NAMES
-from llmdocs.interop.peft_lora import load_peft_adapter, peft_config, save_peft_adapter
 from llmdocs.interop.torch_nn import (
     TORCH_NAMES,
     copy_from_torch,
@@ -72,11 +72,8 @@ __all__ = [
     "encoder_to_torch",
     "from_hf",
     "load_gpt2_checkpoint",
-    "load_peft_adapter",
     "mha_from_torch",
     "mha_to_torch",
-    "peft_config",
-    "save_peft_adapter",
     "state_dict_from_hf",
     "state_dict_from_torch",
     "state_dict_to_hf",
