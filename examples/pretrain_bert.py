@@ -210,6 +210,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--init-from takes the model's shape and vocabulary from {args.init_from}: drop "
                          f"{', '.join(shape_flags)}")  # fmt: skip
         init, config = init_from_folder(Path(args.init_from), parser.error)
+        if Path(args.out_dir).resolve() in (init.resolve(), init.parent.resolve()):
+            parser.error(f"--out-dir {args.out_dir} is the run of --init-from: continue it in a new --out-dir")
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "context_length", "vocab_size"):
             setattr(args, name, config[name])
         args.init_from = str(init)

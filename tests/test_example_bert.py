@@ -132,6 +132,9 @@ def test_two_phases_short_sequences_then_init_from_on_the_full_length(script, tm
     with pytest.raises(SystemExit):
         script.parse_args(["--smoke", "--init-from", str(tmp_path / "p1"), "--d-model", "64"])
     assert "the model's shape and vocabulary from" in capsys.readouterr().err  # and which flag to drop
+    with pytest.raises(SystemExit):  # phase 2 would overwrite phase 1
+        script.parse_args(["--smoke", "--init-from", str(tmp_path / "p1"), "--out-dir", str(tmp_path / "p1")])
+    assert "is the run of --init-from" in capsys.readouterr().err
 
 
 def test_reference_benchmark_smoke(tmp_path) -> None:
