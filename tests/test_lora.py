@@ -402,6 +402,63 @@ def test_bad_models_and_patterns_are_refused_clearly() -> None:
         lora_flops(0, 4, 4, 1)
 
 
+def test_patterns_that_are_not_patterns_and_a_single_layer_are_refused_by_name() -> None:
+    model = nn.Sequential(nn.Linear(4, 4))
+    for targets in (None, 5, [b"0"]):
+        with pytest.raises(TypeError, match=r"targets must be a module name pattern \(a str\) or a list of them"):
+            apply_lora(model, targets, r=1, lora_alpha=1)  # type: ignore[arg-type]
+    for targets in ("", ["0", ""]):
+        with pytest.raises(ValueError, match="targets holds an empty pattern"):
+            apply_lora(model, targets, r=1, lora_alpha=1)
+    with pytest.raises(ValueError, match="targets must hold at least one module name pattern"):
+        apply_lora(model, [], r=1, lora_alpha=1)
+    with pytest.raises(ValueError, match="modules_to_save holds an empty pattern"):
+        apply_lora(model, "0", r=1, lora_alpha=1, modules_to_save=[""])
+    for layer in (nn.Linear(4, 4), FakeQuantizedLinear(torch.ones(4, 4), None)):
+        with pytest.raises(ValueError, match=r"model is itself a linear layer .* wrap a single layer with LoRALinear"):
+            apply_lora(layer, "*", r=1, lora_alpha=1)
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("build", "target", "parent"),
+    [
+        (lambda: nn.MultiheadAttention(16, 2), "out_proj", "MultiheadAttention"),
+        (lambda: nn.TransformerEncoderLayer(16, 2, 32), "out_proj", "MultiheadAttention"),
+        (lambda: nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), "linear1", "TransformerEncoderLayer"),
+    ],
+)
+def test_a_layer_whose_parent_reads_its_weight_directly_is_refused(build, target: str, parent: str) -> None:
+    """nn.MultiheadAttention passes out_proj.weight to F.multi_head_attention_forward, and TransformerEncoderLayer's
+    inference fast path passes linear1/linear2's: a LoRALinear there (no .weight) used to break the forward."""
+    torch.manual_seed(0)
+    module = build().eval()
+    with pytest.raises(ValueError, match=rf"{target} cannot become a LoRALinear: its parent, a {parent}, reads"):
+        apply_lora(module, target, r=2, lora_alpha=4)
+    assert not any(isinstance(m, LoRALinear) for m in module.modules())  # refused before anything changed
+    x = torch.randn(3, 2, 16)
+    with torch.no_grad():
+        module(x, x, x) if isinstance(module, nn.MultiheadAttention) else module(x)  # still runs
+    if target == "linear1":  # why it is refused: in eval mode with batch_first, the fast path reads its weight
+        module.linear1 = LoRALinear(module.linear1, r=2, lora_alpha=4)
+        with torch.no_grad(), pytest.raises(AttributeError, match="no attribute 'weight'"):
+            module(x)
+
+
+def test_lora_linear_checks_its_input_like_linear4bit() -> None:
+    for base in (nn.Linear(4, 3), FakeQuantizedLinear(torch.ones(3, 4), None)):
+        layer = LoRALinear(base, r=2, lora_alpha=4)
+        with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\), got \(2, 5\)"):
+            layer(torch.randn(2, 5))
+        with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\), got \(\)"):
+            layer(torch.tensor(1.0))
+        with pytest.raises(TypeError, match=r"x must be a floating-point tensor, got torch\.int64"):
+            layer(torch.ones(2, 4, dtype=torch.long))
+        with pytest.raises(TypeError, match="x must be a floating-point tensor, got list"):
+            layer([[1.0] * 4])  # type: ignore[arg-type]
+        assert layer(torch.randn(2, 7, 4)).shape == (2, 7, 3)
+
+
 # --- the parameter-efficiency analysis -------------------------------------------------------------------------
 
 
@@ -441,3 +498,18 @@ def test_budget_refuses_unknown_names() -> None:
     with pytest.raises(TypeError, match="pass module name patterns instead"):
         adapted_matrices(nn.Sequential(nn.Linear(2, 2)), "q,v")
     assert adapted_matrices(nn.Sequential(nn.Linear(2, 3)), ["0"])[0] == ("0", 2, 3)  # patterns: any model
+
+
+def test_budget_table_takes_one_value_for_each_argument_and_refuses_empty_ones() -> None:
+    one = budget_table(models="MiniLM-L6", ranks=8, target_sets="q,v")  # a single name is one model, not letters
+    assert one == budget_table(models=["MiniLM-L6"], ranks=[8], target_sets=["q,v"])
+    assert [(row.model, row.r, row.target_set) for row in one] == [("MiniLM-L6", 8, "q,v")]
+    for argument in ("models", "ranks", "target_sets"):
+        with pytest.raises(ValueError, match=f"{argument} must not be empty"):
+            budget_table(**{argument: []})
+    with pytest.raises(TypeError, match="ranks must be a rank R"):
+        budget_table(ranks=8.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="r must be an integer"):
+        budget_table(models="MiniLM-L6", ranks=[True])
+    with pytest.raises(ValueError, match="r must be an integer >= 1"):
+        budget_table(models="MiniLM-L6", ranks=[8, 0])

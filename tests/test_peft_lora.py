@@ -292,6 +292,29 @@ def drop_tensors(folder: Path, which: str) -> None:
         (lambda f: drop_tensors(f, "layer.1.attention.self.value.lora_B"), ValueError, "missing keys.*lora_B"),
         (lambda f: drop_tensors(f, "classifier"), ValueError, r"missing keys.*\['classifier\.\*'\]"),
         (lambda f: (f / ADAPTER_WEIGHTS_NAME).unlink(), FileNotFoundError, "has no adapter_model.safetensors"),
+        (
+            lambda f: (f / ADAPTER_CONFIG_NAME).write_text('{"peft_type": "LORA",'),
+            ValueError,
+            r"adapter_config\.json is not valid JSON \(.* at line 1, column \d+\): not a peft adapter config",
+        ),
+        (
+            lambda f: (f / ADAPTER_CONFIG_NAME).write_text("[1, 2]"),
+            ValueError,
+            r"adapter_config\.json must hold a JSON object of settings, got a list",
+        ),
+        (lambda f: (f / ADAPTER_CONFIG_NAME).write_bytes(b"\xff\xfe{"), ValueError, r"config\.json is not UTF-8"),
+        (lambda f: edit_config(f, target_modules=5), ValueError, r"target_modules=5 in .*adapter_config\.json must be"),
+        (lambda f: edit_config(f, lora_alpha="8"), ValueError, r"lora_alpha='8' in .*adapter_config\.json must be"),
+        (
+            lambda f: (f / ADAPTER_WEIGHTS_NAME).write_bytes(b"not a safetensors file"),
+            ValueError,
+            r"adapter_model\.safetensors is not a readable safetensors file",
+        ),
+        (
+            lambda f: (save_file({}, f / ADAPTER_WEIGHTS_NAME), edit_config(f, target_modules=[])),
+            ValueError,
+            r"adapter_model\.safetensors holds no LoRA tensors .* nothing to load \(its config targets \[\]\)",
+        ),
     ],
 )
 def test_adapters_that_do_not_fit_are_refused(spoil: Callable, error: type, match: str, tmp_path: Path) -> None:
@@ -319,3 +342,30 @@ def test_adapters_of_another_model_and_models_without_a_twin_are_refused(tmp_pat
     apply_lora(model, ["v_proj"], r=2, lora_alpha=2, modules_to_save=["blocks.0.self_attn.q_proj"])
     with pytest.raises(ValueError, match="GPT-2 packs q, k and v"):
         peft_config(model)
+
+
+def test_folders_and_base_names_that_are_not_paths_or_names_are_refused(tmp_path: Path) -> None:
+    model, _ = twins("bert")
+    apply_lora(model, ["q_proj"], r=2, lora_alpha=4)
+    for directory in (None, 5):
+        with pytest.raises(TypeError, match="directory must be a folder path"):
+            save_peft_adapter(model, directory)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="directory must be a folder path"):
+            load_peft_adapter(twins("bert")[0], directory)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="directory must be a folder path, got an empty string"):
+        save_peft_adapter(model, "")
+    with pytest.raises(TypeError, match=r"base_model_name_or_path must be a str .* or None, got int 5"):
+        save_peft_adapter(model, tmp_path / "five", base_model_name_or_path=5)  # type: ignore[arg-type]
+    assert not (tmp_path / "five").exists()  # refused before anything was written
+    folder = save_peft_adapter(model, tmp_path / "path", base_model_name_or_path=tmp_path / "base")
+    assert json.loads((folder / ADAPTER_CONFIG_NAME).read_text())["base_model_name_or_path"] == str(tmp_path / "base")
+
+
+def test_adapters_on_the_meta_device_have_no_values_to_save_but_a_config(tmp_path: Path) -> None:
+    with torch.device("meta"):
+        model = Llama(LlamaConfig.tiny(n_layers=1))
+    apply_lora(model, ["q_proj", "v_proj"], r=2, lora_alpha=4)
+    with pytest.raises(ValueError, match=r"adapters are on the meta device .* no values to save"):
+        save_peft_adapter(model, tmp_path / "meta")
+    assert not (tmp_path / "meta").exists()
+    assert peft_config(model)["target_modules"] == ["q_proj", "v_proj"]  # shapes and settings are all it needs

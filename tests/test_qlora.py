@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from llmdocs.finetuning.lora import LoRALinear, apply_lora, merge_lora
 from llmdocs.finetuning.qlora import (
     SCHEMES,
     Int8Weight,
@@ -42,6 +43,8 @@ from llmdocs.finetuning.qlora import (
     round_trip_errors,
     uniform4_code_book,
 )
+from llmdocs.models.gpt import GPT, GPTConfig
+from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.testing import assert_close, assert_equivalent, tolerance
 
 # QLoRA, appendix E: the NF4 data type's values (float32, as bitsandbytes hard-codes them).
@@ -539,9 +542,9 @@ def test_quantize_linears_rejects_patterns_that_match_no_linear() -> None:
     with pytest.raises(ValueError, match=r"no nn.Linear matches \['norm'\]"):  # a LayerNorm is not a linear layer
         quantize_linears(model, ["q_proj", "norm"])
     assert all(isinstance(m, nn.Linear) for n, m in model.named_modules() if n.endswith("q_proj"))  # nothing changed
-    with pytest.raises(ValueError, match="at least one non-empty name pattern"):
+    with pytest.raises(ValueError, match="targets must hold at least one module name pattern"):
         quantize_linears(model, [])
-    with pytest.raises(TypeError, match=r"patterns \(strings\)"):
+    with pytest.raises(TypeError, match=r"targets must be a module name pattern \(a str\)"):
         quantize_linears(model, [3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         quantize_linears("model", "q_proj")  # type: ignore[arg-type]
@@ -559,3 +562,107 @@ def test_the_trainable_summary_counts_4bit_weights_as_frozen_parameters_as_peft_
     apply_lora(model, ["0"], r=2, lora_alpha=4)  # 2 x (64 + 32) trainable, everything else frozen
     summary = trainable_parameters_summary(model)
     assert (summary.trainable, summary.total) == (192, 64 * 32 + 32 + 264 + 192)  # the 4-bit weights: 64 x 32
+
+
+def test_bad_targets_are_refused_by_name_and_change_nothing() -> None:
+    model = blocks()
+    for targets in (None, 5):
+        with pytest.raises(TypeError, match=r"targets must be a module name pattern \(a str\) or a list of them"):
+            quantize_linears(model, targets)  # type: ignore[arg-type]
+    for targets in ("", ["q_proj", ""]):
+        with pytest.raises(ValueError, match="targets holds an empty pattern"):
+            quantize_linears(model, targets)
+    with pytest.raises(ValueError, match=r"model is itself a linear layer .*Linear4bit\.from_linear"):
+        quantize_linears(nn.Linear(64, 64), "*")
+    assert not any(isinstance(m, Linear4bit) for m in model.modules())
+
+
+def test_quantizing_after_apply_lora_is_refused_qlora_quantizes_first() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+    apply_lora(model, ["0"], r=2, lora_alpha=4)
+    for targets in ("*", "lora_A", "0.base_layer", "0"):  # the adapter's insides, or the adapted layer itself
+        with pytest.raises(ValueError, match=r"selects LoRA adapters .* quantize_linears before apply_lora"):
+            quantize_linears(model, targets)
+    assert type(model[0].base_layer) is nn.Linear and type(model[2]) is nn.Linear  # nothing was replaced
+    assert model[0].lora_A.weight.requires_grad and model[0].lora_B.weight.requires_grad
+    assert quantize_linears(model, "2") == ["2"]  # a layer outside the adapters is still fine
+
+
+def test_tied_weights_and_weights_read_by_the_parent_are_refused_like_apply_lora_refuses_them() -> None:
+    model = GPT(GPTConfig.tiny())
+    with pytest.raises(ValueError, match=r"lm_head shares its weight with .*tok_embed.* would untie them"):
+        quantize_linears(model, "lm_head")
+    with pytest.raises(ValueError, match="lm_head shares its weight"):  # a glob that takes the head too
+        quantize_linears(model, "*")
+    assert type(model.lm_head) is nn.Linear and model.lm_head.weight is model.tok_embed.weight  # still tied
+    assert not any(isinstance(m, Linear4bit) for m in model.modules())  # an error replaces nothing
+    attention = nn.MultiheadAttention(64, 4)
+    with pytest.raises(ValueError, match=r"out_proj cannot become a Linear4bit: .*MultiheadAttention, reads out_proj"):
+        quantize_linears(attention, "out_proj")
+    assert type(attention.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear
+
+
+def test_a_weight_that_cannot_be_quantized_replaces_no_layer() -> None:
+    model = blocks()
+    with torch.no_grad():
+        model["head"].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        quantize_linears(model, ["q_proj", "head"])  # the q_proj layers come first and quantize fine
+    assert not any(isinstance(m, Linear4bit) for m in model.modules())
+
+
+def test_meta_tensors_have_no_values_to_quantize() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+    with pytest.raises(ValueError, match=r"\['0'\] are on the meta device: a meta tensor has a shape but no values"):
+        quantize_linears(model, "0")
+    assert type(model[0]) is nn.Linear
+    with pytest.raises(ValueError, match="linear's weight is on the meta device"):
+        Linear4bit.from_linear(model[2])
+    with pytest.raises(ValueError, match="weight is on the meta device"):
+        quantize_nf4(model[0].weight)
+    with pytest.raises(ValueError, match="Linear4bit cannot be built on the meta device"), torch.device("meta"):
+        Linear4bit(64, 8)
+
+
+def trained_adapters(model: nn.Module, std: float = 0.5) -> None:
+    """Random B in every adapter, as training would leave it (B = 0 would make merging trivially right)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, LoRALinear):
+                module.lora_B.weight.normal_(0.0, std)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("architecture", ["sequential", "llama"])
+def test_merge_lora_on_a_bfloat16_4bit_base_runs_and_matches_the_unmerged_model(architecture: str) -> None:
+    """merge_lora builds the merged weight in the adapter's float32: it used to build it in the base's bfloat16
+    compute dtype, and the next float32 product failed ("expected m1 and m2 to have the same dtype")."""
+    torch.manual_seed(0)
+    if architecture == "sequential":
+        model: nn.Module = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+        quantize_linears(model, ["0", "2"], compute_dtype=torch.bfloat16)
+        names = apply_lora(model, ["0", "2"], r=2, lora_alpha=4)
+        x, depth = torch.randn(16, 64), 2  # two quantized layers
+    else:
+        model = Llama(LlamaConfig.tiny())
+        quantize_linears(model, "blocks.*", compute_dtype=torch.bfloat16)  # every linear layer of the blocks
+        names = apply_lora(model, ["q_proj", "v_proj", "down_proj"], r=2, lora_alpha=4)
+        x, depth = torch.randint(0, 64, (2, 6)), LlamaConfig.tiny().n_layers
+    assert all(isinstance(model.get_submodule(n).base_layer, Linear4bit) for n in names)
+    model.eval()
+    with torch.no_grad():
+        base_only = model(x)
+        trained_adapters(model)
+        unmerged = model(x)
+        merge_lora(model)
+        merged = model(x)
+    for name in names:
+        layer = model.get_submodule(name)
+        assert type(layer) is nn.Linear and layer.weight.dtype == torch.float32 and not layer.weight.requires_grad
+    assert merged.dtype == unmerged.dtype == torch.float32
+    # The unmerged base computes in bfloat16 (x and W_0 x rounded to it): bfloat16's budget, per quantized layer.
+    assert_close(merged.bfloat16(), unmerged.bfloat16(), depth=depth)
+    with pytest.raises(AssertionError):  # the budget still sees the update: dropping it would fail the check
+        assert_close(base_only.bfloat16(), unmerged.bfloat16(), depth=depth)

@@ -296,8 +296,10 @@ class LoRALinear(nn.Module):
         x (..., D_in) -> (..., D_out).
 
     Raises:
-        TypeError: ``base_layer`` is not a linear layer; a hyper-parameter of the wrong type.
-        ValueError: ``r`` < 1, ``lora_alpha`` <= 0, ``lora_dropout`` outside [0, 1), an unknown ``init``.
+        TypeError: ``base_layer`` is not a linear layer; a hyper-parameter of the wrong type; at the call, an ``x``
+            that is not a floating-point tensor.
+        ValueError: ``r`` < 1, ``lora_alpha`` <= 0, ``lora_dropout`` outside [0, 1), an unknown ``init``; at the
+            call, an ``x`` whose last dimension is not D_in.
 
     References:
         Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1.
@@ -376,7 +378,16 @@ class LoRALinear(nn.Module):
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling  # (D_out, R) @ (R, D_in)
 
     def forward(self, x: Tensor) -> Tensor:
-        """W_0 x + scaling * B A dropout(x) (only W_0 x when merged); x (..., D_in) -> (..., D_out)."""
+        """W_0 x + scaling * B A dropout(x) (only W_0 x when merged); x (..., D_in) -> (..., D_out).
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: ``x``'s last dimension is not ``in_features``.
+        """
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {tuple(x.shape)}")
         result = self.base_layer(x)  # (..., D_out)
         if self.merged:
             return result
@@ -452,11 +463,14 @@ def _check_model(model: object) -> None:
 
 
 def _as_patterns(name: str, patterns: str | Iterable[str], allow_empty: bool = False) -> list[str]:
+    """``patterns`` as a list of module name patterns; errors name the argument ``name``."""
     items = [patterns] if isinstance(patterns, str) else list(patterns) if isinstance(patterns, Iterable) else None
-    if items is None or not all(isinstance(p, str) and p for p in items):
-        raise TypeError(f"{name} must be a non-empty module name pattern or a list of them, got {patterns!r}")
+    if items is None or not all(isinstance(p, str) for p in items):
+        raise TypeError(f"{name} must be a module name pattern (a str) or a list of them, got {patterns!r}")
     if not items and not allow_empty:
         raise ValueError(f"{name} must hold at least one module name pattern, got {patterns!r}")
+    if not all(items):
+        raise ValueError(f"{name} holds an empty pattern in {patterns!r}: a pattern names modules, e.g. 'q_proj'")
     return items
 
 
@@ -475,10 +489,22 @@ def module_name_matches(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
 
 
+def _adapter_internals(model: nn.Module) -> set[str]:
+    """The names of the modules inside LoRALinear layers (``base_layer``, ``lora_A``, ``lora_B``, ...)."""
+    prefixes = tuple(f"{name}." if name else "" for name, m in model.named_modules() if isinstance(m, LoRALinear))
+    return {n for n, _ in model.named_modules() if n and prefixes and n.startswith(prefixes)}
+
+
 def _outside_adapters(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The named modules of ``model`` except the root and the insides of LoRALinear layers."""
-    inside = {f"{name}." for name, m in model.named_modules() if isinstance(m, LoRALinear)}
-    return [(n, m) for n, m in model.named_modules() if n and not any(n.startswith(p) for p in inside)]
+    inside = _adapter_internals(model)
+    return [(n, m) for n, m in model.named_modules() if n and n not in inside]
+
+
+def _check_not_a_single_layer(model: nn.Module, advice: str) -> None:
+    """Refuse a ``model`` that is itself a linear layer (it has no linear submodules to select by name)."""
+    if _is_linear(model):
+        raise ValueError(f"model is itself a linear layer ({type(model).__name__}), with no submodules: {advice}")
 
 
 def target_module_names(model: nn.Module, targets: str | Iterable[str]) -> list[str]:
@@ -497,8 +523,9 @@ def target_module_names(model: nn.Module, targets: str | Iterable[str]) -> list[
 
     Raises:
         TypeError: ``model`` is not a module, ``targets`` not a pattern or patterns.
-        ValueError: a pattern matches nothing (the message lists linear layers to choose from), or matches a
-            module that is not a linear layer.
+        ValueError: no pattern or an empty one; ``model`` itself a linear layer (it has no linear submodules:
+            wrap it with ``LoRALinear``); a pattern matches nothing (the message lists linear layers to choose
+            from), or matches a module that is not a linear layer.
 
     Examples:
         >>> from llmdocs.models.gpt import GPT, GPTConfig
@@ -510,6 +537,11 @@ def target_module_names(model: nn.Module, targets: str | Iterable[str]) -> list[
     """
     _check_model(model)
     patterns = _as_patterns("targets", targets)
+    _check_not_a_single_layer(
+        model,
+        "LoRA adapts the linear submodules of a model, selected by name; wrap a single layer with "
+        "LoRALinear(layer, r, lora_alpha)",
+    )
     modules = _outside_adapters(model)
     chosen: dict[str, None] = {}
     for pattern in patterns:
@@ -547,6 +579,33 @@ def _shared_elsewhere(model: nn.Module, name: str) -> list[str]:
     ]
 
 
+_READ_DIRECTLY: tuple[tuple[type[nn.Module], tuple[str, ...]], ...] = (
+    (nn.MultiheadAttention, ("out_proj",)),  # F.multi_head_attention_forward(..., out_proj.weight, out_proj.bias)
+    (nn.TransformerEncoderLayer, ("linear1", "linear2")),  # its inference fast path passes their weights on
+)
+"""Modules whose forward reads a child linear layer's ``weight`` and ``bias`` instead of calling the child."""
+
+
+def _check_replaceable(model: nn.Module, names: Iterable[str], replacement: str, untying: str) -> None:
+    """Refuse linear layers that cannot be swapped for ``replacement`` (a LoRALinear, a Linear4bit) by name:
+    one whose parent reads its ``weight`` directly, or one whose weight is tied to another module's (``untying``
+    says what swapping it would do to the other module)."""
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        if any(isinstance(parent, cls) and child in children for cls, children in _READ_DIRECTLY):
+            raise ValueError(
+                f"{name} cannot become a {replacement}: its parent, a {type(parent).__name__}, reads "
+                f"{child}.weight directly instead of calling the layer, and a {replacement} has no .weight; leave it "
+                "out of targets (or use an attention module that calls its projections, as llmdocs.models' do)"
+            )
+        tied = _shared_elsewhere(model, name)
+        if tied:
+            raise ValueError(
+                f"{name} shares its weight with {tied[:2]} (tied embeddings): {untying}; leave it out of targets"
+            )
+
+
 def apply_lora(
     model: nn.Module,
     targets: str | Iterable[str],
@@ -580,10 +639,12 @@ def apply_lora(
 
     Raises:
         TypeError: ``model`` is not a module; patterns that are not strings; hyper-parameters of the wrong type.
-        ValueError: a target pattern matches nothing or a non-linear module; a layer whose weight is tied to
-            another module's (an output head sharing the token embedding: merging would change the embedding too);
-            a module both adapted and saved; a bad ``r``, ``lora_alpha``, ``lora_dropout`` or ``init``; a model
-            that already has adapters.
+        ValueError: a target pattern that is empty, matches nothing or a non-linear module; ``model`` itself a
+            linear layer (wrap it with ``LoRALinear``); a layer whose weight is tied to another module's (an output
+            head sharing the token embedding: merging would change the embedding too); a layer whose parent reads
+            its weight directly (``nn.MultiheadAttention``'s ``out_proj``, ``nn.TransformerEncoderLayer``'s
+            ``linear1`` and ``linear2``); a module both adapted and saved; a bad ``r``, ``lora_alpha``,
+            ``lora_dropout`` or ``init``; a model that already has adapters.
 
     Examples:
         >>> from llmdocs.models.bert import BertConfig, BertForSequenceClassification
@@ -617,13 +678,7 @@ def apply_lora(
     both = [n for n in names if any(n == s or n.startswith(f"{s}.") for s in saved)]
     if both:
         raise ValueError(f"{both[:3]} are both targets and modules_to_save: a module is adapted or trained fully")
-    for name in names:
-        tied = _shared_elsewhere(model, name)
-        if tied:
-            raise ValueError(
-                f"{name} shares its weight with {tied[:2]} (tied embeddings): an adapter on it would, once merged, "
-                "change that module too; leave it out of targets"
-            )
+    _check_replaceable(model, names, "LoRALinear", "an adapter on it would, once merged, change that module too")
     freeze(model)
     for name in names:
         _set_submodule(model, name, LoRALinear(model.get_submodule(name), r, lora_alpha, lora_dropout, init))
@@ -732,9 +787,8 @@ def _merged_linear(adapter: LoRALinear) -> nn.Linear:
             adapter.merge()
         return adapter.base_layer  # type: ignore[return-value]
     base = adapter.base_layer
-    with torch.no_grad():
-        weight = base.dequantize()  # (D_out, D_in)
-        weight = weight + adapter.delta_weight().to(weight.dtype)
+    with torch.no_grad():  # in the adapter's dtype (float32, the rest of the model's), not the base's compute dtype
+        weight = base.dequantize().to(adapter.lora_A.weight.dtype) + adapter.delta_weight()  # (D_out, D_in)
     linear = nn.Linear(adapter.in_features, adapter.out_features, bias=base.bias is not None, device=weight.device)
     linear.weight = nn.Parameter(weight, requires_grad=False)
     if base.bias is not None:

@@ -280,34 +280,56 @@ def lora_budget(model: str | nn.Module, r: int, targets: str | Iterable[str] = "
     return _budget(name, label, _check_rank(r), matrices, n_model)
 
 
+def _as_list(name: str, values: object, single: type | tuple[type, ...], what: str) -> list[Any]:
+    """``values`` as a non-empty list; a lone value of type ``single`` is a list of one (errors name ``name``)."""
+    if isinstance(values, single) and not isinstance(values, bool):
+        return [values]
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be {what} or a list of them, got {type(values).__name__} {values!r}")
+    items = list(values)
+    if not items:
+        raise ValueError(f"{name} must not be empty (the table would have no rows): give {what} or a list of them")
+    return items
+
+
 def budget_table(
-    models: Iterable[str] = tuple(MODELS),
-    ranks: Iterable[int] = (1, 2, 4, 8, 16, 32, 64),
-    target_sets: Iterable[str] = ("q,v", "attention", "all linear"),
+    models: str | Iterable[str] = tuple(MODELS),
+    ranks: int | Iterable[int] = (1, 2, 4, 8, 16, 32, 64),
+    target_sets: str | Iterable[str] = ("q,v", "attention", "all linear"),
 ) -> list[LoRABudget]:
     """The budget of every model x target set x rank, one row each (model-major, then target set, then rank).
 
     Args:
-        models: names from ``MODELS``.
-        ranks: ranks R.
-        target_sets: target set names.
+        models: names from ``MODELS`` (or models); a single name is one model.
+        ranks: ranks R; a single int is one rank.
+        target_sets: target set names; a single name is one target set.
 
     Returns:
         A list of [LoRABudget][llmdocs.finetuning.lora_budget.LoRABudget] rows; ``as_columns`` turns it into
         columns for a plot.
 
+    Raises:
+        TypeError: an argument that is neither one value nor an iterable of them; a rank that is not an int.
+        ValueError: an empty ``models``, ``ranks`` or ``target_sets``; an unknown model or target set name; a
+            rank < 1.
+
     Examples:
         >>> rows = budget_table(models=["GPT-2 small", "SmolLM2-135M"], ranks=[8], target_sets=["attention"])
         >>> [(row.model, row.n_matrices, row.lora_parameters) for row in rows]
         [('GPT-2 small', 48, 589824), ('SmolLM2-135M', 120, 921600)]
+        >>> [row.lora_parameters for row in budget_table("MiniLM-L6", ranks=8, target_sets="q,v")]  # one of each
+        [73728]
     """
+    models = _as_list("models", models, (str, nn.Module), "a model name from MODELS")
+    ranks = [_check_rank(r) for r in _as_list("ranks", ranks, int, "a rank R (an int >= 1)")]
+    target_sets = _as_list("target_sets", target_sets, str, f"a target set name {list(TARGET_SETS['bert'])}")
     rows = []
-    for name in models:
-        module, _ = _model_and_name(name)
+    for model in models:
+        module, name = _model_and_name(model)
         n_model = sum(p.numel() for p in module.parameters())
         for target_set in target_sets:
             matrices = adapted_matrices(module, target_set)
-            rows += [_budget(name, target_set, _check_rank(r), matrices, n_model) for r in ranks]
+            rows += [_budget(name, target_set, r, matrices, n_model) for r in ranks]
     return rows
 
 

@@ -49,7 +49,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmdocs.finetuning.lora import module_name_matches
+from llmdocs.finetuning.lora import (
+    LoRALinear,
+    _adapter_internals,
+    _as_patterns,
+    _check_model,
+    _check_not_a_single_layer,
+    _check_replaceable,
+    module_name_matches,
+)
 
 __all__ = [
     "NF4_OFFSET",
@@ -79,6 +87,10 @@ SCHEMES = ("int8", "nf4", "nf4-dq", "uniform4")
 """The round-trip schemes compared: block-wise absmax int8, NF4, NF4 with double quantization, uniform 4-bit."""
 
 _TINY = torch.finfo(torch.float32).tiny  # an all-zero block divides by this instead of 0 (its codes mean 0)
+_META = (
+    "a meta tensor has a shape but no values, and quantization needs the values (each block's absmax, the nearest "
+    "levels); load the weights first, e.g. model.to_empty(device='cpu') then model.load_state_dict(...)"
+)
 
 
 def nf4_code_book() -> Tensor:
@@ -165,6 +177,8 @@ def _check_weight(weight: object, name: str = "weight") -> Tensor:
         raise TypeError(f"{name} must be a floating-point tensor (float32, bfloat16, ...), got {weight.dtype}")
     if weight.dim() == 0 or weight.numel() == 0:
         raise ValueError(f"{name} must have at least one dimension and one element, got shape {tuple(weight.shape)}")
+    if weight.is_meta:
+        raise ValueError(f"{name} is on the meta device: {_META}")
     if not torch.isfinite(weight).all():
         raise ValueError(f"{name} holds NaN or infinite values: their block's scale would be meaningless")
     return weight
@@ -570,7 +584,8 @@ class Linear4bit(nn.Module):
 
     Raises:
         TypeError: ``compute_dtype`` is not a floating dtype or ``double_quant`` not a bool.
-        ValueError: a size or ``block_size`` is not a positive integer.
+        ValueError: a size or ``block_size`` is not a positive integer; the default device is ``meta`` (the
+            4-bit buffers are quantized values, which a meta tensor does not have).
 
     References:
         Dettmers et al., "QLoRA", 2023, section 3 (eq. 5-6); bitsandbytes ``nn.Linear4bit``.
@@ -611,7 +626,12 @@ class Linear4bit(nn.Module):
         self.compute_dtype = compute_dtype
         # zeros, not a random initialization: a frozen layer is only useful with trained weights loaded into it
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
-        self._store(torch.zeros(out_features, in_features))
+        zeros = torch.zeros(out_features, in_features)  # (D_out, D_in), on the default device
+        if zeros.is_meta:
+            raise ValueError(
+                f"Linear4bit cannot be built on the meta device: its buffers are quantized values; {_META}"
+            )
+        self._store(zeros)
 
     def _store(self, weight: Tensor) -> None:
         """Quantize ``weight`` (D_out, D_in) into the buffers."""
@@ -643,6 +663,7 @@ class Linear4bit(nn.Module):
 
         Raises:
             TypeError: ``linear`` is not an ``nn.Linear``.
+            ValueError: ``linear``'s weight is on the ``meta`` device (it has no values to quantize) or not finite.
 
         Examples:
             >>> linear = nn.Linear(64, 4)
@@ -652,6 +673,8 @@ class Linear4bit(nn.Module):
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        if linear.weight.is_meta:
+            raise ValueError(f"linear's weight is on the meta device: {_META}")
         layer = cls(
             linear.in_features,
             linear.out_features,
@@ -709,11 +732,19 @@ def quantize_linears(
     """Replace the chosen ``nn.Linear`` layers of ``model`` by frozen [Linear4bit][llmdocs.finetuning.qlora.Linear4bit]
     layers, in place: QLoRA's first step, before the adapters are added.
 
+    The order matters: quantize the base, then [apply_lora][llmdocs.finetuning.lora.apply_lora] adds float32
+    adapters on top. A pattern that selects a LoRA adapter or its insides (``lora_A``, ``lora_B``, ``base_layer``)
+    is refused: quantizing the adapters would leave nothing to train. Layers the swap would break are refused as
+    [apply_lora][llmdocs.finetuning.lora.apply_lora] refuses them: a weight tied to another module's (an output
+    head sharing the token embedding: the two would silently become different tensors), and a layer whose parent
+    reads its ``weight`` directly (``nn.MultiheadAttention``'s ``out_proj``).
+
     Args:
-        model: the model.
+        model: the model (its weights loaded: a model on the ``meta`` device has no values to quantize).
         targets: glob pattern(s) on dotted module names (``"blocks.*.attn.q_proj"``), which also match the last
             components alone (``"q_proj"``, ``"*_proj"``), as peft's ``target_modules`` do
-            ([module_name_matches][llmdocs.finetuning.lora.module_name_matches]).
+            ([module_name_matches][llmdocs.finetuning.lora.module_name_matches]). Modules that are not
+            ``nn.Linear`` are skipped, but every pattern must select at least one ``nn.Linear``.
         block_size: weights per NF4 scale.
         double_quant: store the scales in 8 bits.
         compute_dtype: the dtype of the dequantized weights and of the product.
@@ -722,9 +753,12 @@ def quantize_linears(
         The names of the replaced layers, in ``named_modules()`` order.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module`` or a pattern not a string.
+        TypeError: ``model`` is not an ``nn.Module``; ``targets`` not a pattern (str) or a list of them.
         ValueError: no pattern given, an empty pattern, or a pattern that matches no ``nn.Linear`` (a typo would
-            otherwise leave a layer in full precision).
+            otherwise leave a layer in full precision); ``model`` itself a linear layer (use
+            ``Linear4bit.from_linear``); a pattern that selects LoRA adapters (quantize before ``apply_lora``); a
+            tied weight or a layer whose parent reads its weight; a selected layer on the ``meta`` device. Nothing
+            is replaced when an error is raised.
 
     Examples:
         >>> model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
@@ -733,21 +767,42 @@ def quantize_linears(
         >>> type(model[0]).__name__, type(model[2]).__name__
         ('Linear4bit', 'Linear')
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    patterns = [targets] if isinstance(targets, str) else list(targets)
-    if not all(isinstance(p, str) for p in patterns):
-        raise TypeError(f"targets must be a name pattern or patterns (strings), got {targets!r}")
-    if not patterns or not all(patterns):
-        raise ValueError(f"targets must hold at least one non-empty name pattern, got {targets!r}")
-    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) and name]
+    _check_model(model)
+    patterns = _as_patterns("targets", targets)
+    _check_not_a_single_layer(
+        model,
+        "quantize_linears replaces the linear submodules of a model, selected by name; quantize a single layer with "
+        "Linear4bit.from_linear(layer)",
+    )
+    inside = _adapter_internals(model)
+    modules = [(name, m) for name, m in model.named_modules() if name]
+    for pattern in patterns:
+        adapters = [
+            n for n, m in modules if module_name_matches(n, pattern) and (n in inside or isinstance(m, LoRALinear))
+        ]
+        if adapters:
+            raise ValueError(
+                f"targets {pattern!r} selects LoRA adapters or their insides ({adapters[:3]}): quantize_linears "
+                "before apply_lora, QLoRA's order (quantize the frozen base, then add float32 adapters on top; "
+                "quantized adapters would leave nothing to train)"
+            )
+    linears = [(name, m) for name, m in modules if isinstance(m, nn.Linear)]
     chosen = [(name, m) for name, m in linears if any(module_name_matches(name, p) for p in patterns)]
     unmatched = [p for p in patterns if not any(module_name_matches(name, p) for name, _ in linears)]
     if unmatched:
         names = [name for name, _ in linears][:6]
         raise ValueError(f"no nn.Linear matches {unmatched}; the linear layers are named like {names}")
-    for name, linear in chosen:
+    on_meta = [name for name, linear in chosen if linear.weight.is_meta]
+    if on_meta:
+        raise ValueError(f"{on_meta[:3]} are on the meta device: {_META}")
+    _check_replaceable(
+        model,
+        [name for name, _ in chosen],
+        "Linear4bit",
+        "quantizing it would untie them (a 4-bit copy in one module, the float weight in the other)",
+    )
+    quantized = [Linear4bit.from_linear(linear, block_size, double_quant, compute_dtype) for _, linear in chosen]
+    for (name, _), layer in zip(chosen, quantized, strict=True):  # all quantized first: an error replaces nothing
         parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        setattr(parent, child, Linear4bit.from_linear(linear, block_size, double_quant, compute_dtype))
+        setattr(model.get_submodule(parent_name), child, layer)
     return [name for name, _ in chosen]

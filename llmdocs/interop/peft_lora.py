@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -227,8 +228,15 @@ def _stack_qkv(members: list[tuple[str, LoRALinear]]) -> tuple[Tensor, Tensor, i
     return A, B, r_stacked, _number(members[0][1].scaling * r_stacked)
 
 
-def peft_config(model: nn.Module, base_model_name_or_path: str | None = None) -> dict[str, Any]:
+def peft_config(model: nn.Module, base_model_name_or_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The ``adapter_config.json`` of our adapted model, as a dict (see ``save_peft_adapter``).
+
+    It reads only shapes and settings, so it works on the ``meta`` device too.
+
+    Raises:
+        TypeError: a model without a Hugging Face twin; ``base_model_name_or_path`` neither a str (or path) nor
+            None.
+        ValueError: the errors of ``save_peft_adapter`` about adapters peft cannot express.
 
     Examples:
         >>> from llmdocs.finetuning.lora import apply_lora
@@ -242,8 +250,34 @@ def peft_config(model: nn.Module, base_model_name_or_path: str | None = None) ->
     return _export(model, base_model_name_or_path)[0]
 
 
-def _export(model: nn.Module, base_model_name_or_path: str | None) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """The config and the tensors (peft's names) of an adapted model."""
+def _check_base_name(base_model_name_or_path: object) -> str | None:
+    """The base model's name as written to the config: a str (a PathLike as its str) or None."""
+    if isinstance(base_model_name_or_path, os.PathLike):
+        base_model_name_or_path = os.fspath(base_model_name_or_path)  # a folder, written as its str
+    if base_model_name_or_path is None or isinstance(base_model_name_or_path, str):
+        return base_model_name_or_path
+    raise TypeError(
+        "base_model_name_or_path must be a str (the base model's Hub name or folder) or None, got "
+        f"{type(base_model_name_or_path).__name__} {base_model_name_or_path!r}"
+    )
+
+
+def _check_directory(directory: object) -> Path:
+    """``directory`` as a Path: a non-empty str or os.PathLike."""
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(
+            f"directory must be a folder path (str or os.PathLike), got {type(directory).__name__} {directory!r}"
+        )
+    if not os.fspath(directory):
+        raise ValueError("directory must be a folder path, got an empty string (write '.' for the current folder)")
+    return Path(directory)
+
+
+def _export(
+    model: nn.Module, base_model_name_or_path: str | os.PathLike[str] | None
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The config and the tensors (peft's names, not copied) of an adapted model."""
+    base_model_name_or_path = _check_base_name(base_model_name_or_path)
     family = _family(model)
     adapters = [(name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear)]
     if not adapters:
@@ -308,7 +342,7 @@ def _export(model: nn.Module, base_model_name_or_path: str | None) -> tuple[dict
         "layers_pattern": None,
         "inference_mode": True,
     }
-    return config, {key: t.detach().cpu().contiguous().clone() for key, t in tensors.items()}
+    return config, tensors
 
 
 def _replace_file(path: Path, write: Callable[[Path], None]) -> None:
@@ -319,7 +353,9 @@ def _replace_file(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_peft_adapter(
-    model: nn.Module, directory: str | os.PathLike[str], base_model_name_or_path: str | None = None
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    base_model_name_or_path: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write the adapters of our model as a peft LoRA adapter that ``PeftModel.from_pretrained`` loads.
 
@@ -331,15 +367,18 @@ def save_peft_adapter(
     Args:
         model: our model after [apply_lora][llmdocs.finetuning.lora.apply_lora] (and training).
         directory: the folder to write (created if needed); its other files are left alone, as peft does.
-        base_model_name_or_path: the base model's Hub name or folder, recorded in the config.
+        base_model_name_or_path: the base model's Hub name or folder (a str, a path, or None), recorded in the
+            config.
 
     Returns:
         The folder.
 
     Raises:
-        TypeError: a model without a Hugging Face twin.
+        TypeError: a model without a Hugging Face twin; ``directory`` not a path; ``base_model_name_or_path``
+            neither a str nor None.
         ValueError: no adapters; adapters that peft cannot express (several dropout probabilities; GPT q/k/v
-            adapters of different scalings in one block, or a q/k/v projection in ``modules_to_save``).
+            adapters of different scalings in one block, or a q/k/v projection in ``modules_to_save``); tensors on
+            the ``meta`` device (they have no values to save); an empty ``directory``.
 
     Examples:
         >>> import tempfile
@@ -355,8 +394,16 @@ def save_peft_adapter(
         >>> json.loads((folder / ADAPTER_CONFIG_NAME).read_text())["target_modules"]
         ['k_proj', 'o_proj', 'q_proj', 'v_proj']
     """
+    directory = _check_directory(directory)
     config, tensors = _export(model, base_model_name_or_path)
-    directory = Path(directory)
+    on_meta = [key for key, t in tensors.items() if t.is_meta]
+    if on_meta:
+        raise ValueError(
+            f"{type(model).__name__}'s adapters are on the meta device ({on_meta[0]} ...): a meta tensor has a shape "
+            "but no values to save; materialize the model first (model.to_empty(device='cpu') and load or train "
+            "its weights), or call peft_config(model) for the config alone"
+        )
+    tensors = {key: t.detach().cpu().contiguous().clone() for key, t in tensors.items()}
     directory.mkdir(parents=True, exist_ok=True)
     _replace_file(directory / ADAPTER_WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     text = json.dumps(config, indent=2, sort_keys=True)
@@ -364,20 +411,64 @@ def save_peft_adapter(
     return directory
 
 
-def _read_adapter(directory: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory} has no {name}: not a peft adapter folder (pickled .bin is not read)")
-    config = json.loads((directory / ADAPTER_CONFIG_NAME).read_text(encoding="utf-8"))
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """``adapter_config.json``, parsed and checked: a LoRA config whose fields have the types peft writes."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason}): not a peft adapter config") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): not a peft "
+            "adapter config"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings, got a {type(config).__name__}")
     if config.get("peft_type") != "LORA":
-        raise ValueError(f"{directory} holds a {config.get('peft_type')!r} adapter, not peft_type 'LORA'")
+        raise ValueError(f"{path.parent} holds a {config.get('peft_type')!r} adapter, not peft_type 'LORA'")
     for key, default in _UNSUPPORTED.items():
         if config.get(key, default) not in (default, None, False, {}, []):
             raise ValueError(f"{key}={config[key]!r}: only plain LoRA converts (expected {default!r})")
     r = config.get("r")
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"r={r!r} in {ADAPTER_CONFIG_NAME} must be an integer >= 1")
-    return config, load_file(str(directory / ADAPTER_WEIGHTS_NAME))
+    expected = {
+        "target_modules": (
+            lambda v: v is None or isinstance(v, str) or _is_str_list(v),
+            "a str, a list of str or null",
+        ),
+        "modules_to_save": (lambda v: v is None or _is_str_list(v), "a list of str or null"),
+        "rank_pattern": (lambda v: v is None or isinstance(v, dict), "an object {pattern: rank}"),
+        "alpha_pattern": (lambda v: v is None or isinstance(v, dict), "an object {pattern: alpha}"),
+        "lora_alpha": (lambda v: v is None or _is_number(v), "a number"),
+        "lora_dropout": (lambda v: v is None or _is_number(v), "a number"),
+    }
+    for key, (fits, what) in expected.items():
+        if not fits(config.get(key)):
+            raise ValueError(f"{key}={config[key]!r} in {path} must be {what}")
+    return config
+
+
+def _read_adapter(directory: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The config and the tensors of a peft adapter folder, with errors that name the file and what is wrong."""
+    for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory} has no {name}: not a peft adapter folder (pickled .bin is not read)")
+    config = _read_config(directory / ADAPTER_CONFIG_NAME)
+    path = directory / ADAPTER_WEIGHTS_NAME
+    try:
+        state = load_file(str(path))
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
+    return config, state
 
 
 def _pattern_value(patterns: Mapping[str, Any], name: str, default: Any) -> Any:
@@ -427,8 +518,10 @@ def load_peft_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> li
 
     Raises:
         FileNotFoundError: a missing file.
-        TypeError: a model without a Hugging Face twin.
-        ValueError: a config that does not fit: not ``peft_type`` LORA; DoRA, rsLoRA or LoRA biases; tensors whose
+        TypeError: a model without a Hugging Face twin; ``directory`` not a path.
+        ValueError: a file that is not what it should be (a config that is not a JSON object, fields of the wrong
+            type, a weights file that safetensors cannot read or that holds no LoRA tensors); a config that does
+            not fit: not ``peft_type`` LORA; DoRA, rsLoRA or LoRA biases; tensors whose
             rank is not the config's ``r`` (or its ``rank_pattern``); missing keys (a targeted layer without A or B,
             a module to save without its weights); tensors for modules our model lacks or of the wrong shape.
 
@@ -446,7 +539,7 @@ def load_peft_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> li
         (['layers.0.self_attn.q_proj', 'layers.0.self_attn.v_proj'], ('head',))
     """
     family = _family(model)
-    directory = Path(directory)
+    directory = _check_directory(directory)
     config, state = _read_adapter(directory)
     adapters: dict[str, dict[str, Tensor]] = {}  # HF module -> {"lora_A": ..., "lora_B": ...}
     saved: dict[str, Tensor] = {}  # HF parameter name -> tensor, of the modules to save
@@ -461,6 +554,11 @@ def load_peft_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> li
             raise ValueError(f"{key!r}: only plain LoRA on linear layers converts (no embeddings, biases or DoRA)")
         else:
             saved[key] = tensor
+    if not adapters:
+        raise ValueError(
+            f"{directory / ADAPTER_WEIGHTS_NAME} holds no LoRA tensors (keys ending in lora_A.weight and "
+            f"lora_B.weight): an adapter with nothing to load (its config targets {config.get('target_modules')!r})"
+        )
     linear = _hf_names(family, model, linear_only=True)
     unknown = sorted(set(adapters) - set(linear))
     if unknown:
