@@ -517,7 +517,8 @@ def base_weight_bytes(model: nn.Module) -> tuple[int, int]:
 def training_step_memory(model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], args: argparse.Namespace) -> int:
     """Peak bytes that one training step allocates beyond the weights (``llmdocs.profiling.peak_memory_bytes``):
     activations, gradients and AdamW's two moments (created by the first step), measured on a copy of the model
-    with its own optimizer, so the run itself is untouched."""
+    with its own optimizer, so the run itself is untouched. Activations grow with the batch's padded length, so
+    ``run`` passes the same batch (the first texts of the training split) for every method and seed."""
     twin = copy.deepcopy(model).train()
     device = next(twin.parameters()).device
     optimizer = build_adamw(twin, args.lr, args.weight_decay, (0.9, 0.999))
@@ -571,7 +572,8 @@ def run(
         model.print_trainable_parameters()  # peft's own line
     else:
         print(trainable_parameters_summary(model))  # the same line, 4-bit weights counted as peft counts them
-    step_bytes = training_step_memory(model, batches(0), args)
+    fixed = torch.arange(min(args.batch_size, len(data["train"])))  # the first texts, the same for every run
+    step_bytes = training_step_memory(model, data["train"].rows(fixed), args)
     encoder_bytes, linear_bytes = base_weight_bytes(model)
     allocation = getattr(model, "rank_allocation", None)
     with allocation.active() if allocation is not None else contextlib.nullcontext():
