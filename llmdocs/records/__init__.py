@@ -29,6 +29,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``llama_generation`` | ``python examples/benchmarks/llama_generation.py --json ...`` |
 | ``llama_kv_cache`` | ``python examples/benchmarks/kv_cache.py --json ...`` |
 | ``llama_ladder`` | ``python examples/benchmarks/llama_ladder.py`` |
+| ``lora_sms_spam`` | ``python examples/benchmarks/lora_classification.py --json ...`` |
 """
 
 from __future__ import annotations
