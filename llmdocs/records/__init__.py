@@ -30,6 +30,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``llama_kv_cache`` | ``python examples/benchmarks/kv_cache.py --json ...`` |
 | ``llama_ladder`` | ``python examples/benchmarks/llama_ladder.py`` |
 | ``lora_sms_spam`` | ``python examples/benchmarks/lora_classification.py --json ...`` |
+| ``lora_review_sentiment`` | ``python examples/benchmarks/lora_classification.py --task review-sentiment ...`` |
 """
 
 from __future__ import annotations
