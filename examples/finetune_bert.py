@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -108,18 +109,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Show the usage docstring as written and every flag's default."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The task and the encoder: shared with examples/finetune_lora.py."""
     p.add_argument("--task", choices=sorted(TASKS), default="sms-spam", help="data set")
-    p.add_argument("--mode", choices=REGIMES, default="full", help="which weights train")
     p.add_argument("--model", choices=sorted(ENCODERS), default="minilm", help="pretrained encoder")
     p.add_argument("--model-dir", default=None,
                    help="a BERT of examples/pretrain_bert.py (its --out-dir or model/) instead of --model")  # fmt: skip
-    p.add_argument("--export", default=None,
-                   help="also save what training changed (the trainable tensors) as a delta on the base encoder; "
-                        "MiniLM only: llmdocs.pretrained.load_minilm_classifier reads it")  # fmt: skip
+
+
+def add_training_arguments(
+    p: argparse.ArgumentParser, lr_defaults: dict[str, float], seed_help: str, out_dir: str, out_help: str
+) -> None:
+    """The recipe, budget, seeds and run folder: shared with examples/finetune_lora.py (which passes its own
+    per-method learning rates, seed description and run folder)."""
     p.add_argument("--epochs", type=int, default=3, help="passes over the training set")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default per mode: {DEFAULT_LR})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {lr_defaults})")
     p.add_argument("--batch-size", type=int, default=32, help="texts per step")
     p.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included")
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up, as a fraction of the steps")
@@ -130,38 +134,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None, help="training budget; stops with a checkpoint")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the classifier, dropout and the batch order")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
-    p.add_argument("--out-dir", default="runs/finetune-bert", help="metrics, checkpoints, results")
+    p.add_argument("--out-dir", default=out_dir, help=out_help)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--smoke", action="store_true", help="a tiny run that takes seconds (used by the tests)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
+    add_data_arguments(p)
+    p.add_argument("--mode", choices=REGIMES, default="full", help="which weights train")
+    p.add_argument("--export", default=None,
+                   help="also save what training changed (the trainable tensors) as a delta on the base encoder; "
+                        "MiniLM only: llmdocs.pretrained.load_minilm_classifier reads it")  # fmt: skip
+    add_training_arguments(p, DEFAULT_LR, "seed of the classifier, dropout and the batch order",
+                           "runs/finetune-bert", "metrics, checkpoints, results")  # fmt: skip
     return p
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Defaults, then --smoke's, then the flags given explicitly; every flag is checked before any work starts."""
-    parser = build_parser()
+def parse_with_smoke(
+    parser: argparse.ArgumentParser, argv: list[str] | None, smoke: dict[str, Any]
+) -> argparse.Namespace:
+    """Parse with ``smoke``'s defaults under ``--smoke`` (the flags given explicitly still win)."""
     if "--smoke" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(
-            **{k: v for k, v in SMOKE.items() if k in ("epochs", "batch_size", "max_length", "out_dir")}
+            **{k: v for k, v in smoke.items() if k in ("epochs", "batch_size", "max_length", "out_dir")}
         )
-    args = parser.parse_args(argv)
-    args.lr = DEFAULT_LR[args.mode] if args.lr is None else args.lr
+    return parser.parse_args(argv)
+
+
+def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """End with a one-line usage error if a shared flag is out of range; ``args.lr`` must be set already."""
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout must be a probability in [0, 1), got {args.dropout}")
     if args.max_length < 3:
         parser.error(f"--max-length must leave room for [CLS], a token and [SEP] (>= 3), got {args.max_length}")
     if not 0.0 <= args.warmup < 1.0:
         parser.error(f"--warmup must be a fraction in [0, 1), got {args.warmup}")
     if args.minutes is not None and not 0.0 < args.minutes < float("inf"):
         parser.error(f"--minutes must be a positive number, got {args.minutes}")
-    if args.export and (args.model_dir is not None or args.model != "minilm"):
-        parser.error("--export saves a delta on the packaged MiniLM: use it with --model minilm, not --model-dir")
     problem = model_dir_problem(args.model_dir) if args.model_dir is not None else None
     if problem:  # one line, not the usage: the flag is well formed, the folder is not a BERT
         parser.exit(2, f"{parser.prog}: error: --model-dir {problem}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Defaults, then --smoke's, then the flags given explicitly; every flag is checked before any work starts."""
+    parser = build_parser()
+    args = parse_with_smoke(parser, argv, SMOKE)
+    args.lr = DEFAULT_LR[args.mode] if args.lr is None else args.lr
+    if args.export and (args.model_dir is not None or args.model != "minilm"):
+        parser.error("--export saves a delta on the packaged MiniLM: use it with --model minilm, not --model-dir")
+    check_training_args(parser, args)
     return args
 
 

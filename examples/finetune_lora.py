@@ -157,36 +157,18 @@ def _import_peft() -> ModuleType:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """finetune_bert.py's flags (task, encoder, recipe, budget, seeds), plus the method and the LoRA settings."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=finetune_bert.HelpFormatter, allow_abbrev=False)
     p.add_argument("--method", choices=METHODS, default="lora", help="which weights train, and how")
-    p.add_argument("--task", choices=sorted(finetune_bert.TASKS), default="sms-spam", help="data set")
-    p.add_argument("--model", choices=sorted(finetune_bert.ENCODERS), default="minilm", help="pretrained encoder")
-    p.add_argument("--model-dir", default=None,
-                   help="a BERT of examples/pretrain_bert.py (its --out-dir or model/) instead of --model")  # fmt: skip
+    finetune_bert.add_data_arguments(p)
     p.add_argument("--r", type=int, default=16, help="LoRA rank R (AdaLoRA: the average final rank)")
     p.add_argument("--lora-alpha", type=float, default=32.0, help="LoRA alpha: the update is scaled by alpha / R")
     p.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the adapters' inputs")
     p.add_argument("--targets", nargs="+", default=["q_proj", "v_proj"],
                    help="our module names (patterns) to adapt; peft gets Hugging Face's (query, value)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training set")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default per method: {DEFAULT_LR})")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per step")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included")
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up, as a fraction of the steps")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (matrices only)")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout of the encoder and before the classifier")
-    p.add_argument("--select", choices=["last", "best"], default="last",
-                   help="test the last epoch's weights, or the best epoch's on validation")  # fmt: skip
-    p.add_argument("--minutes", type=float, default=None, help="training budget; stops with a checkpoint")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the classifier, the adapters, dropout, batch order")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
-    p.add_argument("--out-dir", default="runs/finetune-lora", help="metrics, checkpoints, adapter, results")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
+    finetune_bert.add_training_arguments(p, DEFAULT_LR, "seed of the classifier, the adapters, dropout, batch order",
+                                         "runs/finetune-lora", "metrics, checkpoints, adapter, results")  # fmt: skip
     p.add_argument("--json", default=None, help="also write results.json's content to this file")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    p.add_argument("--smoke", action="store_true", help="a tiny run that takes seconds (used by the tests)")
     return p
 
 
@@ -194,33 +176,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Defaults, then --smoke's, then the flags given; every flag is checked before any work starts (the targets
     against the encoder's module names once it is loaded: ``check_lora_flags``)."""
     parser = build_parser()
-    if "--smoke" in (sys.argv[1:] if argv is None else argv):
-        parser.set_defaults(
-            **{k: v for k, v in SMOKE.items() if k in ("epochs", "batch_size", "max_length", "out_dir")}
-        )
-    args = parser.parse_args(argv)
+    args = finetune_bert.parse_with_smoke(parser, argv, SMOKE)
     args.lr = DEFAULT_LR[args.method] if args.lr is None else args.lr
-    for name in ("epochs", "batch_size", "r"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if args.r < 1:
+        parser.error(f"--r must be >= 1, got {args.r}")
     if not (math.isfinite(args.lora_alpha) and args.lora_alpha > 0):
         parser.error(f"--lora-alpha must be a positive number (the scaling is alpha / r), got {args.lora_alpha}")
-    for name in ("lora_dropout", "dropout"):
-        if not 0.0 <= getattr(args, name) < 1.0:
-            parser.error(f"--{name.replace('_', '-')} must be a probability in [0, 1), got {getattr(args, name)}")
-    if args.max_length < 3:
-        parser.error(f"--max-length must leave room for [CLS], a token and [SEP] (>= 3), got {args.max_length}")
-    if not 0.0 <= args.warmup < 1.0:
-        parser.error(f"--warmup must be a fraction in [0, 1), got {args.warmup}")
-    if args.minutes is not None and not 0.0 < args.minutes < float("inf"):
-        parser.error(f"--minutes must be a positive number, got {args.minutes}")
+    if not 0.0 <= args.lora_dropout < 1.0:
+        parser.error(f"--lora-dropout must be a probability in [0, 1), got {args.lora_dropout}")
     if args.json is not None and Path(args.json).is_dir():
         parser.error(f"--json names a file to write, and {args.json} is a folder")
-    problem = finetune_bert.model_dir_problem(args.model_dir) if args.model_dir is not None else None
-    if problem:  # one line, not the usage: the flag is well formed, the folder is not a BERT
-        parser.exit(2, f"{parser.prog}: error: --model-dir {problem}\n")
+    finetune_bert.check_training_args(parser, args)
     return args
 
 
