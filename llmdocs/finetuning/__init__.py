@@ -18,12 +18,23 @@ holds one module per method, in the order the chapters introduce them:
   real model shapes built on the ``meta`` device;
 - [qlora][llmdocs.finetuning.qlora]: the 4-bit NormalFloat code book, block-wise quantisation with double
   quantisation of the scales, and a frozen 4-bit linear layer for LoRA to adapt (Dettmers et al., 2023);
-- ``instruction`` (to come): supervised fine-tuning on prompt/response pairs, with the loss masked to the
-  response tokens;
+- [chat][llmdocs.finetuning.chat]: conversations (system / user / assistant messages) rendered with a
+  tokenizer's chat template or our minimal one, tokenised with a mask of the tokens the assistant wrote;
+- [sft_labels][llmdocs.finetuning.sft_labels]: supervised fine-tuning's prompt-masked labels (-100 outside the
+  answers) and its loss, averaged over the batch's trained tokens (or, to show what goes wrong, over sequences);
+- [packing][llmdocs.finetuning.packing]: padded batches, and packed rows of several examples with positions
+  restarting and attention kept inside each example (``document_ids``), equal to running them one by one;
 - ``preference`` (to come): learning from pairwise preferences: the Bradley-Terry reward model and Direct
   Preference Optimization (Rafailov et al., 2023), as pure loss functions tested against hand-computed values.
 """
 
+from llmdocs.finetuning.chat import (
+    CHAT_SPECIAL_TOKENS,
+    check_messages,
+    encode_chat,
+    render_chat,
+    tokenize_conversation,
+)
 from llmdocs.finetuning.deltas import load_finetuned, save_finetuned
 from llmdocs.finetuning.freezing import (
     TrainableSummary,
@@ -45,6 +56,7 @@ from llmdocs.finetuning.lora import (
     target_module_names,
 )
 from llmdocs.finetuning.lora_budget import budget_table, lora_budget
+from llmdocs.finetuning.packing import collate_padded, pack_examples, padding_fraction
 from llmdocs.finetuning.qlora import (
     Linear4bit,
     NF4Weight,
@@ -53,16 +65,23 @@ from llmdocs.finetuning.qlora import (
     quantize_linears,
     quantize_nf4,
 )
+from llmdocs.finetuning.sft_labels import IGNORE_INDEX, count_trained_tokens, sft_labels, sft_loss
 
 __all__ = [
+    "CHAT_SPECIAL_TOKENS",
+    "IGNORE_INDEX",
     "Linear4bit",
     "LoRALinear",
     "NF4Weight",
     "TrainableSummary",
     "apply_lora",
     "budget_table",
+    "check_messages",
+    "collate_padded",
     "count_lora_parameters",
+    "count_trained_tokens",
     "dequantize_nf4",
+    "encode_chat",
     "freeze",
     "load_finetuned",
     "lora_budget",
@@ -73,10 +92,16 @@ __all__ = [
     "mark_trainable",
     "merge_lora",
     "nf4_code_book",
+    "pack_examples",
+    "padding_fraction",
     "quantize_linears",
     "quantize_nf4",
+    "render_chat",
     "save_finetuned",
+    "sft_labels",
+    "sft_loss",
     "target_module_names",
+    "tokenize_conversation",
     "trainable_parameter_names",
     "trainable_parameters_summary",
     "unfreeze",

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from llmdocs.models.gpt import GPTCache, check_decoder_call, init_gpt2_weights
 from llmdocs.nn.attention import KVCache
 from llmdocs.nn.checks import check_size
-from llmdocs.nn.grouped_query_attention import GroupedQueryAttention
+from llmdocs.nn.grouped_query_attention import GroupedQueryAttention, check_document_ids
 from llmdocs.nn.rmsnorm import RMSNorm
 from llmdocs.nn.rotary import ROPE_SCALINGS, RopeScaling, RotaryEmbedding
 from llmdocs.nn.swiglu import SwiGLU, swiglu_hidden_dim
@@ -197,6 +197,7 @@ class LlamaBlock(nn.Module):
         key_mask: Tensor | None = None,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        document_ids: Tensor | None = None,
     ) -> Tensor:
         """Apply the block to x (B, T, D); see [GroupedQueryAttention][llmdocs.nn.grouped_query_attention].
 
@@ -207,6 +208,8 @@ class LlamaBlock(nn.Module):
             key_mask: bool (B, T_past + T), True at real tokens; None = no padding.
             cache: the block's [KVCache][llmdocs.nn.attention.KVCache] (rotated keys and values of the KV heads).
             need_weights: keep the attention weights in ``last_self_weights``.
+            document_ids: integer (B, T), the example of each token of a packed row (attention stays inside each
+                example); None = one sequence per row. Not with a cache.
 
         Returns:
             Hidden states (B, T, D).
@@ -217,6 +220,7 @@ class LlamaBlock(nn.Module):
             cache=cache,
             position_embeddings=position_embeddings,
             need_weights=need_weights,
+            document_ids=document_ids,
         )
         x = x + attn_out  # (B, T, D)
         return x + self.ff(self.norm2(x))  # (B, T, D)
@@ -310,6 +314,7 @@ class Llama(nn.Module):
         position_ids: Tensor | None = None,
         need_weights: bool = False,
         logits_to_keep: int | None = None,
+        document_ids: Tensor | None = None,
     ) -> Tensor:
         """Next-token logits for every position of ``ids`` (or for its last ``logits_to_keep`` positions).
 
@@ -325,16 +330,20 @@ class Llama(nn.Module):
             logits_to_keep: project only the last ``logits_to_keep`` positions onto the vocabulary (the prompt of a
                 generation needs only its last one: with V = 49,152 the head is most of the work of a long prompt);
                 None projects all T.
+            document_ids: optional integer (B, T) for packed training rows: the example each token belongs to.
+                Attention is then block-diagonal as well as causal, so no example attends to another; pass
+                ``position_ids`` restarting at 0 in each example with it (as
+                [pack_examples][llmdocs.finetuning.packing.pack_examples] returns them). Refused with a cache.
 
         Returns:
             Logits (B, T, V), or (B, logits_to_keep, V).
 
         Raises:
             TypeError: If ``ids`` or ``position_ids`` is not an integer tensor, ``attention_mask`` not a bool or
-                integer one, or ``cache`` not a LlamaCache.
+                integer one, ``cache`` not a LlamaCache, or ``document_ids`` not an integer tensor.
             ValueError: If a shape or an id is wrong, the sequence exceeds the context, a position is outside
                 [0, context_length), ``logits_to_keep`` is not in 1..T, or ``cache`` comes from another model
-                (layers, KV heads, width) or batch size.
+                (layers, KV heads, width) or batch size, or ``document_ids`` is not (B, T) or comes with a cache.
 
         Examples:
             >>> import torch
@@ -352,7 +361,8 @@ class Llama(nn.Module):
         offset, key_mask, position_ids = check_decoder_call(
             ids, cache, attention_mask, position_ids, c.vocab_size, c.context_length, c.n_layers
         )
-        T = ids.size(1)
+        B, T = ids.shape
+        check_document_ids(document_ids, B, T, cache)
         if logits_to_keep is not None and (
             isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or not 1 <= logits_to_keep <= T
         ):
@@ -365,7 +375,7 @@ class Llama(nn.Module):
         position_embeddings = self.rotary(x, position_ids=position_ids, offset=offset_of_ids)
         for i, block in enumerate(self.blocks):
             layer_cache = cache.layers[i] if cache is not None else None
-            x = block(x, position_embeddings, key_mask, layer_cache, need_weights)  # (B, T, D)
+            x = block(x, position_embeddings, key_mask, layer_cache, need_weights, document_ids)  # (B, T, D)
         if logits_to_keep is not None:
             x = x[:, T - logits_to_keep :]  # (B, logits_to_keep, D)
         return self.lm_head(self.norm(x))  # (B, T, V)

@@ -16,6 +16,10 @@ of ``n_heads / n_kv_heads`` query heads.
 
 Queries and keys are rotated by their positions ([rotary][llmdocs.nn.rotary]) before the scores are taken, and
 the cache stores the rotated keys, so a decoding step rotates only its own new key. The layer is causal.
+
+For training on packed rows (several examples concatenated into one sequence), ``document_ids`` (B, T) makes the
+mask block-diagonal as well as causal: query i may attend to key j only if j <= i and both tokens belong to the
+same example, so no example sees another (see [packing][llmdocs.finetuning.packing]).
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from llmdocs.nn.attention import KVCache, causal_mask, key_padding_mask, scaled_
 from llmdocs.nn.checks import check_size
 from llmdocs.nn.rotary import RotaryEmbedding, apply_rotary
 
-__all__ = ["SDPA_ENABLE_GQA", "GroupedQueryAttention", "kv_cache_numbers_per_token", "repeat_kv_heads"]
+__all__ = [
+    "SDPA_ENABLE_GQA",
+    "GroupedQueryAttention",
+    "check_document_ids",
+    "kv_cache_numbers_per_token",
+    "repeat_kv_heads",
+]
 
 SDPA_ENABLE_GQA: bool = torch.__version__ >= "2.5"
 """Whether ``F.scaled_dot_product_attention`` takes ``enable_gqa`` (torch >= 2.5). Without it the fused path repeats
@@ -81,6 +91,43 @@ def kv_cache_numbers_per_token(n_kv_heads: int, d_head: int, n_layers: int = 1) 
         (11520, 34560, 3, 23040)
     """
     return 2 * check_size("n_layers", n_layers) * check_size("n_kv_heads", n_kv_heads) * check_size("d_head", d_head)
+
+
+def check_document_ids(document_ids: Tensor | None, B: int, T: int, cache: object = None) -> None:
+    """Raise a clear error unless ``document_ids`` is None or an integer (B, T) tensor given without a cache.
+
+    Args:
+        document_ids: the example of each token of a packed row, integer (B, T), or None.
+        B: batch size.
+        T: tokens per row.
+        cache: the call's cache (a packed row is a training input: there is no cache to extend).
+
+    Raises:
+        TypeError: ``document_ids`` is not an integer tensor.
+        ValueError: its shape is not (B, T), or a cache is given too.
+
+    Examples:
+        >>> import torch
+        >>> check_document_ids(torch.tensor([[0, 0, 1]]), B=1, T=3)  # passes
+        >>> check_document_ids(torch.tensor([[0, 0]]), B=1, T=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: document_ids must be (B, T)=(1, 3), got (1, 2)
+    """
+    if document_ids is None:
+        return
+    if not isinstance(document_ids, Tensor) or document_ids.is_floating_point() or document_ids.is_complex():
+        got = document_ids.dtype if isinstance(document_ids, Tensor) else type(document_ids).__name__
+        raise TypeError(f"document_ids must be an integer tensor (B, T), the example of each token, got {got}")
+    if document_ids.dtype == torch.bool:
+        raise TypeError("document_ids must be an integer tensor (B, T), the example of each token, got torch.bool")
+    if tuple(document_ids.shape) != (B, T):
+        raise ValueError(f"document_ids must be (B, T)={(B, T)}, got {tuple(document_ids.shape)}")
+    if cache is not None:
+        raise ValueError(
+            "document_ids (packed training rows) cannot be combined with a cache: a packed row is run in one "
+            "full pass; generate from one example at a time"
+        )
 
 
 class GroupedQueryAttention(nn.Module):
@@ -178,10 +225,27 @@ class GroupedQueryAttention(nn.Module):
         self.out_proj = nn.Linear(n_heads * self.d_head, d_model, bias=bias)  # W^O
         self.rotary = RotaryEmbedding(self.d_head, rope_theta=rope_theta)
 
-    def _mask(self, attention_mask: Tensor | None, B: int, T: int, past: int, device: torch.device) -> Tensor | None:
-        """The bool mask (True = may attend) of T new queries over past + T keys, or None when all may attend."""
+    def _mask(
+        self,
+        attention_mask: Tensor | None,
+        B: int,
+        T: int,
+        past: int,
+        device: torch.device,
+        document_ids: Tensor | None = None,
+    ) -> Tensor | None:
+        """The bool mask (True = may attend) of T new queries over past + T keys, or None when all may attend.
+
+        With ``document_ids`` (no cache, so Tk = T) it is causal *and* block-diagonal:
+        mask[b, 0, i, j] = (j <= i) and (document_ids[b, i] == document_ids[b, j]).
+        """
         padding = key_padding_mask(attention_mask, B, past + T)  # (B, Tk) or None
         mask = causal_mask(T, device=device, offset=past) if T > 1 else None  # (T, Tk)
+        if document_ids is not None:
+            document_ids = document_ids.to(device)
+            same_document = document_ids[:, :, None] == document_ids[:, None, :]  # (B, T, T)
+            causal = causal_mask(T, device=device)  # (T, T)
+            mask = (same_document & causal)[:, None]  # (B, 1, T, T): one block per example, causal inside
         if padding is None:
             return mask
         padding = padding.to(device)[:, None, None, :]  # (B, 1, 1, Tk): the same for every head and query
@@ -220,6 +284,7 @@ class GroupedQueryAttention(nn.Module):
         position_ids: Tensor | None = None,
         position_embeddings: tuple[Tensor, Tensor] | None = None,
         need_weights: bool = False,
+        document_ids: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Causal self-attention of the T new tokens of ``x`` over the cached tokens and themselves.
 
@@ -234,27 +299,32 @@ class GroupedQueryAttention(nn.Module):
             position_embeddings: ``(cos, sin)`` from a model-wide [RotaryEmbedding][llmdocs.nn.rotary.RotaryEmbedding],
                 each (T, Dh) or (B, T, Dh), instead of this layer's own (and instead of ``position_ids``).
             need_weights: also return the attention weights (explicit path, slower).
+            document_ids: integer (B, T), the example each token of a packed row belongs to: attention stays
+                inside each example (a block-diagonal causal mask). For training only: refused with a cache.
 
         Returns:
             ``(out, weights)``: out (B, T, D); weights (B, H, T, T_past + T), or None without ``need_weights``.
             A query whose keys are all padding (a left-padded row's padding) gets a zero output.
 
         Raises:
-            ValueError: ``x`` not (B, T, d_model), a mask, cache or positions of the wrong shape.
-            TypeError: a float ``attention_mask`` (it may be additive; pass 1/0 or True/False).
+            ValueError: ``x`` not (B, T, d_model), a mask, cache, positions or ``document_ids`` of the wrong shape,
+                or ``document_ids`` together with a cache.
+            TypeError: a float ``attention_mask`` (it may be additive; pass 1/0 or True/False), or ``document_ids``
+                that is not an integer tensor.
         """
         if not isinstance(x, Tensor) or x.dim() != 3 or x.size(-1) != self.d_model:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be (B, T, d_model={self.d_model}), got {got}")
         B, T, _ = x.shape
         H, Hkv, Dh = self.n_heads, self.n_kv_heads, self.d_head
+        check_document_ids(document_ids, B, T, cache)
         past = 0
         if cache is not None:
             if not isinstance(cache, KVCache):
                 raise TypeError(f"cache must be a KVCache (one layer's), got {type(cache).__name__}")
             cache.check(B, Hkv, Dh)
             past = len(cache)
-        mask = self._mask(attention_mask, B, T, past, x.device)  # (T, Tk), (B, 1, T, Tk) or None
+        mask = self._mask(attention_mask, B, T, past, x.device, document_ids)  # (T, Tk), (B, 1, T, Tk) or None
 
         q = self.q_proj(x).view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
         k = self.k_proj(x).view(B, T, Hkv, Dh).transpose(1, 2)  # (B, Hkv, T, Dh)
