@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from llmdocs.cli.registry import register, save_demo_figure
 
 if TYPE_CHECKING:  # heavy modules: imported inside the functions, so listing the demos stays instant
+    import torch
     from torch import nn
 
     from llmdocs.finetuning.lora import LoRALinear
@@ -185,15 +186,18 @@ def _spectrum_figure(adapters: list[tuple[str, LoRALinear]]) -> CourseFigure:
     energy_ranks: dict[str, list[int]] = {key: [] for key in axes}
     beyond: list[float] = []  # sigma_{R+1} / sigma_1 of every update
     pretrained: dict[str, list[torch.Tensor]] = {key: [] for key in axes}
-    for name, adapter in adapters:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 24 small SVDs: one thread is fastest, and LAPACK's threads stall on a busy machine
+    try:
+        spectra = [_spectra(adapter) for _, adapter in adapters]
+    finally:
+        torch.set_num_threads(threads)
+    for (name, _), (singular, w0) in zip(adapters, spectra, strict=True):
         projection = name.rpartition(".")[2]
         layer = int(name.split(".")[2])  # bert.layers.<i>.self_attn.<proj>
-        A, B = adapter.lora_A.weight.detach().double(), adapter.lora_B.weight.detach().double()  # (R, D_in), (D_out, R)
-        singular = torch.linalg.svdvals(adapter.scaling * B @ A)  # (min(D_out, D_in),), largest first
         energy = (singular**2).cumsum(0) / (singular**2).sum()  # share of ||delta W||_F^2 in the top k directions
         energy_ranks[projection].append(int((energy < 0.9).sum()) + 1)
         beyond.append((singular[r] / singular[0]).item())
-        w0 = torch.linalg.svdvals(adapter.base_layer.weight.detach().double())  # (D,), the frozen W_0
         pretrained[projection].append(w0[:N_SINGULAR] / w0[0])
         relative = (singular[:r] / singular[0]).numpy()  # the R singular values that are not zero
         axes[projection].semilogy(range(1, r + 1), relative, ".-", color=f"C{layer}", label=f"layer {layer}")
@@ -215,6 +219,15 @@ def _spectrum_figure(adapters: list[tuple[str, LoRALinear]]) -> CourseFigure:
         "(Hu et al., section 7.2, find r = 1\non W_q and W_v already competitive on GPT-3)"
     )
     return fig
+
+
+def _spectra(adapter: LoRALinear) -> tuple[torch.Tensor, torch.Tensor]:
+    """The singular values, largest first, of the update s B A and of the frozen W_0, in float64."""
+    import torch
+
+    A, B = adapter.lora_A.weight.detach().double(), adapter.lora_B.weight.detach().double()  # (R, D_in), (D_out, R)
+    update = torch.linalg.svdvals(adapter.scaling * B @ A)  # (min(D_out, D_in),)
+    return update, torch.linalg.svdvals(adapter.base_layer.weight.detach().double())  # (D,)
 
 
 def _span(values: list[int]) -> str:
