@@ -24,6 +24,9 @@ holds one module per method, in the order the chapters introduce them:
   answers) and its loss, averaged over the batch's trained tokens (or, to show what goes wrong, over sequences);
 - [packing][llmdocs.finetuning.packing]: padded batches, and packed rows of several examples with positions
   restarting and attention kept inside each example (``document_ids``), equal to running them one by one;
+- [sft][llmdocs.finetuning.sft]: those joined for the training loop: conversations to examples, batches that are a
+  pure function of their index (padded or packed), the loss on the trained positions only, and the evaluation by
+  greedy answers and exact match (with a few-shot baseline);
 - ``preference`` (to come): learning from pairwise preferences: the Bradley-Terry reward model and Direct
   Preference Optimization (Rafailov et al., 2023), as pure loss functions tested against hand-computed values.
 """
@@ -65,6 +68,14 @@ from llmdocs.finetuning.qlora import (
     quantize_linears,
     quantize_nf4,
 )
+from llmdocs.finetuning.sft import (
+    SFTBatches,
+    exact_match_rate,
+    few_shot_messages,
+    generate_answers,
+    sft_loss_fn,
+    tokenize_sft_examples,
+)
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX, count_trained_tokens, sft_labels, sft_loss
 
 __all__ = [
@@ -73,6 +84,7 @@ __all__ = [
     "Linear4bit",
     "LoRALinear",
     "NF4Weight",
+    "SFTBatches",
     "TrainableSummary",
     "apply_lora",
     "budget_table",
@@ -82,7 +94,10 @@ __all__ = [
     "count_trained_tokens",
     "dequantize_nf4",
     "encode_chat",
+    "exact_match_rate",
+    "few_shot_messages",
     "freeze",
+    "generate_answers",
     "load_finetuned",
     "lora_budget",
     "lora_delta",
@@ -100,8 +115,10 @@ __all__ = [
     "save_finetuned",
     "sft_labels",
     "sft_loss",
+    "sft_loss_fn",
     "target_module_names",
     "tokenize_conversation",
+    "tokenize_sft_examples",
     "trainable_parameter_names",
     "trainable_parameters_summary",
     "unfreeze",

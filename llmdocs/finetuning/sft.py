@@ -1,0 +1,313 @@
+"""Supervised fine-tuning (SFT): conversations -> trained examples -> batches -> loss, and the exact-match evaluation.
+
+The pieces of the SFT chapter, joined so that the package's [training loop][llmdocs.training.loop.train] can run
+them:
+
+1. [tokenize_sft_examples][llmdocs.finetuning.sft.tokenize_sft_examples]: each conversation through the tokenizer's
+   chat template ([tokenize_conversation][llmdocs.finetuning.chat.tokenize_conversation]) into ``input_ids`` and
+   ``labels``: the assistant's tokens only (prompt-masked, [sft_labels][llmdocs.finetuning.sft_labels.sft_labels]),
+   or every token with ``mask_prompt=False`` (the contrast: training on the prompt too).
+2. [SFTBatches][llmdocs.finetuning.sft.SFTBatches]: micro-batch ``i`` as a pure function of ``i`` (shuffled per
+   epoch, sharded per rank), so a resumed run reads exactly the batches of the unbroken one. The same examples go
+   into micro-batch ``i`` padded or packed ([packing][llmdocs.finetuning.packing]): packing changes the work done,
+   not what is learnt.
+3. [sft_loss_fn][llmdocs.finetuning.sft.sft_loss_fn]: ``loss_fn(model, batch)`` for the loop: the model on a padded
+   or packed batch, the mean cross-entropy over the batch's trained tokens, as
+   [sft_loss][llmdocs.finetuning.sft_labels.sft_loss] computes it, with logits for the trained positions only.
+4. [generate_answers][llmdocs.finetuning.sft.generate_answers] and
+   [exact_match_rate][llmdocs.finetuning.sft.exact_match_rate]: greedy answers to held-out prompts, scored by
+   exact match; [few_shot_messages][llmdocs.finetuning.sft.few_shot_messages] builds the few-shot baseline prompt.
+
+References:
+    Ouyang et al., "Training language models to follow instructions with human feedback", 2022, section 3.5
+    (supervised fine-tuning on demonstrations); Hugging Face TRL ``SFTTrainer`` (``assistant_only_loss``,
+    ``packing``), whose defaults these follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from llmdocs.data.batches import IndexedBatches
+from llmdocs.finetuning.chat import check_messages, tokenize_conversation
+from llmdocs.finetuning.packing import collate_padded, pack_examples
+from llmdocs.finetuning.sft_labels import IGNORE_INDEX, sft_labels
+
+__all__ = [
+    "SFTBatches",
+    "exact_match_rate",
+    "few_shot_messages",
+    "generate_answers",
+    "generation_prompt",
+    "sft_loss_fn",
+    "tokenize_sft_examples",
+]
+
+
+def tokenize_sft_examples(
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    tokenizer: Any,
+    mask_prompt: bool = True,
+    max_length: int | None = None,
+) -> list[dict[str, list[int]]]:
+    """Tokenize conversations into SFT examples: ``input_ids`` and ``labels`` (-100 where nothing is trained).
+
+    Args:
+        conversations: Each a list of ``{"role", "content"}`` messages with at least one assistant turn.
+        tokenizer: A ``transformers`` tokenizer with a chat template, or our BPE tokenizer with
+            ``CHAT_SPECIAL_TOKENS`` (see [chat][llmdocs.finetuning.chat]).
+        mask_prompt: Train on the assistant's tokens only (True, the SFT default), or on every token (False:
+            the system and user turns and the template's markers too, the contrast of the chapter).
+        max_length: Refuse a conversation longer than this many tokens (None: no limit).
+
+    Returns:
+        One ``{"input_ids": [...], "labels": [...]}`` per conversation, lists of ints of the same length.
+
+    Raises:
+        TypeError: If ``conversations`` is not a list of conversations or ``mask_prompt`` not a bool.
+        ValueError: If a conversation is malformed (see ``check_messages``), or longer than ``max_length``.
+
+    Examples:
+        >>> from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS
+        >>> from llmdocs.tokenizers.bpe import BPETokenizer
+        >>> tok = BPETokenizer.train("", vocab_size=260, special_tokens=CHAT_SPECIAL_TOKENS)  # bytes + 4 specials
+        >>> chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+        >>> example = tokenize_sft_examples([chat], tok)[0]
+        >>> [tok.decode([t]) for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+        ['4', '<|end|>']
+    """
+    if isinstance(conversations, str | bytes) or not isinstance(conversations, Sequence):
+        raise TypeError(f"conversations must be a list of conversations, got {type(conversations).__name__}")
+    if not isinstance(mask_prompt, bool):
+        raise TypeError(f"mask_prompt must be a bool, got {type(mask_prompt).__name__}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
+        raise ValueError(f"max_length must be None or an int >= 2, got {max_length!r}")
+    examples = []
+    for i, messages in enumerate(conversations):
+        tokens = tokenize_conversation(check_messages(messages, name=f"conversations[{i}]"), tokenizer)
+        ids = tokens["input_ids"]
+        if max_length is not None and len(ids) > max_length:
+            raise ValueError(f"conversations[{i}] is {len(ids)} tokens, longer than max_length={max_length}")
+        labels = sft_labels(ids, tokens["assistant_mask"]).tolist() if mask_prompt else list(ids)
+        examples.append({"input_ids": list(ids), "labels": labels})
+    return examples
+
+
+class SFTBatches:
+    """Callable ``i -> batch``: micro-batch ``i`` of SFT examples, padded (one per row) or packed.
+
+    The examples of micro-batch ``i`` are the same either way (a per-epoch permutation of ``seed + epoch``, as
+    [IndexedBatches][llmdocs.data.batches.IndexedBatches]); with ``packing`` they are packed into rows of at most
+    ``max_length`` tokens (best-fit decreasing) instead of padded to the longest. The loss of a packed batch equals
+    that of the padded one (tested), so the two runs learn the same thing and differ only in the work done.
+
+    Args:
+        examples: ``{"input_ids", "labels"}`` dicts (``tokenize_sft_examples``).
+        batch_size: Examples per micro-batch, per rank.
+        seed: Seed of the per-epoch shuffles.
+        packing: Pack the micro-batch's examples into rows (True) or pad one example per row (False).
+        max_length: The longest packed row (packing only); default the longest example.
+        pad_id: The id written at padding (masked out of attention and loss).
+        rank: This process's rank (DDP).
+        world_size: Number of data-parallel processes.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If there are fewer examples than ``batch_size * world_size``, or an example is longer than
+            ``max_length``.
+
+    Examples:
+        >>> examples = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}]
+        >>> padded = SFTBatches(examples, batch_size=2, shuffle=False)(0)
+        >>> padded["input_ids"].tolist()
+        [[5, 6, 7], [8, 9, 0]]
+        >>> packed = SFTBatches(examples, batch_size=2, packing=True, max_length=8, shuffle=False)(0)
+        >>> packed["input_ids"].tolist(), packed["position_ids"].tolist()
+        ([[5, 6, 7, 8, 9]], [[0, 1, 2, 0, 1]])
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[Mapping[str, Sequence[int]]],
+        batch_size: int,
+        seed: int = 0,
+        packing: bool = False,
+        max_length: int | None = None,
+        pad_id: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ) -> None:
+        if isinstance(examples, str | bytes) or not isinstance(examples, Sequence) or not examples:
+            raise TypeError("examples must be a non-empty list of {'input_ids', 'labels'} dicts")
+        if not isinstance(packing, bool):
+            raise TypeError(f"packing must be a bool, got {type(packing).__name__}")
+        longest = max(len(e["input_ids"]) for e in examples)
+        if max_length is None:
+            max_length = longest
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        if longest > max_length:
+            raise ValueError(f"an example is {longest} tokens, longer than max_length={max_length}")
+        self.examples = list(examples)
+        self.packing = packing
+        self.max_length = max_length
+        self.pad_id = pad_id
+        index = torch.arange(len(self.examples))[:, None]  # (N, 1): IndexedBatches picks the rows
+        self._order = IndexedBatches(
+            index, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, shuffle=shuffle
+        )
+
+    def __len__(self) -> int:
+        """Micro-batches per epoch."""
+        return len(self._order)
+
+    def __call__(self, index: int) -> dict[str, Tensor]:
+        """Micro-batch ``index``: ``input_ids``, ``labels``, ``attention_mask`` and, packed, ``position_ids`` and
+        ``document_ids``, each int64 (rows, T)."""
+        chosen = [self.examples[int(i)] for i in self._order.indices(index)]
+        if self.packing:
+            return pack_examples(chosen, self.max_length, pad_id=self.pad_id)
+        return collate_padded(chosen, pad_id=self.pad_id)
+
+
+def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, int]:
+    """The loop's ``loss_fn``: the model on a padded or packed SFT batch, scored on its trained tokens.
+
+    Only the positions whose next token is trained need logits, so the model projects only those
+    (``logits_mask``): the loss equals [sft_loss][llmdocs.finetuning.sft_labels.sft_loss] of the full logits
+    (tested), for a fraction of the head's work when the answers are short.
+
+    Args:
+        model: A causal language model taking ``attention_mask`` (padded) or ``position_ids`` and
+            ``document_ids`` (packed), and ``logits_mask``, such as [Llama][llmdocs.models.llama.Llama].
+        batch: An [SFTBatches][llmdocs.finetuning.sft.SFTBatches] micro-batch.
+
+    Returns:
+        The mean cross-entropy over the batch's trained tokens (0-d) and the number of real tokens in the batch
+        (for the loop's tokens/s).
+
+    Raises:
+        KeyError: If the batch lacks ``input_ids``, ``labels`` or ``attention_mask``.
+        ValueError: If no token of the batch is trained.
+    """
+    labels = batch["labels"]  # (B, T), aligned with the inputs
+    trained = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1): position t predicts the trained token t + 1
+    if not trained.any():
+        raise ValueError("no token of this batch is trained (every label is -100): nothing to learn from")
+    logits_mask = torch.cat([trained, torch.zeros_like(trained[:, :1])], dim=1)  # (B, T)
+    if "document_ids" in batch:  # packed: attention stays inside each example, positions restart per example
+        logits = model(batch["input_ids"], position_ids=batch["position_ids"], document_ids=batch["document_ids"],
+                       logits_mask=logits_mask)  # fmt: skip
+    else:
+        logits = model(batch["input_ids"], attention_mask=batch["attention_mask"], logits_mask=logits_mask)
+    targets = labels[:, 1:][trained]  # (N,) in the row-major order of the logits
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # score half-precision logits in float32, as sft_loss does
+    loss = F.cross_entropy(logits, targets)  # (N, V) -> mean over the N trained tokens
+    return loss, int(batch["attention_mask"].sum())
+
+
+def few_shot_messages(
+    shots: Sequence[Sequence[Mapping[str, str]]], query: Sequence[Mapping[str, str]]
+) -> list[dict[str, str]]:
+    """A few-shot chat prompt: each shot's user and assistant turns, then the query's turns.
+
+    The system message, if any, is the query's (shots' own system messages are dropped).
+
+    Args:
+        shots: Solved conversations (user, assistant), shown as earlier turns.
+        query: The conversation to answer: optional system message, then the user turn (no answer).
+
+    Returns:
+        The messages, to render with ``add_generation_prompt=True``.
+
+    Examples:
+        >>> shot = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]
+        >>> [m["content"] for m in few_shot_messages([shot], [{"role": "user", "content": "2+2?"}])]
+        ['1+1?', '2', '2+2?']
+    """
+    system = [dict(m) for m in query if m["role"] == "system"]
+    turns = [dict(m) for shot in shots for m in shot if m["role"] != "system"]
+    return [*system, *turns, *(dict(m) for m in query if m["role"] != "system")]
+
+
+def generation_prompt(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> list[int]:
+    """The token ids that ask the model for the next assistant turn (the chat template's generation prompt).
+
+    Args:
+        messages: The conversation so far, ending with a user turn.
+        tokenizer: A ``transformers`` tokenizer with a chat template.
+
+    Returns:
+        The prompt's ids.
+    """
+    rendered = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_dict=True)
+    return list(rendered["input_ids"])
+
+
+@torch.no_grad()
+def generate_answers(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[Mapping[str, str]]],
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Greedy answers of a chat model to each prompt, decoded and stripped of the end-of-turn token.
+
+    Args:
+        model: A causal language model ([Llama][llmdocs.models.llama.Llama]).
+        tokenizer: Its ``transformers`` tokenizer (chat template, ``eos_token_id`` ends an answer).
+        prompts: Conversations ending with a user turn.
+        max_new_tokens: Most tokens per answer.
+        batch_size: Prompts generated together (left-padded).
+        progress: Called with the number of prompts done after each batch.
+
+    Returns:
+        One answer per prompt (``skip_special_tokens`` decoding).
+    """
+    from llmdocs.generation import generate  # generation imports the models: keep this module light to import
+
+    answers: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        ids = [generation_prompt(p, tokenizer) for p in prompts[start : start + batch_size]]
+        out = generate(model, ids, max_new_tokens=max_new_tokens, do_sample=False, stop_tokens=[tokenizer.eos_token_id])
+        answers += [tokenizer.decode(row, skip_special_tokens=True) for row in out]
+        if progress is not None:
+            progress(len(answers))
+    return answers
+
+
+def exact_match_rate(
+    predictions: Sequence[str], references: Sequence[str], match: Callable[[str, str], bool] | None = None
+) -> float:
+    """The fraction of predictions that match their reference (default: equal after stripping whitespace).
+
+    Args:
+        predictions: The model's answers.
+        references: The reference answers, as many.
+        match: ``match(prediction, reference) -> bool``, e.g. ``llmdocs.data.iso_dates.exact_match``.
+
+    Returns:
+        A fraction in [0, 1].
+
+    Raises:
+        ValueError: If the lengths differ or there are no predictions.
+
+    Examples:
+        >>> exact_match_rate(["2024-03-05 ", "2024-03-06"], ["2024-03-05", "2024-03-05"])
+        0.5
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) must pair up")
+    if not predictions:
+        raise ValueError("exact_match_rate of no predictions is undefined")
+    match = match or (lambda p, r: p.strip() == r.strip())
+    return sum(bool(match(p, r)) for p, r in zip(predictions, references, strict=True)) / len(predictions)

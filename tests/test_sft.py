@@ -1,0 +1,194 @@
+"""Tests for llmdocs.finetuning.sft: examples, batches, the loop's loss, the evaluation helpers.
+
+- ``tokenize_sft_examples``: the assistant's tokens only by default, every token with ``mask_prompt=False``;
+  refusals (length, types, malformed conversations).
+- ``SFTBatches``: a pure function of the index; the same examples padded or packed; the packed batch's loss and
+  gradients equal the padded batch's (float64, a tiny random Llama), so packing changes the work, not the update;
+  DDP shards form the single-process batch.
+- The package's training loop runs SFT on it, and its loss falls.
+- ``few_shot_messages``, ``exact_match_rate`` by hand; ``generate_answers`` with the real SmolLM2 tokenizer on a tiny
+  random Llama stops at the end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS
+from llmdocs.finetuning.sft import (
+    SFTBatches,
+    exact_match_rate,
+    few_shot_messages,
+    generate_answers,
+    sft_loss_fn,
+    tokenize_sft_examples,
+)
+from llmdocs.finetuning.sft_labels import IGNORE_INDEX, sft_loss
+from llmdocs.models.llama import Llama, LlamaConfig
+from llmdocs.testing import assert_equivalent
+from llmdocs.tokenizers.bpe import BPETokenizer
+from llmdocs.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> BPETokenizer:
+    return BPETokenizer.train("", vocab_size=260, special_tokens=CHAT_SPECIAL_TOKENS)  # bytes + our 4 markers
+
+
+def chat(question: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+CHATS = [chat("2+2?", "4"), chat("What is ten times ten?", "100"), chat("1+1?", "two"), chat("Name a colour.", "red")]
+
+
+def tiny_llama(vocab_size: int) -> Llama:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, context_length=64, d_model=16, n_layers=2, n_heads=4, n_kv_heads=2,
+                         d_ff=32)  # fmt: skip
+    return Llama(config)
+
+
+def test_only_the_answers_are_trained_unless_the_prompt_is_too(tokenizer) -> None:
+    masked, full = (tokenize_sft_examples(CHATS, tokenizer, mask_prompt=m)[1] for m in (True, False))
+    assert masked["input_ids"] == full["input_ids"]
+    trained = [t for t, label in zip(masked["input_ids"], masked["labels"], strict=True) if label != IGNORE_INDEX]
+    assert tokenizer.decode(trained) == "100<|end|>"
+    assert full["labels"] == full["input_ids"]
+
+
+def test_tokenize_refuses_bad_input(tokenizer) -> None:
+    with pytest.raises(ValueError, match=r"conversations\[0\] is \d+ tokens, longer than max_length=5"):
+        tokenize_sft_examples(CHATS, tokenizer, max_length=5)
+    with pytest.raises(TypeError, match="conversations must be a list"):
+        tokenize_sft_examples("2+2?", tokenizer)
+    with pytest.raises(TypeError, match="mask_prompt must be a bool"):
+        tokenize_sft_examples(CHATS, tokenizer, mask_prompt="yes")
+    with pytest.raises(ValueError, match=r"conversations\[0\]"):
+        tokenize_sft_examples([[{"role": "assistant", "content": "4"}]], tokenizer)
+
+
+def test_batches_are_a_pure_function_of_the_index_and_hold_the_same_examples_padded_or_packed(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    padded = SFTBatches(examples, batch_size=2, seed=3)
+    packed = SFTBatches(examples, batch_size=2, seed=3, packing=True, max_length=64)
+    assert len(padded) == 2
+    for i in range(5):  # across epochs
+        a, b = padded(i), packed(i)
+        assert torch.equal(a["input_ids"], padded(i)["input_ids"])
+        assert sorted(a["attention_mask"].sum(1).tolist()) == sorted(
+            torch.bincount(b["document_ids"][b["document_ids"] >= 0]).tolist()
+        )  # the same two examples: their lengths
+        assert b["input_ids"].size(0) == 1  # both fit one row of 64
+    shards = [SFTBatches(examples, batch_size=1, seed=3, rank=r, world_size=2)(0)["input_ids"] for r in (0, 1)]
+    lengths = sorted(s.size(1) for s in shards)
+    assert lengths == sorted(padded(0)["attention_mask"].sum(1).tolist())  # the ranks' shards form batch 0
+
+
+def test_batches_refuse_bad_settings(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    with pytest.raises(ValueError, match="longer than max_length=4"):
+        SFTBatches(examples, batch_size=2, max_length=4)
+    with pytest.raises(TypeError, match="non-empty list"):
+        SFTBatches([], batch_size=2)
+    with pytest.raises(TypeError, match="packing must be a bool"):
+        SFTBatches(examples, batch_size=2, packing=1)
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        SFTBatches(examples, batch_size=5)
+
+
+@pytest.mark.numerics
+def test_packed_batch_gives_the_padded_batch_loss_and_gradients(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    model = tiny_llama(tokenizer.vocab_size).double()
+    results = []
+    for packing in (False, True):
+        model.zero_grad()
+        batch = SFTBatches(examples, batch_size=4, packing=packing, max_length=64, shuffle=False)(0)
+        loss, n_tokens = sft_loss_fn(model, batch)
+        loss.backward()
+        results.append((loss.detach(), n_tokens, [p.grad.clone() for p in model.parameters()]))
+    (loss_pad, tokens_pad, grads_pad), (loss_pack, tokens_pack, grads_pack) = results
+    assert tokens_pad == tokens_pack == sum(len(e["input_ids"]) for e in examples)
+    assert_equivalent(loss_pack, loss_pad, depth=2)
+    for g_pack, g_pad in zip(grads_pack, grads_pad, strict=True):
+        assert_equivalent(g_pack, g_pad, depth=2)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("packing", [False, True])
+def test_the_loop_loss_equals_sft_loss_of_the_full_logits(tokenizer, packing) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    model = tiny_llama(tokenizer.vocab_size).double()
+    batch = SFTBatches(examples, batch_size=4, packing=packing, max_length=64, shuffle=False)(0)
+    loss, _ = sft_loss_fn(model, batch)  # logits of the trained positions only
+    if packing:
+        logits = model(batch["input_ids"], position_ids=batch["position_ids"], document_ids=batch["document_ids"])
+    else:
+        logits = model(batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert_equivalent(loss, sft_loss(logits, batch["labels"]), depth=2)
+
+
+@pytest.mark.numerics
+def test_logits_mask_projects_the_chosen_positions_and_refuses_bad_masks() -> None:
+    model = tiny_llama(50).double().eval()
+    ids = torch.tensor([[3, 1, 4, 1], [5, 9, 2, 6]])
+    mask = torch.tensor([[False, True, False, True], [True, False, False, False]])
+    with torch.no_grad():
+        assert_equivalent(model(ids, logits_mask=mask), model(ids)[mask], depth=2)  # (3, V), row-major
+    with pytest.raises(TypeError, match="logits_mask must be a bool tensor"):
+        model(ids, logits_mask=mask.long())
+    with pytest.raises(ValueError, match=r"logits_mask must be \(B, T\)"):
+        model(ids, logits_mask=mask[:, :3])
+    with pytest.raises(ValueError, match="not both"):
+        model(ids, logits_mask=mask, logits_to_keep=1)
+    no_target = {"input_ids": ids, "labels": torch.full_like(ids, IGNORE_INDEX), "attention_mask": torch.ones_like(ids)}
+    with pytest.raises(ValueError, match="no token of this batch is trained"):
+        sft_loss_fn(model, no_target)
+
+
+def test_the_training_loop_runs_sft_and_the_loss_falls(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    model = tiny_llama(tokenizer.vocab_size)
+    config = TrainConfig(steps=30, lr=1e-2, warmup=2, log_every=5, weight_decay=0.0)
+    history = train(model, SFTBatches(examples, batch_size=4, packing=True, max_length=64), sft_loss_fn, config,
+                    progress=False)  # fmt: skip
+    losses = [row["loss"] for row in history if "loss" in row]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_few_shot_messages_keep_the_query_system_and_drop_the_shots() -> None:
+    shot = [{"role": "system", "content": "S0"}, *chat("1+1?", "2")]
+    query = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    assert few_shot_messages([shot, chat("3+3?", "6")], query) == [
+        {"role": "system", "content": "Be brief."},
+        *chat("1+1?", "2"),
+        *chat("3+3?", "6"),
+        {"role": "user", "content": "2+2?"},
+    ]
+
+
+def test_exact_match_rate_by_hand() -> None:
+    assert exact_match_rate([" a", "b", "c "], ["a", "B", "c"]) == pytest.approx(2 / 3)  # not rounding: 2 of 3
+    assert exact_match_rate(["B"], ["b"], match=lambda p, r: p.lower() == r) == 1.0
+    with pytest.raises(ValueError, match="pair up"):
+        exact_match_rate(["a"], [])
+    with pytest.raises(ValueError, match="no predictions"):
+        exact_match_rate([], [])
+
+
+def test_generate_answers_decodes_until_the_end_of_turn_or_max_new_tokens() -> None:
+    pytest.importorskip("transformers")
+    from llmdocs.models.smollm2 import smollm2_tokenizer
+
+    tok = smollm2_tokenizer()
+    model = tiny_llama(len(tok))
+    with torch.no_grad():
+        model.norm.weight.zero_()  # the final hidden state is 0: the logits are lm_head's bias alone
+    prompts = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Hello there"}]]
+    for favourite, expected in ((tok.eos_token_id, ""), (tok.convert_tokens_to_ids("A"), "AAAA")):
+        bias = torch.full((len(tok),), -1e4)
+        bias[favourite] = 0.0
+        model.lm_head.bias = torch.nn.Parameter(bias)
+        assert generate_answers(model, tok, prompts, max_new_tokens=4, batch_size=1) == [expected, expected]
