@@ -32,8 +32,11 @@ Usage:
     python examples/finetune_bert.py --out-dir runs/ft --resume      # ... and carries on to the end
     python examples/finetune_bert.py --smoke                      # seconds (the tests run this)
 
-Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``, ``results.json`` and, with
-``--select best``, ``best.safetensors`` (the chosen epoch's trained weights).
+Outputs in ``--out-dir``: ``run_args.json`` (the settings of the run, written when it starts), ``metrics.jsonl``/
+``metrics.csv``, ``checkpoints/``, ``results.json`` and, with ``--select best``, ``best.safetensors`` (the chosen
+epoch's trained weights). ``--resume`` continues that run with the same settings: only the budget and where the
+outputs go (``--minutes``, ``--threads``, ``--no-progress``, ``--device``, ``--export``) may change; any other flag
+that differs from ``run_args.json`` is refused before anything is built.
 """
 
 from __future__ import annotations
@@ -68,9 +71,10 @@ from llmdocs.finetuning.classification import (
 )
 from llmdocs.models.bert import BertForSequenceClassification, BertModel
 from llmdocs.profiling import machine_description
+from llmdocs.records import write_record
 from llmdocs.serialization import load_encoder as load_encoder_folder
 from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
-from llmdocs.training import TrainConfig, resolve_device
+from llmdocs.training import TrainConfig, latest_checkpoint, resolve_device
 
 Split = dict[str, list[tuple[str, int]]]
 
@@ -104,9 +108,22 @@ SMOKE: dict[str, Any] = dict(
     epochs=2, batch_size=8, max_length=32, n_train=32, n_eval=16, out_dir="runs/finetune-bert-smoke"
 )  # out_dir: never the folder of a real run
 
+RUN_ARGS = "run_args.json"
+"""The file of ``--out-dir`` that holds the settings of the run (``run_settings``), written when it starts."""
+
+MAY_CHANGE_ON_RESUME = ("minutes", "threads", "no_progress", "json", "device", "export", "out_dir", "resume")
+"""The flags that a ``--resume`` may change: the budget, and where the outputs go. Every other flag defines what is
+trained (``--json`` belongs to finetune_lora.py, which shares this list)."""
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show the usage docstring as written and every flag's default."""
+    """Show the usage docstring as written and every flag's default, once: a help that states its own default
+    (``--lr``'s depends on the mode) is shown as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -123,7 +140,8 @@ def add_training_arguments(
     """The recipe, budget, seeds and run folder: shared with examples/finetune_lora.py (which passes its own
     per-method learning rates, seed description and run folder)."""
     p.add_argument("--epochs", type=int, default=3, help="passes over the training set")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {lr_defaults})")
+    per_mode = ", ".join(f"{name} {lr:g}" for name, lr in lr_defaults.items())
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {per_mode})")
     p.add_argument("--batch-size", type=int, default=32, help="texts per step")
     p.add_argument("--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included")
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up, as a fraction of the steps")
@@ -132,7 +150,7 @@ def add_training_arguments(
     p.add_argument("--select", choices=["last", "best"], default="last",
                    help="test the last epoch's weights, or the best epoch's on validation")  # fmt: skip
     p.add_argument("--minutes", type=float, default=None, help="training budget; stops with a checkpoint")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then the CPU), cpu, cuda or mps")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
@@ -165,6 +183,16 @@ def parse_with_smoke(
     return parser.parse_args(argv)
 
 
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The flags (their ``dest`` names) given on the command line ``argv``, whatever their value: a flag given
+    with its default value counts as given. ``argv`` must parse (it is parsed a second time, into a namespace
+    whose every name is already set, so that argparse fills in no default)."""
+    unset = object()
+    namespace = argparse.Namespace(**dict.fromkeys(vars(parser.parse_args(argv)), unset))
+    parsed = parser.parse_args(argv, namespace=namespace)
+    return {name for name, value in vars(parsed).items() if value is not unset}
+
+
 def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """End with a one-line usage error if a shared flag is out of range; ``args.lr`` must be set already."""
     for name in ("epochs", "batch_size"):
@@ -180,13 +208,19 @@ def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespac
         parser.error(f"--warmup must be a fraction in [0, 1), got {args.warmup}")
     if args.minutes is not None and not 0.0 < args.minutes < float("inf"):
         parser.error(f"--minutes must be a positive number, got {args.minutes}")
+    try:
+        resolve_device(args.device)
+    except ValueError as error:  # an unknown name, or an accelerator this machine lacks
+        parser.error(f"--device {args.device}: {error}: give --device auto or cpu")
     problem = model_dir_problem(args.model_dir) if args.model_dir is not None else None
     if problem:  # one line, not the usage: the flag is well formed, the folder is not a BERT
         parser.exit(2, f"{parser.prog}: error: --model-dir {problem}\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Defaults, then --smoke's, then the flags given explicitly; every flag is checked before any work starts."""
+    """Defaults, then --smoke's, then the flags given explicitly; every flag is checked before any work starts
+    (``--out-dir`` against ``--resume`` by ``check_run_folder``, which ``main`` calls: the benchmarks parse these
+    flags for runs that write no run folder)."""
     parser = build_parser()
     args = parse_with_smoke(parser, argv, SMOKE)
     args.lr = DEFAULT_LR[args.mode] if args.lr is None else args.lr
@@ -207,6 +241,10 @@ def model_dir_problem(model_dir: str) -> str | None:
     """Why ``--model-dir`` holds no BERT to fine-tune (read from its ``config.json`` only), or None if it does."""
     config_file = model_folder(model_dir) / "config.json"
     hint = "give a BERT folder of examples/pretrain_bert.py, e.g. llmdocs/pretrained/bert-wikitext2"
+    if not Path(model_dir).exists():
+        return f"{model_dir} does not exist: {hint}"
+    if not Path(model_dir).is_dir():
+        return f"{model_dir} is a file, not a model folder: {hint}"
     if not config_file.is_file():
         return f"{model_dir} holds no saved model (no config.json): {hint}"
     try:
@@ -216,6 +254,90 @@ def model_dir_problem(model_dir: str) -> str | None:
     if kind not in BERT_MODELS:
         return f"{model_dir} holds a {kind}, not a BERT ({', '.join(BERT_MODELS)}): {hint}"
     return None
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What defines the run that ``args`` trains: every flag but ``MAY_CHANGE_ON_RESUME``'s, as JSON values (the
+    content of ``run_args.json``; ``--lr`` already resolved to the mode's default)."""
+    settings = {name: value for name, value in vars(args).items() if name not in MAY_CHANGE_ON_RESUME}
+    return json.loads(json.dumps(settings))  # tuples -> lists: comparable with the file's
+
+
+_MISSING = object()  # a setting that one side does not record
+
+
+def settings_changes(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """The flags whose values differ between a run's ``saved`` settings and ``settings``, as ``"--flag old ->
+    new"``."""
+
+    def shown(value: Any) -> str:
+        if value is _MISSING:
+            return "(not recorded)"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    names = [*settings, *(name for name in saved if name not in settings)]
+    return [
+        f"--{name.replace('_', '-')} {shown(saved.get(name, _MISSING))} -> {shown(settings.get(name, _MISSING))}"
+        for name in names
+        if saved.get(name, _MISSING) != settings.get(name, _MISSING)
+    ]
+
+
+def check_run_folder(args: argparse.Namespace) -> None:
+    """End with a one-line message unless ``--out-dir`` suits ``--resume``; called before anything is built.
+
+    A fresh run needs a folder (or a path to create) without checkpoints: it must not mix its checkpoints with
+    another run's. ``--resume`` needs a checkpoint to continue and the settings of ``run_args.json``
+    (``run_settings``): it continues the same run, so only ``MAY_CHANGE_ON_RESUME``'s flags may differ. A run
+    folder of an older script, without ``run_args.json``, is resumed unchecked (with a note).
+
+    Raises:
+        SystemExit: ``--out-dir`` is (inside) a file; a fresh run into a folder with checkpoints; ``--resume``
+            with no checkpoint, or with settings that differ from the run's (each differing flag named).
+    """
+    out = Path(args.out_dir)
+    existing = next((folder for folder in (out, *out.parents) if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == out else f" is inside {existing}, which"
+        raise SystemExit(f"error: --out-dir {args.out_dir}{where} is a file, not a folder: give a folder path")
+    checkpoints = out / "checkpoints"
+    if not args.resume:
+        if latest_checkpoint(checkpoints) is not None:
+            raise SystemExit(
+                f"error: --out-dir {args.out_dir} already holds the checkpoints of a run: continue it with --resume, "
+                "or give another --out-dir"
+            )
+        return
+    if latest_checkpoint(checkpoints) is None:
+        raise SystemExit(
+            f"error: --resume: there is nothing to resume in {args.out_dir} (no checkpoint in {checkpoints}): "
+            "drop --resume to start a run there"
+        )
+    saved_file = out / RUN_ARGS
+    if not saved_file.is_file():
+        print(f"note: {args.out_dir} has no {RUN_ARGS} (a run of an older script): its settings are not checked")
+        return
+    try:
+        saved = json.loads(saved_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SystemExit(f"error: --resume: {saved_file} is not readable JSON ({error})") from None
+    if not isinstance(saved, dict):
+        raise SystemExit(f"error: --resume: {saved_file} holds a {type(saved).__name__}, not the run's settings")
+    changes = settings_changes(saved, run_settings(args))
+    if changes:
+        budget = ", ".join(f"--{name.replace('_', '-')}" for name in MAY_CHANGE_ON_RESUME[:-2] if hasattr(args, name))
+        raise SystemExit(
+            f"error: --resume continues the run in {args.out_dir} with its settings ({saved_file}), but these flags "
+            f"differ: {'; '.join(changes)}: give the run's values, or another --out-dir for a new run (a resume may "
+            f"change only {budget})"
+        )
+
+
+def save_run_settings(args: argparse.Namespace) -> Path:
+    """Write ``run_settings(args)`` to ``<out-dir>/run_args.json``, atomically, when a fresh run starts."""
+    return write_record(Path(args.out_dir) / RUN_ARGS, run_settings(args))
 
 
 def load_encoder(name: str, model_dir: str | None = None) -> tuple[BertModel, WordPieceTokenizer]:
@@ -310,6 +432,7 @@ def finetune_and_test(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    check_run_folder(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python examples/finetune_bert.py " + shlex.join(list(sys.argv[1:] if argv is None else argv))
@@ -332,6 +455,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{args.model_dir or args.model}, mode {args.mode}: "
         f"{trainable_parameters_summary(model)}; {torch.get_num_threads()} thread(s)"
     )
+    if not args.resume:
+        save_run_settings(args)
     results = finetune_and_test(model, data, args, class_names, args.out_dir, args.resume)
     results = {
         "task": args.task,

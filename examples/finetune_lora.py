@@ -59,7 +59,9 @@ Usage:
     python examples/finetune_lora.py --out-dir runs/lora --resume      # ... and carries on to the end
     python examples/finetune_lora.py --smoke                          # seconds (the tests run this)
 
-Outputs in ``--out-dir``: ``results.json`` (test accuracy, precision and recall of the positive class, trainable
+Outputs in ``--out-dir``: ``run_args.json`` (the settings of the run, written when it starts; ``--resume`` refuses
+to continue with any other value of a flag but ``--minutes``, ``--threads``, ``--no-progress``, ``--json`` and
+``--device``), ``results.json`` (test accuracy, precision and recall of the positive class, trainable
 parameters, peak memory of one training step, bytes of the base weights, wall-clock and CPU seconds, the command),
 ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``, and for the LoRA methods ``adapter/`` in peft's format
 (``adapter_config.json`` + ``adapter_model.safetensors``; ``PeftModel.from_pretrained`` loads it, and
@@ -98,7 +100,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from llmdocs.finetuning.classification import ClassificationBatches, EncodedExamples, classification_loss, predict
 from llmdocs.finetuning.freezing import trainable_parameters_summary
-from llmdocs.finetuning.lora import apply_lora
+from llmdocs.finetuning.lora import apply_lora, module_name_matches, target_module_names
 from llmdocs.finetuning.qlora import Linear4bit, quantize_linears
 from llmdocs.interop.hf_bert import to_hf
 from llmdocs.interop.peft_lora import load_peft_adapter, peft_config, save_peft_adapter
@@ -126,6 +128,10 @@ METHODS = ("head", "full", "lora", "qlora", "peft", "adalora", "dora")
 OUR_LORA = ("lora", "qlora")
 PEFT_METHODS = ("peft", "adalora", "dora")
 LORA_METHODS = OUR_LORA + PEFT_METHODS
+LORA_FLAGS = ("r", "lora_alpha", "lora_dropout", "targets")
+"""The flags that only the LoRA methods read."""
+MODULES_TO_SAVE = ["classifier"]
+"""Trained in full by every LoRA method, never adapted (peft's ``modules_to_save``): the new classifier."""
 
 DEFAULT_LR = {"head": finetune_bert.DEFAULT_LR["head"], "full": finetune_bert.DEFAULT_LR["full"]}
 DEFAULT_LR |= dict.fromkeys(LORA_METHODS, 2e-3) | {"adalora": 5e-3}  # the sweep of the docstring
@@ -178,6 +184,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = finetune_bert.parse_with_smoke(parser, argv, SMOKE)
     args.lr = DEFAULT_LR[args.method] if args.lr is None else args.lr
+    if args.method not in LORA_METHODS:  # refused rather than ignored: results and run_args.json would record them
+        given = finetune_bert.given_flags(parser, argv)
+        unread = [f"--{name.replace('_', '-')}" for name in LORA_FLAGS if name in given]
+        if unread:
+            verb = "applies" if len(unread) == 1 else "apply"
+            parser.error(
+                f"{', '.join(unread)} {verb} to the LoRA methods only ({', '.join(LORA_METHODS)}), not to "
+                f"--method {args.method}: drop {'it' if len(unread) == 1 else 'them'}"
+            )
     if args.r < 1:
         parser.error(f"--r must be >= 1, got {args.r}")
     if not (math.isfinite(args.lora_alpha) and args.lora_alpha > 0):
@@ -190,40 +205,83 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def adapter_rank(method: str, r: int) -> int:
+    """The rank of the adapters that ``method`` builds for ``--r r``: ``r``, or AdaLoRA's starting rank
+    ``ceil(1.5 r)`` (pruned to ``r`` on average during training)."""
+    return math.ceil(ADALORA["init_r_factor"] * r) if method == "adalora" else r
+
+
+def largest_r(method: str, rank_limit: int) -> int:
+    """The largest ``--r`` whose adapters (``adapter_rank``) fit a layer of rank at most ``rank_limit``."""
+    return max((r for r in range(1, rank_limit + 1) if adapter_rank(method, r) <= rank_limit), default=0)
+
+
+def encoder_probe(config: BertConfig) -> BertForSequenceClassification:
+    """A classifier of ``config``'s shapes on the ``meta`` device: module names and shapes, no memory."""
+    with torch.device("meta"):
+        return BertForSequenceClassification(config, n_classes=2)
+
+
 def check_lora_flags(config: BertConfig, args: argparse.Namespace) -> None:
-    """End with a one-line message if ``--targets`` (or ``--max-length``) does not fit the encoder: the recipe is
-    tried on a tiny model with the encoder's number of layers, before anything large is built.
+    """End with a one-line message if ``--targets``, ``--r`` (or ``--max-length``) do not fit the encoder: the
+    recipe is tried on a model of the encoder's shapes on the ``meta`` device, before anything is built.
+
+    A rank above ``min(d_in, d_out)`` of a layer adds parameters and memory but no expressiveness: the update
+    B A of a (d_out, d_in) weight has rank at most ``min(d_in, d_out)`` whatever R (Hu et al., 2021, section 4.1).
 
     Raises:
-        SystemExit: a target that matches no linear layer (or the classifier, which trains in full), or a
-            ``--max-length`` past the encoder's positions.
+        SystemExit: a target that matches no linear layer (or the classifier, which trains in full); ``--r``
+            past the rank of a targeted layer (its shape and the largest ``--r`` named); a ``--max-length`` past
+            the encoder's positions.
     """
     if args.max_length > config.context_length:
         raise SystemExit(
             f"error: --max-length {args.max_length} exceeds the encoder's {config.context_length} positions: "
             f"give --max-length {config.context_length} or less"
         )
-    if args.method in LORA_METHODS:
-        try:
-            lora_settings(config.n_layers, args)
-        except (TypeError, ValueError) as error:
-            raise SystemExit(f"error: --targets {' '.join(args.targets)}: {error}") from None
+    if args.method not in LORA_METHODS:
+        return
+    targets = " ".join(args.targets)
+    probe = encoder_probe(config)
+    try:
+        names = target_module_names(probe, args.targets)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"error: --targets {targets}: {error}") from None
+    adapted = {  # name -> the (d_out, d_in) of its weight
+        name: (probe.get_submodule(name).out_features, probe.get_submodule(name).in_features)
+        for name in names
+        if not any(module_name_matches(name, kept) for kept in MODULES_TO_SAVE)
+    }
+    if adapted:  # a targeted classifier is refused below, by apply_lora's own message
+        name = min(adapted, key=lambda n: min(adapted[n]))  # the layer of the smallest rank
+        limit, rank = min(adapted[name]), adapter_rank(args.method, args.r)
+        if rank > limit:
+            starts = f" starts {args.method} at rank {rank}, which" if rank != args.r else ""
+            raise SystemExit(
+                f"error: --r {args.r}{starts} exceeds the rank of {name}, whose weight (d_out, d_in) = "
+                f"{adapted[name]} has rank at most {limit}: the largest --r for --targets {targets} is "
+                f"{largest_r(args.method, limit)}"
+            )
+    try:
+        lora_settings(config, args)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"error: --targets {targets}: {error}") from None
 
 
-def lora_settings(n_layers: int, args: argparse.Namespace) -> dict[str, Any]:
+def lora_settings(config: BertConfig, args: argparse.Namespace) -> dict[str, Any]:
     """The recipe as peft's ``adapter_config.json`` fields, in Hugging Face's module names: our LoRA applied to a
-    tiny BERT of ``n_layers`` layers, exported by ``peft_config`` (``["q_proj", "v_proj"]`` -> ``["query",
-    "value"]``, the classifier in ``modules_to_save``)."""
-    probe = BertForSequenceClassification(BertConfig.tiny(n_layers=n_layers), n_classes=2)
-    apply_lora(probe, args.targets, args.r, args.lora_alpha, args.lora_dropout, modules_to_save=["classifier"])
+    model of ``config``'s shapes on the ``meta`` device, exported by ``peft_config`` (``["q_proj", "v_proj"]`` ->
+    ``["query", "value"]``, the classifier in ``modules_to_save``)."""
+    probe = encoder_probe(config)
+    apply_lora(probe, args.targets, args.r, args.lora_alpha, args.lora_dropout, modules_to_save=MODULES_TO_SAVE)
     return peft_config(probe)
 
 
-def peft_method_config(method: str, n_layers: int, args: argparse.Namespace, steps: int) -> Any:
-    """peft's config of ``method`` for the recipe: ``LoraConfig`` (``use_dora=True`` for DoRA) or
-    ``AdaLoraConfig`` (its schedule from ``ADALORA`` and the run's ``steps``)."""
+def peft_method_config(method: str, config: BertConfig, args: argparse.Namespace, steps: int) -> Any:
+    """peft's config of ``method`` for the recipe on an encoder of ``config``: ``LoraConfig`` (``use_dora=True``
+    for DoRA) or ``AdaLoraConfig`` (its schedule from ``ADALORA`` and the run's ``steps``)."""
     peft = _import_peft()
-    settings = lora_settings(n_layers, args)
+    settings = lora_settings(config, args)
     common = dict(
         task_type=peft.TaskType.SEQ_CLS,
         lora_alpha=settings["lora_alpha"],
@@ -234,7 +292,7 @@ def peft_method_config(method: str, n_layers: int, args: argparse.Namespace, ste
     if method == "adalora":
         return peft.AdaLoraConfig(
             **common,
-            init_r=math.ceil(ADALORA["init_r_factor"] * args.r),
+            init_r=adapter_rank(method, args.r),
             target_r=args.r,
             tinit=int(ADALORA["tinit"] * steps),
             tfinal=int(ADALORA["tfinal"] * steps),
@@ -279,7 +337,7 @@ def build_model(method: str, encoder: BertModel, n_classes: int, args: argparse.
     model = finetune_bert.build_classifier(encoder, n_classes, "full", args.dropout, args.seed)
     if method in PEFT_METHODS:
         peft = _import_peft()
-        config = peft_method_config(method, encoder.config.n_layers, args, steps)
+        config = peft_method_config(method, encoder.config, args, steps)
         with warnings.catch_warnings():  # transformers 5 renamed an attribute that peft 0.21 still reads
             warnings.simplefilter("ignore", FutureWarning)
             peft_model = peft.get_peft_model(hf_base_model(model, args), config)
@@ -288,7 +346,7 @@ def build_model(method: str, encoder: BertModel, n_classes: int, args: argparse.
         return peft_model
     if method == "qlora":
         quantize_linears(model, QUANTIZED, double_quant=True)
-    apply_lora(model, args.targets, args.r, args.lora_alpha, args.lora_dropout, modules_to_save=["classifier"])
+    apply_lora(model, args.targets, args.r, args.lora_alpha, args.lora_dropout, modules_to_save=MODULES_TO_SAVE)
     return model
 
 
@@ -618,6 +676,7 @@ def load_split(args: argparse.Namespace) -> dict[str, list[tuple[str, int]]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    finetune_bert.check_run_folder(args)  # --out-dir against --resume, before anything is built
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python examples/finetune_lora.py " + shlex.join(list(sys.argv[1:] if argv is None else argv))
@@ -631,6 +690,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{', '.join(f'{name} {len(part):,}' for name, part in data.items())} texts; {args.model_dir or args.model}, "
         f"method {args.method}, lr {args.lr:g}; {torch.get_num_threads()} thread(s)"
     )
+    if not args.resume:
+        finetune_bert.save_run_settings(args)
     model, results = run(args, encoder, data, class_names, args.out_dir, args.resume)
     adapter = save_adapter(model, args.method, Path(args.out_dir) / "adapter", base_model_name(args))
     results = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -167,6 +168,50 @@ def test_finetune_flags_fail_before_any_work(tmp_path) -> None:
             finetune.parse_args(flags)
     args = finetune.parse_args(["--smoke", "--max-length", "16"])  # an explicit flag wins over --smoke's default
     assert args.max_length == 16 and args.epochs == 2
+
+
+def test_finetune_resume_continues_the_same_run_only(wikitext_run, tmp_path) -> None:
+    """run_args.json holds what defines the run; --resume refuses any other value of those flags, a fresh run a
+    folder with checkpoints, and a resume a folder without: one line each, before the encoder is loaded."""
+    finetune = load_script("finetune_bert.py")
+    flags = ["--smoke", "--no-progress", "--model-dir", str(wikitext_run[0] / "run" / "model"), "--mode", "head"]
+    out = tmp_path / "ft"
+    stopped = finetune.main([*flags, "--out-dir", str(out), "--minutes", "1e-6"])  # a checkpoint after one step
+    assert not stopped["finished"]
+    saved = json.loads((out / "run_args.json").read_text(encoding="utf-8"))
+    assert (saved["mode"], saved["lr"], saved["dropout"], saved["smoke"]) == ("head", 0.1, 0.1, True)
+    assert not {"minutes", "threads", "device", "export", "out_dir", "resume"} & set(saved)  # may change on resume
+    for extra, message in (
+        (["--resume", "--dropout", "0"], "but these flags differ: --dropout 0.1 -> 0.0: give the run's values"),
+        (["--resume", "--mode", "full"], "--mode head -> full; --lr 0.1 -> 0.0002"),  # lr: the mode's default
+        ([], f"error: --out-dir {out} already holds the checkpoints of a run: continue it with --resume"),
+        (["--out-dir", str(tmp_path / "none"), "--resume"], "error: --resume: there is nothing to resume in"),
+        (["--out-dir", str(out / "run_args.json")], "run_args.json is a file, not a folder"),
+    ):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            finetune.main([*flags, "--out-dir", str(out), *extra])
+    resumed = finetune.main([*flags, "--out-dir", str(out), "--resume", "--minutes", "5"])  # the budget may change
+    assert resumed["finished"] and resumed["steps_done"] == resumed["steps"] == 8
+
+
+def test_finetune_messages(capsys, monkeypatch) -> None:
+    """--lr's help says its default once; a missing --model-dir "does not exist"; --device cuda without CUDA and an
+    unknown device are usage errors that name the flag."""
+    finetune = load_script("finetune_bert.py")
+    help_text = " ".join(finetune.build_parser().format_help().split())  # wrapped to the terminal: one line
+    options = help_text.rpartition("--lr LR")[2].partition("--batch-size")[0]
+    assert options.count("(default:") == 1 and "None" not in options and "last-block 0.0003" in options
+    with pytest.raises(SystemExit) as refused:
+        finetune.parse_args(["--model-dir", "/nonexistent/bert"])
+    err = capsys.readouterr().err
+    hint = "give a BERT folder of examples/pretrain_bert.py, e.g. llmdocs/pretrained/bert-wikitext2"
+    assert refused.value.code == 2 and err.endswith(f": error: --model-dir /nonexistent/bert does not exist: {hint}\n")
+    assert err.count("\n") == 1  # one line: no usage, no traceback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("cuda", "CUDA is not available"), ("tpu", "device must be one of auto, cpu, cuda, mps")):
+        with pytest.raises(SystemExit):
+            finetune.parse_args(["--device", device])
+        assert f"error: --device {device}: " in (err := capsys.readouterr().err) and message in err
 
 
 def test_finetune_rejects_a_max_length_past_the_encoder(wikitext_run) -> None:

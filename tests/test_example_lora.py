@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -150,8 +151,9 @@ def test_resume_equals_an_unbroken_run(script, tiny_dir, runs, tmp_path, method)
     unbroken_dir, unbroken = runs[method]
     stopped = smoke(script, tiny_dir, tmp_path, "--method", method, "--minutes", "1e-6")  # after one step
     assert stopped["steps_done"] == 1 and not stopped["finished"]
-    resumed = smoke(script, tiny_dir, tmp_path, "--method", method, "--resume")
-    assert resumed["finished"] and resumed["test_predictions"] == unbroken["test_predictions"]
+    copy = tmp_path.parent / f"{method}-resumed.json"  # --json, like --minutes, may change on resume
+    resumed = smoke(script, tiny_dir, tmp_path, "--method", method, "--resume", "--json", str(copy))
+    assert resumed["finished"] and resumed["test_predictions"] == unbroken["test_predictions"] and copy.is_file()
     assert [row["loss"] for row in resumed["history"]] == [row["loss"] for row in unbroken["history"]]
     a = load_file(unbroken_dir / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
@@ -279,3 +281,135 @@ def test_benchmark_smoke_writes_a_well_formed_record(tiny_dir, tmp_path) -> None
     for flags in (["--seeds", "0", "0"], ["--lr", "lora"], ["--lr", "lora=-1"], ["--runs", "lora", "lora"]):
         with pytest.raises(SystemExit):  # before any training
             bench.parse_args(["--smoke", "--model-dir", str(tiny_dir), *flags])
+
+
+def files_of(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` and its modification time: what a refused command must leave as it was."""
+    return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*")}
+
+
+@pytest.fixture
+def nothing_built(script, monkeypatch) -> None:
+    """Loading the encoder fails the test: the checks under test must end the script before anything is built."""
+
+    def load_encoder(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the encoder was loaded before the flags were refused")
+
+    monkeypatch.setattr(script.finetune_bert, "load_encoder", load_encoder)
+
+
+def test_run_args_json_records_what_defines_the_run(runs, tiny_dir) -> None:
+    saved = json.loads((runs["lora"][0] / "run_args.json").read_text(encoding="utf-8"))
+    assert set(saved) == {
+        *("method", "task", "model", "model_dir", "r", "lora_alpha", "lora_dropout", "targets", "dropout"),
+        *("max_length", "batch_size", "epochs", "seed", "split_seed", "lr", "warmup", "weight_decay", "select"),
+        "smoke",  # --smoke takes the first texts of the split only
+    }
+    assert (saved["method"], saved["r"], saved["lora_alpha"], saved["targets"]) == (
+        "lora",
+        R,
+        32.0,
+        ["q_proj", "v_proj"],
+    )
+    assert (saved["model_dir"], saved["lr"], saved["max_length"], saved["smoke"]) == (str(tiny_dir), 2e-3, 32, True)
+
+
+def test_resume_refuses_other_settings_in_one_line_before_building_anything(
+    script, tiny_dir, runs, nothing_built
+) -> None:
+    """The newcomer's repro: --resume --lora-alpha 64 trained A and B with 32 and saved an adapter that says 64."""
+    out = runs["lora"][0]  # a finished run: its checkpoints and run_args.json
+    before = files_of(out)
+    for flags, message in (
+        (["--lora-alpha", "64"], "--lora-alpha 32.0 -> 64.0"),
+        (["--lora-dropout", "0.2"], "--lora-dropout 0.1 -> 0.2"),
+        (["--dropout", "0"], "--dropout 0.1 -> 0.0"),
+        (["--max-length", "16"], "--max-length 32 -> 16"),
+        (["--r", "8", "--targets", "q_proj"], "--r 16 -> 8; --targets q_proj v_proj -> q_proj"),
+        (["--method", "peft"], "--method lora -> peft"),
+        (["--lr", "1e-3", "--seed", "1"], "--lr 0.002 -> 0.001; --seed 0 -> 1"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            smoke(script, tiny_dir, out, "--method", "lora", "--resume", *flags)
+        text = str(refused.value.code)
+        assert message in text and "\n" not in text, text
+        assert text.startswith(f"error: --resume continues the run in {out} with its settings"), text
+        assert text.endswith("(a resume may change only --minutes, --threads, --no-progress, --json, --device)")
+    with pytest.raises(SystemExit) as refused:  # without --smoke: its data and its recipe differ
+        script.main(["--no-progress", "--model-dir", str(tiny_dir), "--out-dir", str(out), "--resume"])
+    assert "--epochs 2 -> 3; --batch-size 8 -> 32" in str(refused.value.code)
+    assert str(refused.value.code).count("--smoke on -> off") == 1
+    assert files_of(out) == before  # nothing written
+
+
+def test_out_dir_must_suit_resume(script, tiny_dir, runs, tmp_path, nothing_built) -> None:
+    empty = tmp_path / "empty"
+    with pytest.raises(
+        SystemExit, match=f"^error: --resume: there is nothing to resume in {re.escape(str(empty))} .*drop --resume"
+    ):
+        smoke(script, tiny_dir, empty, "--resume")
+    assert not empty.exists()
+    finished = runs["lora"][0]
+    with pytest.raises(SystemExit, match="already holds the checkpoints of a run: continue it with --resume, or give"):
+        smoke(script, tiny_dir, finished)  # the loop would refuse it too, with a traceback, after building
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder")
+    with pytest.raises(SystemExit, match=f"^error: --out-dir {re.escape(str(file))} is a file, not a folder"):
+        smoke(script, tiny_dir, file)
+    with pytest.raises(
+        SystemExit, match=re.escape(f"error: --out-dir {file / 'run'} is inside {file}, which is a file")
+    ):
+        smoke(script, tiny_dir, file / "run")
+
+
+def test_r_past_the_rank_of_a_targeted_layer_is_refused_in_flag_terms(script, tiny_dir, tmp_path) -> None:
+    """A rank above min(d_in, d_out) adds nothing but memory (--r 100000 ran away with it): refused with the layer's
+    shape and the largest --r, before anything is built; the limit itself is accepted."""
+    config = BertConfig.tiny(n_layers=N_LAYERS, d_model=D)  # q_proj, v_proj: (32, 32); the feed-forward (128, 32)
+    for flags, largest in ((["--method", "lora"], D), (["--method", "adalora"], 21)):  # AdaLoRA starts at 1.5 r
+        script.check_lora_flags(config, script.parse_args(["--smoke", *flags, "--r", str(largest)]))
+        with pytest.raises(SystemExit) as refused:
+            script.check_lora_flags(config, script.parse_args(["--smoke", *flags, "--r", str(largest + 1)]))
+        text = str(refused.value.code)
+        assert "exceeds the rank of bert.layers.0.self_attn.q_proj, whose weight (d_out, d_in) = (32, 32)" in text
+        assert text.endswith(f"the largest --r for --targets q_proj v_proj is {largest}"), text
+    assert "starts adalora at rank 33" in text  # ceil(1.5 * 22)
+    wide = script.parse_args(["--smoke", "--r", "33", "--targets", "fc1", "fc2"])  # weights (128, 32), (32, 128)
+    with pytest.raises(SystemExit, match=re.escape("bert.layers.0.ff.fc1, whose weight (d_out, d_in) = (128, 32) has")):
+        script.check_lora_flags(config, wide)
+    out = tmp_path / "huge"
+    with pytest.raises(
+        SystemExit, match=r"--r 100000 exceeds the rank of .* the largest --r for --targets q_proj v_proj is 32$"
+    ):
+        smoke(script, tiny_dir, out, "--r", "100000")
+    assert not out.exists()
+
+
+def test_lora_flags_are_refused_for_head_and_full(script, capsys) -> None:
+    for flags, message in (
+        (["--method", "head", "--r", "16"], "--r applies to the LoRA methods only (lora, qlora, peft, adalora, dora)"),
+        (["--method", "full", "--lora-alpha", "8", "--targets", "q_proj"], "--lora-alpha, --targets apply to the LoRA"),
+        (["--lora-dropout", "0", "--method", "head"], "--lora-dropout applies to the LoRA methods only"),
+    ):
+        with pytest.raises(SystemExit):
+            script.parse_args(flags)
+        assert message in capsys.readouterr().err
+    assert script.parse_args(["--method", "head", "--smoke"]).r == 16  # not given: the default is left alone
+    assert script.parse_args(["--method", "lora", "--r", "4"]).r == 4
+
+
+def test_messages_of_the_newcomer_pass(script, capsys, monkeypatch) -> None:
+    """--lr's help says its default once; a missing --model-dir "does not exist"; --device cuda without CUDA is
+    one line."""
+    help_text = " ".join(script.build_parser().format_help().split())  # wrapped to the terminal: one line
+    options = help_text.rpartition("--lr LR")[2].partition("--batch-size")[0]
+    assert options.count("(default:") == 1 and "None" not in options and "lora 0.002" in options
+    with pytest.raises(SystemExit) as refused:
+        script.parse_args(["--model-dir", "/nonexistent/bert"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and err.count("\n") == 1 and "--model-dir /nonexistent/bert does not exist" in err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("cuda", "CUDA is not available"), ("tpu", "device must be one of auto, cpu, cuda, mps")):
+        with pytest.raises(SystemExit):
+            script.parse_args(["--device", device])
+        assert f"error: --device {device}: " in (err := capsys.readouterr().err) and message in err
