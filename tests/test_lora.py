@@ -16,6 +16,7 @@ from llmdocs.finetuning.lora import (
     LoRALinear,
     apply_lora,
     count_lora_parameters,
+    load_lora_state_dict,
     lora_delta,
     lora_flops,
     lora_num_parameters,
@@ -168,6 +169,93 @@ def test_merge_warns_when_there_is_nothing_to_do() -> None:
         layer.merge()
 
 
+def test_a_rank_above_min_d_in_d_out_is_refused_naming_the_layer() -> None:
+    """peft accepts r=100 on an (6, 8) matrix; B A has rank at most 6 whatever R is, so we refuse it."""
+    message = (
+        r"r=100 exceeds min\(in_features, out_features\) = 6 of base_layer, a Linear with weight \(D_out, D_in\) = "
+        r"\(6, 8\): B A has rank at most 6, .* R \(D_in \+ D_out\) = 1400 adapter weights outnumber the matrix's 48"
+    )
+    with pytest.raises(ValueError, match=message):
+        LoRALinear(nn.Linear(8, 6), r=100, lora_alpha=1)
+    with pytest.raises(ValueError, match=r"r=4 exceeds .* = 3 of base_layer, a FakeQuantizedLinear"):
+        LoRALinear(FakeQuantizedLinear(torch.ones(3, 8), None), r=4, lora_alpha=1)
+    assert LoRALinear(nn.Linear(8, 6), r=6, lora_alpha=1).r == 6  # full rank min(D_in, D_out) is allowed
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2))
+    with pytest.raises(ValueError, match=r"r=3 exceeds min\(in_features, out_features\) = 2 of 2, a Linear with"):
+        apply_lora(model, ["0", "2"], r=3, lora_alpha=1)  # the message names the module, "2"
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())  # refused before anything changed
+    assert all(p.requires_grad for p in model.parameters())  # not even frozen
+
+
+def test_merge_refuses_a_non_finite_adapter_before_touching_w0() -> None:
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(8, 6), r=2, lora_alpha=4)
+    w0 = layer.base_layer.weight.detach().clone()
+    for part in ("lora_A", "lora_B"):
+        for value in (float("nan"), float("inf")):
+            trained_b(layer)
+            with torch.no_grad():
+                getattr(layer, part).weight[0, 0] = value
+            with pytest.raises(ValueError, match=rf"^{part}\.weight holds NaN or infinite values: merging would"):
+                layer.merge()
+            assert not layer.merged and torch.equal(layer.base_layer.weight, w0)  # W_0 untouched
+            nn.init.kaiming_uniform_(layer.lora_A.weight)
+    trained_b(layer)
+    with torch.no_grad():  # finite A and B whose update overflows float32 on top of W_0
+        layer.base_layer.weight.fill_(3e38)
+        layer.lora_A.weight.fill_(1e19)
+        layer.lora_B.weight.fill_(1e19)
+    w0 = layer.base_layer.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"this LoRALinear: W_0 \+ scaling B A overflows torch\.float32"):
+        layer.merge()
+    assert torch.equal(layer.base_layer.weight, w0)
+
+
+def test_unmerge_refuses_an_adapter_that_became_non_finite_after_merging() -> None:
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(8, 6), r=2, lora_alpha=4)
+    trained_b(layer)
+    layer.merge()
+    merged_weight = layer.base_layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.lora_B.weight[1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"lora_B\.weight holds NaN"):
+        layer.unmerge()
+    assert layer.merged and torch.equal(layer.base_layer.weight, merged_weight)
+
+
+def test_merge_lora_checks_every_adapter_before_it_changes_any_and_names_the_broken_one() -> None:
+    torch.manual_seed(0)
+    quantized = FakeQuantizedLinear(torch.randn(4, 8), torch.randn(4))  # a quantized base too
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 6), nn.Linear(6, 8), quantized)
+    apply_lora(model, ["0", "2", "4"], r=2, lora_alpha=4)
+    trained_b(model)
+    state = {name: t.clone() for name, t in model.state_dict().items()}
+    for broken in ("2", "4"):
+        with torch.no_grad():
+            model.get_submodule(broken).lora_A.weight[0, 0] = float("nan")
+        with pytest.raises(ValueError, match=rf"^{broken}\.lora_A\.weight holds NaN or infinite values"):
+            merge_lora(model)
+        # the first adapter, which was fine, was not merged either: the model is as it was
+        assert all(isinstance(model[i], LoRALinear) and not model[i].merged for i in (0, 2, 4))
+        assert all(torch.equal(t, state[name]) for name, t in model.state_dict().items() if ".lora_A" not in name)
+        model.get_submodule(broken).lora_A.weight.data.copy_(state[f"{broken}.lora_A.weight"])
+    assert [type(m).__name__ for m in merge_lora(model)] == ["Linear", "ReLU", "Linear", "Linear", "Linear"]
+
+
+def test_an_input_of_another_dtype_gets_the_layer_s_own_type_error() -> None:
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(8, 6), r=2, lora_alpha=4)
+    x = torch.randn(3, 8)
+    for dtype in (torch.float64, torch.float16):
+        with pytest.raises(TypeError, match=rf"x is {dtype} but the layer's weights are torch\.float32: cast"):
+            layer(x.to(dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts inside each product: mixed dtypes are fine
+        assert layer(x.bfloat16()).shape == (3, 6)
+    quantized = LoRALinear(FakeQuantizedLinear(torch.randn(6, 8), None), r=2, lora_alpha=4)
+    assert quantized(x.double()).dtype == torch.float64  # a quantized base casts its input itself (as Linear4bit)
+
+
 # --- evaluation order and its cost ---------------------------------------------------------------------------
 
 
@@ -310,9 +398,50 @@ def test_lora_state_dict_holds_the_adapters_and_modules_to_save_and_loads_back()
     torch.manual_seed(0)
     fresh = ViT(ViTConfig.tiny()).eval()  # the same base weights (same seed)
     apply_lora(fresh, ["q_proj", "v_proj"], r=2, lora_alpha=2, modules_to_save=["head"])
-    fresh.load_state_dict(state, strict=False)
     images = inputs("vit")
+    assert not torch.equal(fresh(images), model(images))  # trained B and head: visible
+    load_lora_state_dict(fresh, state)
     assert torch.equal(fresh(images), model(images))
+
+
+def test_load_lora_state_dict_refuses_what_load_state_dict_with_strict_false_skips() -> None:
+    """The documented reload used to be load_state_dict(state, strict=False), which loads nothing, silently, into a
+    model adapted on other targets; load_lora_state_dict names what does not fit and loads nothing then."""
+
+    def adapted(targets: list[str], r: int = 2, modules_to_save: tuple[str, ...] = ()) -> nn.Module:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig.tiny())
+        apply_lora(model, targets, r=r, lora_alpha=4, modules_to_save=modules_to_save)
+        return model
+
+    source = adapted(["q_proj", "v_proj"])
+    trained_b(source)
+    state = lora_state_dict(source)
+    other = adapted(["k_proj"])
+    before = {name: t.clone() for name, t in other.state_dict().items()}
+    result = other.load_state_dict(state, strict=False)  # the trap: no error, nothing loaded
+    assert sorted(result.unexpected_keys) == sorted(state)
+    with pytest.raises(ValueError, match=r"state holds \['blocks\.0\.self_attn\.q_proj\.lora_A\.weight'.* lack "):
+        load_lora_state_dict(other, state)
+    with pytest.raises(ValueError, match=r"state lacks \['blocks\.0\.self_attn\.q_proj\.lora_A\.weight'"):
+        load_lora_state_dict(adapted(["q_proj", "v_proj"]), {k: v for k, v in state.items() if ".q_proj." not in k})
+    with pytest.raises(ValueError, match=r"state lacks \['blocks\.0\.ff\.fc1\.bias'"):  # its modules_to_save too
+        load_lora_state_dict(adapted(["q_proj", "v_proj"], modules_to_save=("fc1",)), state)
+    with pytest.raises(ValueError, match=r"lora_A\.weight: the state's shape \(2, 32\) differs .* \(4, 32\) .*rank"):
+        load_lora_state_dict(adapted(["q_proj", "v_proj"], r=4), state)
+    broken = dict(state)
+    broken["blocks.1.self_attn.v_proj.lora_B.weight"] = torch.full((32, 2), float("nan"))
+    with pytest.raises(ValueError, match=r"blocks\.1\.self_attn\.v_proj\.lora_B\.weight holds NaN or infinite"):
+        load_lora_state_dict(adapted(["q_proj", "v_proj"]), broken)
+    merged = adapted(["q_proj", "v_proj"])
+    merged.blocks[0].self_attn.q_proj.merge()
+    with pytest.raises(ValueError, match=r"\['blocks\.0\.self_attn\.q_proj'\] are merged: unmerge\(\) them first"):
+        load_lora_state_dict(merged, state)
+    with pytest.raises(TypeError, match="state must be a mapping of parameter names to tensors"):
+        load_lora_state_dict(other, list(state.values()))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="has no LoRA adapters"):
+        load_lora_state_dict(GPT(GPTConfig.tiny()), state)
+    assert all(torch.equal(t, before[name]) for name, t in other.state_dict().items())  # nothing was loaded
 
 
 # --- a quantized base -----------------------------------------------------------------------------------------
@@ -392,6 +521,10 @@ def test_bad_models_and_patterns_are_refused_clearly() -> None:
         apply_lora(model, "v_proj", r=1, lora_alpha=1)
     with pytest.raises(ValueError, match="no LoRA adapters to merge"):
         merge_lora(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="no LoRA adapters to merge and no quantized layers to dequantize"):
+        merge_lora(nn.Sequential(nn.Linear(2, 2)), dequantize=True)
+    with pytest.raises(TypeError, match="dequantize must be a bool, got str 'yes'"):
+        merge_lora(nn.Sequential(nn.Linear(2, 2)), dequantize="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="apply_lora"):
         lora_state_dict(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="order must be one of"):

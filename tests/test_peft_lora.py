@@ -281,6 +281,15 @@ def drop_tensors(folder: Path, which: str) -> None:
     save_file({k: v for k, v in tensors.items() if which not in k}, folder / ADAPTER_WEIGHTS_NAME)
 
 
+def poison(folder: Path, which: str, value: float) -> None:
+    """Put ``value`` (NaN, inf) into the first tensor whose key holds ``which``, as a diverged training run would."""
+    tensors = load_file(folder / ADAPTER_WEIGHTS_NAME)
+    key = min(k for k in tensors if which in k)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = value
+    save_file(tensors, folder / ADAPTER_WEIGHTS_NAME)
+
+
 @pytest.mark.parametrize(
     ("spoil", "error", "match"),
     [
@@ -292,6 +301,17 @@ def drop_tensors(folder: Path, which: str) -> None:
         (lambda f: drop_tensors(f, "layer.1.attention.self.value.lora_B"), ValueError, "missing keys.*lora_B"),
         (lambda f: drop_tensors(f, "classifier"), ValueError, r"missing keys.*\['classifier\.\*'\]"),
         (lambda f: (f / ADAPTER_WEIGHTS_NAME).unlink(), FileNotFoundError, "has no adapter_model.safetensors"),
+        (
+            lambda f: poison(f, "value.lora_A", float("nan")),
+            ValueError,
+            r"'base_model\.model\.bert\.encoder\.layer\.0\.attention\.self\.value\.lora_A\.weight' in "
+            r".*adapter/adapter_model\.safetensors holds NaN or infinite values",
+        ),
+        (
+            lambda f: poison(f, "classifier", float("-inf")),
+            ValueError,
+            r"'base_model\.model\.classifier\.\w+' in .*adapter_model\.safetensors holds NaN or infinite",
+        ),
         (
             lambda f: (f / ADAPTER_CONFIG_NAME).write_text('{"peft_type": "LORA",'),
             ValueError,
@@ -324,6 +344,28 @@ def test_adapters_that_do_not_fit_are_refused(spoil: Callable, error: type, matc
     with pytest.raises(error, match=match):
         load_peft_adapter(model, folder)
     assert not any(isinstance(m, LoRALinear) for m in model.modules())  # a refused adapter changes nothing
+
+
+def test_a_peft_adapter_of_a_rank_above_min_d_in_d_out_is_refused_naming_our_layer(tmp_path: Path) -> None:
+    """peft accepts r=40 on BERT-tiny's (32, 32) projections; LoRALinear refuses a rank above min(D_in, D_out)."""
+    ours, theirs = twins("bert")
+    peft.get_peft_model(theirs, peft.LoraConfig(r=40, lora_alpha=40, target_modules=["query"])).save_pretrained(
+        tmp_path
+    )
+    with pytest.raises(ValueError, match=r"r=40 exceeds min\(in_features, out_features\) = 32 of bert\.layers\.0\."):
+        load_peft_adapter(ours, tmp_path)
+    assert not any(isinstance(m, LoRALinear) for m in ours.modules())  # refused before anything changed
+    assert all(p.requires_grad for p in ours.parameters())
+
+
+def test_an_adapter_with_nan_is_not_saved(tmp_path: Path) -> None:
+    model, _ = twins("bert")
+    apply_lora(model, ["q_proj"], r=2, lora_alpha=4)
+    with torch.no_grad():
+        model.bert.layers[1].self_attn.q_proj.lora_B.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"to save as '.*layer\.1\.attention\.self\.query\.lora_B\.weight' holds NaN"):
+        save_peft_adapter(model, tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()  # nothing written
 
 
 def test_adapters_of_another_model_and_models_without_a_twin_are_refused(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from llmdocs.finetuning.qlora import (
     round_trip_errors,
     uniform4_code_book,
 )
+from llmdocs.models.bert import BertConfig, BertForSequenceClassification
 from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.testing import assert_close, assert_equivalent, tolerance
@@ -193,6 +194,7 @@ def test_any_block_size_shape_and_dtype() -> None:
         ({"weight": torch.tensor(1.0)}, ValueError, "at least one dimension"),
         ({"weight": torch.ones(0, 8)}, ValueError, "at least one dimension and one element"),
         ({"weight": torch.tensor([1.0, float("nan")])}, ValueError, "NaN or infinite"),
+        ({"weight": torch.tensor([1.0, float("inf")])}, ValueError, "NaN or infinite"),
         ({"block_size": 0}, ValueError, "block_size must be a positive integer"),
         ({"block_size": -64}, ValueError, "block_size must be a positive integer"),
         ({"block_size": 64.0}, ValueError, "block_size must be a positive integer"),
@@ -239,6 +241,26 @@ def test_double_quantization_stores_8_bit_scales_near_the_float32_ones() -> None
     half_gap = dynamic_code_book().diff().max() / 2
     bound = half_gap * double.absmax_scale.repeat_interleave(256)
     assert ((dequantized - single.absmax).abs() <= bound + tolerance(torch.float32).atol * single.absmax.max()).all()
+
+
+def test_double_quantization_refuses_scales_that_overflow_float32() -> None:
+    """A finite weight near float32's largest value: the float32 mean of the scales overflows (as bitsandbytes
+    computes it), or the dequantized scale mean + level x scale rounds past the largest value. Both used to
+    dequantize to inf and NaN silently; single quantization keeps every finite weight finite."""
+    huge = torch.tensor([3e38, -3e38, 1.0] * 100)
+    with pytest.raises(ValueError, match=r"block scales overflow float32 .* their float32 mean is not finite"):
+        quantize_nf4(huge, double_quant=True)
+    assert torch.isfinite(dequantize_nf4(quantize_nf4(huge))).all()  # float32 scales: fine
+    largest = torch.zeros(10, 64)
+    largest[0, 0] = torch.finfo(torch.float32).max  # mean = max / 10: finite; max - mean + mean rounds up to inf
+    with pytest.raises(ValueError, match=r"a dequantized scale \(mean \+ 8-bit level x second-level scale\)"):
+        quantize_nf4(largest, double_quant=True)
+    linear = nn.Linear(64, 10)
+    with torch.no_grad():
+        linear.weight.copy_(largest)  # (D_out, D_in) = (10, 64)
+    with pytest.raises(ValueError, match="double_quant=False"):  # Linear4bit double-quantizes by default
+        Linear4bit.from_linear(linear)
+    assert torch.isfinite(dequantize_nf4(quantize_nf4(largest))).all()
 
 
 def test_int8_absmax_round_trip() -> None:
@@ -426,6 +448,20 @@ def test_linear4bit_to_dtype_keeps_the_weights_and_computes_in_compute_dtype() -
     assert bf16.dequantize().dtype == torch.bfloat16 and bf16(x).dtype == torch.float32
 
 
+def test_linear4bit_refuses_a_non_finite_bias_like_a_non_finite_weight() -> None:
+    linear = nn.Linear(64, 4)
+    with torch.no_grad():
+        linear.bias[2] = float("nan")
+    with pytest.raises(ValueError, match="linear's bias holds NaN or infinite values"):
+        Linear4bit.from_linear(linear)
+    model = blocks()
+    with torch.no_grad():
+        model["layers"][1].q_proj.bias[0] = float("inf")
+    with pytest.raises(ValueError, match="bias holds NaN or infinite values"):
+        quantize_linears(model, "q_proj")
+    assert not any(isinstance(m, Linear4bit) for m in model.modules())  # nothing replaced
+
+
 def test_linear4bit_rejects_bad_input() -> None:
     with pytest.raises(TypeError, match=r"torch\.nn\.Linear"):
         Linear4bit.from_linear(nn.Conv1d(4, 4, 1))  # type: ignore[arg-type]
@@ -549,8 +585,14 @@ def test_quantize_linears_rejects_patterns_that_match_no_linear() -> None:
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         quantize_linears("model", "q_proj")  # type: ignore[arg-type]
     quantize_linears(model, "head")
-    with pytest.raises(ValueError, match=r"no nn\.Linear matches"):  # already 4-bit
+    with pytest.raises(
+        ValueError, match=r"targets 'head' matches only layers that are already Linear4bit \(\['head'\]\)"
+    ):
         quantize_linears(model, "head")
+    quantize_linears(model, "*_proj")
+    with pytest.raises(ValueError, match=r"'\*_proj' matches only layers that are already Linear4bit"):
+        quantize_linears(model, ["fc", "*_proj"])
+    assert all(type(layer["fc"]) is nn.Linear for layer in [dict(b.named_children()) for b in model["layers"]])
 
 
 def test_the_trainable_summary_counts_4bit_weights_as_frozen_parameters_as_peft_does() -> None:
@@ -666,3 +708,90 @@ def test_merge_lora_on_a_bfloat16_4bit_base_runs_and_matches_the_unmerged_model(
     assert_close(merged.bfloat16(), unmerged.bfloat16(), depth=depth)
     with pytest.raises(AssertionError):  # the budget still sees the update: dropping it would fail the check
         assert_close(base_only.bfloat16(), unmerged.bfloat16(), depth=depth)
+
+
+QUANTIZED = ["*proj", "fc1", "fc2"]  # the chapter's QLoRA recipe: every linear layer of the encoder
+ADAPTED = ["q_proj", "v_proj"]
+
+
+def qlora_bert() -> tuple[nn.Module, Tensor, Tensor]:
+    """The chapter's recipe on a tiny BERT in float64 (an equivalence proof): quantize the encoder's linear layers,
+    adapt q and v, train B; with the input ids and the adapted model's logits."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig.tiny(), n_classes=2).double().eval()
+    quantize_linears(model.bert.layers, QUANTIZED, compute_dtype=torch.float64)
+    apply_lora(model, ADAPTED, r=4, lora_alpha=8, modules_to_save=["classifier"])
+    model.double()  # the float32 adapters too
+    trained_adapters(model)
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return model, ids, model(ids)
+
+
+def linear_kinds(model: nn.Module) -> dict[str, str]:
+    """The type of every linear layer of the first block, by its short name."""
+    layer = model.bert.layers[0]
+    return {
+        name.rpartition(".")[2]: type(m).__name__
+        for name, m in layer.named_modules()
+        if name.endswith(("proj", "fc1", "fc2"))
+    }
+
+
+@pytest.mark.numerics
+def test_merge_lora_on_the_qlora_recipe_merges_the_adapted_layers_and_keeps_the_others_4bit() -> None:
+    """merge_lora(model): the adapted 4-bit layers become nn.Linear (dequantized W + update), the others stay
+    Linear4bit, so the state dict loads into a model quantized the same way, not into a fresh float one."""
+    model, ids, adapted = qlora_bert()
+    merge_lora(model)
+    assert linear_kinds(model) == {
+        "q_proj": "Linear",
+        "k_proj": "Linear4bit",
+        "v_proj": "Linear",
+        "out_proj": "Linear4bit",
+        "fc1": "Linear4bit",
+        "fc2": "Linear4bit",
+    }
+    with torch.no_grad():
+        assert_equivalent(model(ids), adapted, depth=BertConfig.tiny().n_layers)
+    fresh = BertForSequenceClassification(BertConfig.tiny(), n_classes=2).double().eval()
+    with pytest.raises(RuntimeError, match=r"Unexpected key.*weight_codes"):  # 4-bit buffers a float model lacks
+        fresh.load_state_dict(model.state_dict())
+    quantize_linears(fresh.bert.layers, ["k_proj", "out_proj", "fc1", "fc2"], compute_dtype=torch.float64)
+    fresh.load_state_dict(model.state_dict())  # strictly: the un-adapted layers quantized as in the merged model
+    with torch.no_grad():
+        assert_equivalent(fresh(ids), adapted, depth=BertConfig.tiny().n_layers)
+
+
+@pytest.mark.numerics
+def test_merge_lora_with_dequantize_gives_a_plain_model_a_fresh_one_loads() -> None:
+    """merge_lora(model, dequantize=True): every 4-bit layer becomes a float nn.Linear; the state dict loads strictly
+    into a fresh, unquantized model, which computes the adapted model's outputs."""
+    model, ids, adapted = qlora_bert()
+    merge_lora(model, dequantize=True)
+    assert set(linear_kinds(model).values()) == {"Linear"} and not any(
+        isinstance(m, Linear4bit) for m in model.modules()
+    )
+    assert all(p.dtype == torch.float64 for p in model.parameters())  # the dtype of the (cast) model
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
+    fresh = BertForSequenceClassification(BertConfig.tiny(), n_classes=2).double().eval()
+    fresh.load_state_dict(model.state_dict())  # strictly
+    with torch.no_grad():
+        assert_equivalent(fresh(ids), adapted, depth=BertConfig.tiny().n_layers)
+
+
+def test_merge_lora_dequantizes_in_the_layers_dtype_and_without_adapters_too() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8, bias=False))
+    quantize_linears(model, ["0", "2"], compute_dtype=torch.bfloat16)
+    expected = [model[0].dequantize().float(), model[2].dequantize().float()]
+    with pytest.raises(ValueError, match=r"no LoRA adapters to merge$"):  # a quantized model, nothing adapted
+        merge_lora(model)
+    assert merge_lora(model, dequantize=True) is model  # dequantize alone is allowed: nothing to merge, 4-bit to float
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear"] and model[2].bias is None
+    for layer, weight in zip((model[0], model[2]), expected, strict=True):
+        assert layer.weight.dtype == torch.float32 and torch.equal(layer.weight, weight)  # float32, the bias's dtype
+        assert not layer.weight.requires_grad
+    single = Linear4bit.from_linear(nn.Linear(64, 4))
+    dense = merge_lora(single, dequantize=True)  # a lone quantized layer: its float twin
+    assert type(dense) is nn.Linear and torch.equal(dense.weight, single.dequantize())

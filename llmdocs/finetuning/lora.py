@@ -15,7 +15,8 @@ peft's ``LoraLayer`` (``base_layer``, ``lora_A``, ``lora_B``, ``lora_dropout``, 
 The base may also be a quantized linear layer (QLoRA's 4-bit base): any module with ``in_features``,
 ``out_features``, ``bias``, ``forward(x)`` and ``dequantize() -> (D_out, D_in)``. Its adapter is float32;
 ``merge()`` refuses it (adding the update into 4-bit codes would re-quantize the weight and lose it), and
-[merge_lora][llmdocs.finetuning.lora.merge_lora] replaces it with a plain ``nn.Linear`` instead.
+[merge_lora][llmdocs.finetuning.lora.merge_lora] replaces it with a plain ``nn.Linear`` instead
+(``dequantize=True`` also turns the quantized layers without an adapter into ``nn.Linear``).
 
 References:
     Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1 (the update, its
@@ -45,7 +46,7 @@ import math
 import numbers
 import statistics
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal, NamedTuple
 
 import torch
@@ -63,6 +64,7 @@ __all__ = [
     "LoRATimes",
     "apply_lora",
     "count_lora_parameters",
+    "load_lora_state_dict",
     "lora_delta",
     "lora_flops",
     "lora_num_parameters",
@@ -119,6 +121,31 @@ def _check_settings(r: object, lora_alpha: object, lora_dropout: object, init: o
         raise ValueError(f"lora_dropout must be a probability in [0, 1), got {lora_dropout!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def _check_rank(r: int, layer: nn.Module, name: str) -> None:
+    """Refuse a rank R above min(D_in, D_out) of ``layer``; ``name`` says which layer in the message.
+
+    B A is a product through R dimensions of a (D_out, D_in) matrix: its rank is at most min(D_in, D_out), so a
+    larger R cannot raise it, and its R (D_in + D_out) weights outnumber the D_in D_out of the matrix itself.
+    """
+    d_in, d_out = layer.in_features, layer.out_features
+    largest = min(d_in, d_out)
+    if r > largest:
+        raise ValueError(
+            f"r={r} exceeds min(in_features, out_features) = {largest} of {name}, a {type(layer).__name__} with "
+            f"weight (D_out, D_in) = ({d_out}, {d_in}): B A has rank at most {largest}, so a larger R cannot raise "
+            f"the update's rank, and its R (D_in + D_out) = {r * (d_in + d_out)} adapter weights outnumber the "
+            f"matrix's {d_in * d_out}; use r <= {largest}"
+        )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (which casts inside each product, so mixed dtypes are fine)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know, e.g. meta
+        return False
 
 
 def lora_delta(x: Tensor, A: Tensor, B: Tensor, scaling: float, order: Order = "factored") -> Tensor:
@@ -275,6 +302,11 @@ class LoRALinear(nn.Module):
     base path never sees it. The adapter's dtype and device follow the base weight (float32 for a quantized
     base).
 
+    The rank may not exceed min(D_in, D_out). peft accepts any rank; we refuse a larger one because B A, a product
+    through R dimensions, has rank at most min(D_in, D_out) whatever R is: the extra dimensions cannot raise the
+    update's rank, and the R (D_in + D_out) adapter weights would outnumber the D_in D_out weights of the matrix
+    (fine-tune the matrix itself instead).
+
     Args:
         base_layer: the pretrained layer: an ``nn.Linear`` or a quantized linear layer (``in_features``,
             ``out_features``, ``bias``, ``forward`` and ``dequantize()``). Its parameters are frozen.
@@ -297,9 +329,10 @@ class LoRALinear(nn.Module):
 
     Raises:
         TypeError: ``base_layer`` is not a linear layer; a hyper-parameter of the wrong type; at the call, an ``x``
-            that is not a floating-point tensor.
-        ValueError: ``r`` < 1, ``lora_alpha`` <= 0, ``lora_dropout`` outside [0, 1), an unknown ``init``; at the
-            call, an ``x`` whose last dimension is not D_in.
+            that is not a floating-point tensor, or (on an ``nn.Linear`` base, outside autocast) whose dtype is not
+            the base weight's.
+        ValueError: ``r`` < 1 or above min(D_in, D_out), ``lora_alpha`` <= 0, ``lora_dropout`` outside [0, 1), an
+            unknown ``init``; at the call, an ``x`` whose last dimension is not D_in.
 
     References:
         Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1.
@@ -334,6 +367,7 @@ class LoRALinear(nn.Module):
                 f"dequantize()), got {type(base_layer).__name__}"
             )
         _check_settings(r, lora_alpha, lora_dropout, init)
+        _check_rank(r, base_layer, "base_layer")
         self.base_layer = freeze(base_layer)
         self.in_features: int = base_layer.in_features
         self.out_features: int = base_layer.out_features
@@ -381,13 +415,21 @@ class LoRALinear(nn.Module):
         """W_0 x + scaling * B A dropout(x) (only W_0 x when merged); x (..., D_in) -> (..., D_out).
 
         Raises:
-            TypeError: ``x`` is not a floating-point tensor.
+            TypeError: ``x`` is not a floating-point tensor; on an ``nn.Linear`` base, ``x``'s dtype is not the
+                weight's (a quantized base casts its input itself, and so does autocast).
             ValueError: ``x``'s last dimension is not ``in_features``.
         """
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape (..., {self.in_features}), got {tuple(x.shape)}")
+        if not self.quantized:
+            dtype = self.base_layer.weight.dtype
+            if x.dtype != dtype and not _autocast_enabled(x.device.type):
+                raise TypeError(
+                    f"x is {x.dtype} but the layer's weights are {dtype}: cast the input (x.to({dtype})) or the "
+                    f"model (model.to({x.dtype}))"
+                )
         result = self.base_layer(x)  # (..., D_out)
         if self.merged:
             return result
@@ -401,7 +443,8 @@ class LoRALinear(nn.Module):
         Raises:
             ValueError: the base is quantized: merging into 4-bit codes would re-quantize the weight and lose the
                 update; use [merge_lora][llmdocs.finetuning.lora.merge_lora], which replaces it with a plain
-                ``nn.Linear``.
+                ``nn.Linear``. A or B holds NaN or inf, or W_0 + scaling B A overflows the weight's dtype: the
+                base weight is left untouched (merged, the damage would outlive the adapter).
 
         Examples:
             >>> layer = LoRALinear(nn.Linear(4, 2), r=1, lora_alpha=1)
@@ -418,13 +461,16 @@ class LoRALinear(nn.Module):
         if self.merged:
             warnings.warn("the adapter is already merged: nothing to do", stacklevel=2)
             return
-        weight = self.base_layer.weight
+        merged = self._updated_weight(+1)  # checked before W_0 changes
         with torch.no_grad():
-            weight += self.delta_weight().to(weight.dtype)
+            self.base_layer.weight.copy_(merged)
         self.merged = True
 
     def unmerge(self) -> None:
         """Subtract the update again: W_0 <- W_0 - scaling B A (exact up to rounding).
+
+        Raises:
+            ValueError: A or B holds NaN or inf, or W_0 - scaling B A overflows (the base weight is left as it is).
 
         Examples:
             >>> layer = LoRALinear(nn.Linear(4, 4).double(), r=2, lora_alpha=2)
@@ -437,10 +483,37 @@ class LoRALinear(nn.Module):
         if not self.merged:
             warnings.warn("the adapter is not merged: nothing to do", stacklevel=2)
             return
-        weight = self.base_layer.weight
+        unmerged = self._updated_weight(-1)
         with torch.no_grad():
-            weight -= self.delta_weight().to(weight.dtype)
+            self.base_layer.weight.copy_(unmerged)
         self.merged = False
+
+    def _updated_weight(self, sign: int, name: str = "") -> Tensor:
+        """W_0 + sign * scaling B A, (D_out, D_in), refused if not finite: the base weight (the dequantized one,
+        in the adapter's dtype, for a quantized base) with the update added or taken away. ``name``, the layer's
+        path in its model, makes the messages name the adapter's tensors."""
+        where = f"{name}." if name else ""
+        for part in ("lora_A", "lora_B"):
+            tensor = getattr(self, part).weight
+            if not tensor.is_meta and not torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"{where}{part}.weight holds NaN or infinite values: {'merging' if sign > 0 else 'unmerging'} "
+                    "would write them into the base weight W_0 for good; the base was left untouched (retrain or "
+                    "reload the adapter)"
+                )
+        with torch.no_grad():
+            if self.quantized:  # in the adapter's dtype (the rest of the model's), not the base's compute dtype
+                base = self.base_layer.dequantize().to(self.lora_A.weight.dtype)  # (D_out, D_in)
+            else:
+                base = self.base_layer.weight.detach()
+            updated = base + sign * self.delta_weight().to(base.dtype)  # (D_out, D_in)
+        if not updated.is_meta and not torch.isfinite(updated).all():
+            raise ValueError(
+                f"{name or 'this LoRALinear'}: W_0 {'+' if sign > 0 else '-'} scaling B A overflows "
+                f"{updated.dtype} (|W_0| up to {base.abs().max().item():.3g}, |scaling B A| up to "
+                f"{self.delta_weight().abs().max().item():.3g}); the base was left untouched"
+            )
+        return updated
 
     def extra_repr(self) -> str:
         return f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:g}, merged={self.merged}"
@@ -644,7 +717,9 @@ def apply_lora(
             head sharing the token embedding: merging would change the embedding too); a layer whose parent reads
             its weight directly (``nn.MultiheadAttention``'s ``out_proj``, ``nn.TransformerEncoderLayer``'s
             ``linear1`` and ``linear2``); a module both adapted and saved; a bad ``r``, ``lora_alpha``,
-            ``lora_dropout`` or ``init``; a model that already has adapters.
+            ``lora_dropout`` or ``init``; an ``r`` above min(D_in, D_out) of a targeted layer (the message names
+            it; see [LoRALinear][llmdocs.finetuning.lora.LoRALinear] for why); a model that already has adapters.
+            Nothing changes when an error is raised.
 
     Examples:
         >>> from llmdocs.models.bert import BertConfig, BertForSequenceClassification
@@ -679,6 +754,8 @@ def apply_lora(
     if both:
         raise ValueError(f"{both[:3]} are both targets and modules_to_save: a module is adapted or trained fully")
     _check_replaceable(model, names, "LoRALinear", "an adapter on it would, once merged, change that module too")
+    for name in names:
+        _check_rank(r, model.get_submodule(name), name)
     freeze(model)
     for name in names:
         _set_submodule(model, name, LoRALinear(model.get_submodule(name), r, lora_alpha, lora_dropout, init))
@@ -708,8 +785,10 @@ def count_lora_parameters(model: nn.Module) -> int:
 def lora_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """The tensors that fine-tuning with LoRA produced: every A and B, and the ``modules_to_save`` in full.
 
-    This is what a LoRA checkpoint stores: a few megabytes next to a base model of gigabytes. Loading it back is
-    ``model.load_state_dict(state, strict=False)`` on a model adapted with the same settings.
+    This is what a LoRA checkpoint stores: a few megabytes next to a base model of gigabytes. Load it back with
+    [load_lora_state_dict][llmdocs.finetuning.lora.load_lora_state_dict] into a model adapted with the same
+    settings, which refuses keys and shapes that do not fit; ``model.load_state_dict(state, strict=False)``
+    would skip them silently.
 
     Returns:
         Our parameter names (``blocks.0.self_attn.q_proj.lora_A.weight``, ``classifier.weight``) -> tensors.
@@ -737,22 +816,38 @@ def lora_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return state
 
 
-def merge_lora(model: nn.Module) -> nn.Module:
+def merge_lora(model: nn.Module, *, dequantize: bool = False) -> nn.Module:
     """Merge every adapter into its base and replace each LoRALinear by a plain ``nn.Linear``, in place.
 
-    The result has the architecture of the base model (its ``state_dict`` loads into a fresh one) and the outputs of
-    the adapted model. A quantized base becomes an ``nn.Linear`` holding its dequantized weight plus the update (a
-    merged QLoRA model is a full-precision model). The new layers are frozen, like the bases they replace.
+    The result has the outputs of the adapted model, and the layers that had adapters are ``nn.Linear`` holding
+    W_0 + scaling B A. On a float base, that is the architecture of the base model: its ``state_dict`` loads into
+    a fresh one. On a quantized base (QLoRA), what becomes of the 4-bit layers depends on ``dequantize``:
+
+    - ``dequantize=False`` (the default): each *adapted* 4-bit layer becomes an ``nn.Linear`` holding its
+      dequantized weight plus the update, in the adapter's dtype (4-bit codes could not hold the update: see
+      ``LoRALinear.merge``); the layers without an adapter stay ``Linear4bit``, so the ``state_dict`` loads only into
+      a model whose other layers are quantized the same way. peft's ``merge_and_unload`` on a bitsandbytes 4-bit
+      base also leaves those layers 4-bit (and re-quantizes the merged ones, losing part of the update).
+    - ``dequantize=True``: in addition, every remaining quantized layer becomes an ``nn.Linear`` holding its
+      dequantized weight, in the dtype of the layer's float tensors (its bias and scales: float32 unless the model
+      was cast). The result is a plain full-precision model whose ``state_dict`` loads strictly into a fresh,
+      unquantized one; its weights are the 4-bit ones (plus the updates), not the weights before quantization.
+      This is how a QLoRA model is usually deployed: the adapters merged into the dequantized base.
+
+    The new layers are frozen, like the bases they replace. Every adapter is checked before any layer changes.
 
     Args:
-        model: a model with adapters (from [apply_lora][llmdocs.finetuning.lora.apply_lora]), or a LoRALinear.
+        model: a model with adapters (from [apply_lora][llmdocs.finetuning.lora.apply_lora]) or, with
+            ``dequantize=True``, with quantized layers; or a single LoRALinear.
+        dequantize: also replace the quantized layers without an adapter by float ``nn.Linear`` layers.
 
     Returns:
         The plain model (``model`` itself, or for a LoRALinear the merged ``nn.Linear``).
 
     Raises:
-        TypeError: ``model`` is not a module.
-        ValueError: ``model`` has no adapters.
+        TypeError: ``model`` is not a module, ``dequantize`` not a bool.
+        ValueError: nothing to do (no adapters, and with ``dequantize=True`` no quantized layers either); an
+            adapter whose A or B holds NaN or inf, or whose merged weight overflows (named; no layer is changed).
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -766,31 +861,133 @@ def merge_lora(model: nn.Module) -> nn.Module:
         'Linear'
         >>> from llmdocs.testing import assert_close
         >>> assert_close(merged(x), adapted, depth=2)
+
+        QLoRA: the adapted 4-bit layer merges either way; ``dequantize=True`` also turns the other one to float.
+
+        >>> from llmdocs.finetuning.qlora import quantize_linears
+        >>> model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
+        >>> _ = quantize_linears(model, ["0", "2"])
+        >>> _ = apply_lora(model, ["0"], r=2, lora_alpha=2)
+        >>> [type(m).__name__ for m in merge_lora(model)]
+        ['Linear', 'ReLU', 'Linear4bit']
+        >>> [type(m).__name__ for m in merge_lora(model, dequantize=True)]
+        ['Linear', 'ReLU', 'Linear']
     """
     _check_model(model)
+    if not isinstance(dequantize, bool):
+        raise TypeError(f"dequantize must be a bool, got {type(dequantize).__name__} {dequantize!r}")
     if isinstance(model, LoRALinear):
-        return _merged_linear(model)
+        return _merged_linear(model, "")
+    if dequantize and _is_quantized(model) and not isinstance(model, nn.Linear):
+        return _dequantized_linear(model)
     adapters = _adapters(model)
-    if not adapters:
-        raise ValueError(f"{type(model).__name__} has no LoRA adapters to merge")
+    quantized = [(n, m) for n, m in _outside_adapters(model) if dequantize and _is_quantized(m)]
+    if not adapters and not quantized:
+        extra = " and no quantized layers to dequantize" if dequantize else ""
+        raise ValueError(f"{type(model).__name__} has no LoRA adapters to merge{extra}")
+    for name, adapter in adapters:  # every check first: an error leaves the whole model as it was
+        if not adapter.merged:
+            adapter._updated_weight(+1, name)
     for name, adapter in adapters:
-        _set_submodule(model, name, _merged_linear(adapter))
+        _set_submodule(model, name, _merged_linear(adapter, name))
+    for name, layer in quantized:
+        _set_submodule(model, name, _dequantized_linear(layer))
     if "modules_to_save" in vars(model):
         del model.modules_to_save
     return model
 
 
-def _merged_linear(adapter: LoRALinear) -> nn.Linear:
-    """The plain layer W_0 + scaling B A of one adapter."""
+def _frozen_linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
+    """A frozen ``nn.Linear`` holding ``weight`` (D_out, D_in) and a copy of ``bias`` in the weight's dtype."""
+    D_out, D_in = weight.shape
+    linear = nn.Linear(D_in, D_out, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    linear.weight = nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        linear.bias = nn.Parameter(bias.detach().clone().to(weight.dtype), requires_grad=False)
+    return linear
+
+
+def _merged_linear(adapter: LoRALinear, name: str) -> nn.Linear:
+    """The plain layer W_0 + scaling B A of one adapter (``name``: its path, for the error messages)."""
     if not adapter.quantized:
         if not adapter.merged:
             adapter.merge()
         return adapter.base_layer  # type: ignore[return-value]
-    base = adapter.base_layer
-    with torch.no_grad():  # in the adapter's dtype (float32, the rest of the model's), not the base's compute dtype
-        weight = base.dequantize().to(adapter.lora_A.weight.dtype) + adapter.delta_weight()  # (D_out, D_in)
-    linear = nn.Linear(adapter.in_features, adapter.out_features, bias=base.bias is not None, device=weight.device)
-    linear.weight = nn.Parameter(weight, requires_grad=False)
-    if base.bias is not None:
-        linear.bias = nn.Parameter(base.bias.detach().clone().to(weight.dtype), requires_grad=False)
-    return linear
+    return _frozen_linear(adapter._updated_weight(+1, name), adapter.base_layer.bias)
+
+
+def _dequantized_linear(layer: nn.Module) -> nn.Linear:
+    """A quantized layer without an adapter as a float ``nn.Linear``, in the dtype of its float tensors."""
+    floats = [t for t in (*layer.parameters(), *layer.buffers()) if t.is_floating_point()]
+    dtype = floats[0].dtype if floats else torch.float32
+    with torch.no_grad():
+        weight = layer.dequantize().to(dtype)  # (D_out, D_in)
+    return _frozen_linear(weight, layer.bias)
+
+
+def load_lora_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load a [lora_state_dict][llmdocs.finetuning.lora.lora_state_dict] into a model adapted the same way, in place.
+
+    ``model.load_state_dict(state, strict=False)`` would also load it, but silently: on a model adapted on other
+    targets every key is unexpected, nothing loads, and no error says so. Here the keys must be exactly the model's
+    adapter tensors (every A and B) and the tensors of its ``modules_to_save``, with the same shapes.
+
+    Args:
+        model: the model, adapted by [apply_lora][llmdocs.finetuning.lora.apply_lora] with the same targets, rank
+            and ``modules_to_save`` as the model the state came from; its adapters unmerged.
+        state: parameter name -> tensor, as ``lora_state_dict`` returns it (or read back from safetensors).
+
+    Raises:
+        TypeError: ``model`` is not a module; ``state`` not a mapping of names to tensors.
+        ValueError: ``model`` has no adapters, or merged ones (loading a new B A would not change W_0); keys of
+            ``state`` the model lacks, or keys it expects that ``state`` lacks; a shape that differs (another
+            rank); a tensor holding NaN or inf. Nothing is loaded when an error is raised.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        >>> _ = apply_lora(model, "0", r=2, lora_alpha=2)
+        >>> state = lora_state_dict(model)
+        >>> same = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        >>> _ = apply_lora(same, "0", r=2, lora_alpha=2)
+        >>> load_lora_state_dict(same, state)
+        >>> torch.equal(same[0].lora_A.weight, model[0].lora_A.weight)
+        True
+        >>> other = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        >>> _ = apply_lora(other, "1", r=2, lora_alpha=2)  # adapted on another layer
+        >>> other.load_state_dict(state, strict=False).unexpected_keys  # loads nothing, raises nothing
+        ['0.lora_A.weight', '0.lora_B.weight']
+        >>> load_lora_state_dict(other, state)
+        Traceback (most recent call last):
+        ...
+        ValueError: state holds ['0.lora_A.weight', '0.lora_B.weight'], which Sequential's adapters and
+        modules_to_save lack (adapted on other targets?); it expects ['1.lora_A.weight', '1.lora_B.weight']
+    """
+    _check_model(model)
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(t, Tensor) for k, t in state.items()
+    ):
+        raise TypeError(
+            f"state must be a mapping of parameter names to tensors (from lora_state_dict), got {type(state).__name__}"
+        )
+    expected = lora_state_dict(model)  # raises if there are no adapters
+    merged = [name for name, adapter in _adapters(model) if adapter.merged]
+    if merged:
+        raise ValueError(f"{merged[:3]} are merged: unmerge() them first (a new B A would not reach W_0)")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise ValueError(
+            f"state holds {unexpected[:4]}, which {type(model).__name__}'s adapters and modules_to_save lack "
+            f"(adapted on other targets?); it expects {sorted(expected)[:4]}"
+        )
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"state lacks {missing[:4]}, which {type(model).__name__}'s adapters or modules_to_save hold")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ValueError(
+                f"{key}: the state's shape {tuple(tensor.shape)} differs from the model's "
+                f"{tuple(expected[key].shape)} (adapted with another rank r?)"
+            )
+        if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(tensor).all():
+            raise ValueError(f"{key} holds NaN or infinite values: loading it would break the model's outputs")
+    model.load_state_dict(dict(state), strict=False)

@@ -288,7 +288,10 @@ def quantize_nf4(
     With ``double_quant`` the float32 scales are centred on their mean c and stored as 8-bit codes of the
     dynamic type in blocks of ``absmax_block_size``, each block with its own float32 absmax (QLoRA's c_2 in FP8
     and c_1 in FP32): absmax_b ~= dynamic[a_b] * s_{b // 256} + c. The 4-bit codes are computed with the exact
-    scales, as in bitsandbytes (``compress_statistics=True``).
+    scales, as in bitsandbytes (``compress_statistics=True``). The mean is a float32 sum, as in bitsandbytes, so
+    weights near float32's largest value (3.4e38) can overflow it, or the dequantized scales c + dynamic[a] s:
+    such a weight is refused, rather than dequantized to inf and NaN (without ``double_quant`` every finite weight
+    round-trips to finite values).
 
     Args:
         weight: any floating tensor of at least one element (quantized in float32, flattened row by row).
@@ -301,7 +304,9 @@ def quantize_nf4(
 
     Raises:
         TypeError: ``weight`` is not a floating tensor, or ``double_quant`` not a bool.
-        ValueError: ``weight`` is empty, 0-dimensional or not finite; a block size is not a positive integer.
+        ValueError: ``weight`` is empty, 0-dimensional or not finite; a block size is not a positive integer;
+            with ``double_quant``, block scales so large that their mean or their dequantized values overflow
+            float32.
 
     References:
         Dettmers et al., "QLoRA", 2023, section 3 ("Block-wise k-bit Quantization", "Double Quantization").
@@ -325,13 +330,24 @@ def quantize_nf4(
     packed = codes[0::2] << 4 | codes[1::2]  # (ceil(n / 2),) first weight in the high nibble
     if not double_quant:
         return NF4Weight(packed, absmax, weight.shape, block_size, weight.dtype)
-    offset = absmax.mean()  # () centring the scales uses the 8 bits' sign
+    offset = absmax.mean()  # () centring the scales uses the 8 bits' sign; a float32 sum, as in bitsandbytes
+
+    def overflow(what: str) -> ValueError:
+        return ValueError(
+            f"weight's block scales overflow float32 under double quantization: {what} (the largest |weight| is "
+            f"{absmax.max().item():.4g}, float32's largest value {torch.finfo(torch.float32).max:.4g}); quantize "
+            "with double_quant=False (float32 scales hold any finite weight) or rescale the weight"
+        )
+
+    if not torch.isfinite(offset):
+        raise overflow("their float32 mean is not finite")
     absmax_codes, absmax_scale = _quantize_blocks(
         absmax - offset, _code_book("dynamic", flat.device), absmax_block_size
     )
-    return NF4Weight(
-        packed, absmax_codes, weight.shape, block_size, weight.dtype, absmax_scale, offset, absmax_block_size
-    )
+    q = NF4Weight(packed, absmax_codes, weight.shape, block_size, weight.dtype, absmax_scale, offset, absmax_block_size)
+    if not torch.isfinite(_absmax_of(q)).all():  # (N,): c + dynamic[a] s can round past float32's largest value
+        raise overflow("a dequantized scale (mean + 8-bit level x second-level scale) is not finite")
+    return q
 
 
 def _absmax_of(q: NF4Weight) -> Tensor:
@@ -663,7 +679,8 @@ class Linear4bit(nn.Module):
 
         Raises:
             TypeError: ``linear`` is not an ``nn.Linear``.
-            ValueError: ``linear``'s weight is on the ``meta`` device (it has no values to quantize) or not finite.
+            ValueError: ``linear``'s weight is on the ``meta`` device (it has no values to quantize); its weight
+                or bias holds NaN or inf (or the weight overflows double quantization, see `quantize_nf4`).
 
         Examples:
             >>> linear = nn.Linear(64, 4)
@@ -675,6 +692,8 @@ class Linear4bit(nn.Module):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
         if linear.weight.is_meta:
             raise ValueError(f"linear's weight is on the meta device: {_META}")
+        if linear.bias is not None and not linear.bias.is_meta and not torch.isfinite(linear.bias).all():
+            raise ValueError("linear's bias holds NaN or infinite values: the frozen layer would output them for good")
         layer = cls(
             linear.in_features,
             linear.out_features,
@@ -744,7 +763,8 @@ def quantize_linears(
         targets: glob pattern(s) on dotted module names (``"blocks.*.attn.q_proj"``), which also match the last
             components alone (``"q_proj"``, ``"*_proj"``), as peft's ``target_modules`` do
             ([module_name_matches][llmdocs.finetuning.lora.module_name_matches]). Modules that are not
-            ``nn.Linear`` are skipped, but every pattern must select at least one ``nn.Linear``.
+            ``nn.Linear`` are skipped, but every pattern must select at least one ``nn.Linear`` (a pattern that
+            selects only ``Linear4bit`` layers is refused as already quantized).
         block_size: weights per NF4 scale.
         double_quant: store the scales in 8 bits.
         compute_dtype: the dtype of the dequantized weights and of the product.
@@ -755,7 +775,8 @@ def quantize_linears(
     Raises:
         TypeError: ``model`` is not an ``nn.Module``; ``targets`` not a pattern (str) or a list of them.
         ValueError: no pattern given, an empty pattern, or a pattern that matches no ``nn.Linear`` (a typo would
-            otherwise leave a layer in full precision); ``model`` itself a linear layer (use
+            otherwise leave a layer in full precision) or only layers that are already ``Linear4bit``; a selected
+            layer whose weight or bias is not finite; ``model`` itself a linear layer (use
             ``Linear4bit.from_linear``); a pattern that selects LoRA adapters (quantize before ``apply_lora``); a
             tied weight or a layer whose parent reads its weight; a selected layer on the ``meta`` device. Nothing
             is replaced when an error is raised.
@@ -789,6 +810,13 @@ def quantize_linears(
     linears = [(name, m) for name, m in modules if isinstance(m, nn.Linear)]
     chosen = [(name, m) for name, m in linears if any(module_name_matches(name, p) for p in patterns)]
     unmatched = [p for p in patterns if not any(module_name_matches(name, p) for name, _ in linears)]
+    for pattern in unmatched:
+        done = [name for name, m in modules if isinstance(m, Linear4bit) and module_name_matches(name, pattern)]
+        if done:
+            raise ValueError(
+                f"targets {pattern!r} matches only layers that are already Linear4bit ({done[:3]}): they are "
+                "quantized; leave the pattern out (or target the nn.Linear layers still in full precision)"
+            )
     if unmatched:
         names = [name for name, _ in linears][:6]
         raise ValueError(f"no nn.Linear matches {unmatched}; the linear layers are named like {names}")

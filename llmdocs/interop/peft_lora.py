@@ -60,7 +60,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from llmdocs.finetuning.lora import LoRALinear, apply_lora
+from llmdocs.finetuning.lora import LoRALinear, _check_rank, apply_lora
 from llmdocs.finetuning.lora_budget import model_family
 from llmdocs.interop import hf, hf_bert, hf_llama, hf_vit
 from llmdocs.models.bert import BertForPreTraining, BertForSequenceClassification, BertModel
@@ -378,7 +378,8 @@ def save_peft_adapter(
             neither a str nor None.
         ValueError: no adapters; adapters that peft cannot express (several dropout probabilities; GPT q/k/v
             adapters of different scalings in one block, or a q/k/v projection in ``modules_to_save``); tensors on
-            the ``meta`` device (they have no values to save); an empty ``directory``.
+            the ``meta`` device (they have no values to save) or holding NaN or inf; an empty ``directory``.
+            Nothing is written when an error is raised.
 
     Examples:
         >>> import tempfile
@@ -402,6 +403,12 @@ def save_peft_adapter(
             f"{type(model).__name__}'s adapters are on the meta device ({on_meta[0]} ...): a meta tensor has a shape "
             "but no values to save; materialize the model first (model.to_empty(device='cpu') and load or train "
             "its weights), or call peft_config(model) for the config alone"
+        )
+    broken = [key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise ValueError(
+            f"the tensor to save as {broken[0]!r} holds NaN or infinite values: the adapter of this "
+            f"{type(model).__name__} is broken (a diverged training run?) and would give NaN wherever it is loaded"
         )
     tensors = {key: t.detach().cpu().contiguous().clone() for key, t in tensors.items()}
     directory.mkdir(parents=True, exist_ok=True)
@@ -468,6 +475,12 @@ def _read_adapter(directory: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         state = load_file(str(path))
     except SafetensorError as error:
         raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"{key!r} in {path} holds NaN or infinite values: a broken adapter (a diverged training run?), "
+                "whose outputs would be NaN"
+            )
     return config, state
 
 
@@ -520,10 +533,13 @@ def load_peft_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> li
         FileNotFoundError: a missing file.
         TypeError: a model without a Hugging Face twin; ``directory`` not a path.
         ValueError: a file that is not what it should be (a config that is not a JSON object, fields of the wrong
-            type, a weights file that safetensors cannot read or that holds no LoRA tensors); a config that does
-            not fit: not ``peft_type`` LORA; DoRA, rsLoRA or LoRA biases; tensors whose
-            rank is not the config's ``r`` (or its ``rank_pattern``); missing keys (a targeted layer without A or B,
-            a module to save without its weights); tensors for modules our model lacks or of the wrong shape.
+            type, a weights file that safetensors cannot read, that holds no LoRA tensors, or a tensor holding NaN
+            or inf: the message names the key and the file); a config that does not fit: not ``peft_type`` LORA;
+            DoRA, rsLoRA or LoRA biases; tensors whose rank is not the config's ``r`` (or its ``rank_pattern``);
+            a rank above min(D_in, D_out) of the layer (peft accepts it,
+            [LoRALinear][llmdocs.finetuning.lora.LoRALinear] does not); missing keys (a targeted layer without A
+            or B, a module to save without its weights); tensors for modules our model lacks or of the wrong
+            shape. Nothing changes in ``model`` when an error is raised.
 
     Examples:
         >>> import tempfile
@@ -602,6 +618,8 @@ def load_peft_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> li
             plan += _split_qkv(ours, A, B, alpha, model)
         else:
             plan.append((ours[0], A, B, r, alpha))
+    for name, _, _, r, _ in plan:  # before apply_lora: a refused adapter leaves the model as it was
+        _check_rank(r, model.get_submodule(name), name)
     our_saved = _saved_state(family, model, saved)
     dropout = config.get("lora_dropout", 0.0)
     init = "gaussian" if config.get("init_lora_weights") == "gaussian" else "kaiming"
