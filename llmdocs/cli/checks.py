@@ -64,7 +64,8 @@ WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors", "adapter_model.saf
 OPTIONAL_LIBRARIES = {  # name -> what it is for
     "transformers": "equivalence tests against Hugging Face; SmolLM2's tokenizer",
     "gguf": "SmolLM2-135M-Instruct's GGUF file: the Llama chapter, examples/chat.py",
-    "peft": "LoRA equivalence tests",
+    "peft": "the LoRA chapter: equivalence tests, examples/finetune_lora.py --method peft/adalora/dora",
+    "bitsandbytes": "NF4 parity tests of QLoRA and the LoRA chapter's comparison with it",
     "tiktoken": "GPT-2 tokenizer parity",
     "gensim": "the CBOW benchmark",
     "mkdocs": "building the site",
