@@ -107,10 +107,7 @@ def sft_labels(
     return torch.where(mask.to(ids.device), ids.long(), IGNORE_INDEX)  # (T,) or (B, T)
 
 
-def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
-    if not isinstance(logits, Tensor) or not logits.is_floating_point():
-        got = logits.dtype if isinstance(logits, Tensor) else type(logits).__name__
-        raise TypeError(f"logits must be a floating tensor (B, T, V), got {got}")
+def _check_integer_labels(labels: object) -> None:
     if (
         not isinstance(labels, Tensor)
         or labels.is_floating_point()
@@ -119,6 +116,13 @@ def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
     ):
         got = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
         raise TypeError(f"labels must be an integer tensor (B, T), got {got}")
+
+
+def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        got = logits.dtype if isinstance(logits, Tensor) else type(logits).__name__
+        raise TypeError(f"logits must be a floating tensor (B, T, V), got {got}")
+    _check_integer_labels(labels)
     if logits.dim() != 3 or labels.shape != logits.shape[:2]:
         raise ValueError(
             f"logits must be (B, T, V) and labels (B, T) with the same B and T, got {tuple(logits.shape)} and "
@@ -151,14 +155,7 @@ def count_trained_tokens(labels: Tensor) -> int:
         >>> count_trained_tokens(torch.tensor([[7, -100, 5, 6], [-100, -100, -100, 9]]))  # the first 7 is no target
         3
     """
-    if (
-        not isinstance(labels, Tensor)
-        or labels.is_floating_point()
-        or labels.is_complex()
-        or labels.dtype == torch.bool
-    ):
-        got = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
-        raise TypeError(f"labels must be an integer tensor (B, T), got {got}")
+    _check_integer_labels(labels)
     if labels.dim() != 2:
         raise ValueError(f"labels must be (B, T), got shape {tuple(labels.shape)}")
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
