@@ -181,6 +181,11 @@ def evaluate_task(
     if args.task == "iso-dates":
         answers = generate_answers(model, tokenizer, [e.messages()[:-1] for e in test], max_new_tokens=16)
         out["exact_match"] = exact_match_rate(answers, [e.output for e in test], exact_match)
+        out["errors"] = [  # every miss, for the chapter to show
+            {"prompt": e.prompt, "form": e.form, "reference": e.output, "answer": a}
+            for e, a in zip(test, answers, strict=True)
+            if not exact_match(a, e.output)
+        ]
     else:
         answers = generate_answers(model, tokenizer, [e.messages()[:-1] for e in test[: args.show]], 128, batch_size=4)
     shown = zip(test[: args.show], answers[: args.show], strict=True)
