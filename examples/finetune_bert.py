@@ -71,10 +71,9 @@ from llmdocs.finetuning.classification import (
 )
 from llmdocs.models.bert import BertForSequenceClassification, BertModel
 from llmdocs.profiling import machine_description
-from llmdocs.records import write_record
 from llmdocs.serialization import load_encoder as load_encoder_folder
 from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
-from llmdocs.training import TrainConfig, latest_checkpoint, resolve_device
+from llmdocs.training import TrainConfig, resolve_device, run_folder
 
 Split = dict[str, list[tuple[str, int]]]
 
@@ -107,9 +106,6 @@ MINILM_BASE = "all-MiniLM-L6-v2"
 SMOKE: dict[str, Any] = dict(
     epochs=2, batch_size=8, max_length=32, n_train=32, n_eval=16, out_dir="runs/finetune-bert-smoke"
 )  # out_dir: never the folder of a real run
-
-RUN_ARGS = "run_args.json"
-"""The file of ``--out-dir`` that holds the settings of the run (``run_settings``), written when it starts."""
 
 MAY_CHANGE_ON_RESUME = ("minutes", "threads", "no_progress", "json", "device", "export", "out_dir", "resume")
 """The flags that a ``--resume`` may change: the budget, and where the outputs go. Every other flag defines what is
@@ -257,87 +253,19 @@ def model_dir_problem(model_dir: str) -> str | None:
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What defines the run that ``args`` trains: every flag but ``MAY_CHANGE_ON_RESUME``'s, as JSON values (the
-    content of ``run_args.json``; ``--lr`` already resolved to the mode's default)."""
-    settings = {name: value for name, value in vars(args).items() if name not in MAY_CHANGE_ON_RESUME}
-    return json.loads(json.dumps(settings))  # tuples -> lists: comparable with the file's
-
-
-_MISSING = object()  # a setting that one side does not record
-
-
-def settings_changes(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    """The flags whose values differ between a run's ``saved`` settings and ``settings``, as ``"--flag old ->
-    new"``."""
-
-    def shown(value: Any) -> str:
-        if value is _MISSING:
-            return "(not recorded)"
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    names = [*settings, *(name for name in saved if name not in settings)]
-    return [
-        f"--{name.replace('_', '-')} {shown(saved.get(name, _MISSING))} -> {shown(settings.get(name, _MISSING))}"
-        for name in names
-        if saved.get(name, _MISSING) != settings.get(name, _MISSING)
-    ]
+    """What defines the run that ``args`` trains (``run_args.json``): every flag but ``MAY_CHANGE_ON_RESUME``'s."""
+    return run_folder.run_settings(args, MAY_CHANGE_ON_RESUME)
 
 
 def check_run_folder(args: argparse.Namespace) -> None:
-    """End with a one-line message unless ``--out-dir`` suits ``--resume``; called before anything is built.
-
-    A fresh run needs a folder (or a path to create) without checkpoints: it must not mix its checkpoints with
-    another run's. ``--resume`` needs a checkpoint to continue and the settings of ``run_args.json``
-    (``run_settings``): it continues the same run, so only ``MAY_CHANGE_ON_RESUME``'s flags may differ. A run
-    folder of an older script, without ``run_args.json``, is resumed unchecked (with a note).
-
-    Raises:
-        SystemExit: ``--out-dir`` is (inside) a file; a fresh run into a folder with checkpoints; ``--resume``
-            with no checkpoint, or with settings that differ from the run's (each differing flag named).
-    """
-    out = Path(args.out_dir)
-    existing = next((folder for folder in (out, *out.parents) if folder.exists()), None)
-    if existing is not None and not existing.is_dir():
-        where = "" if existing == out else f" is inside {existing}, which"
-        raise SystemExit(f"error: --out-dir {args.out_dir}{where} is a file, not a folder: give a folder path")
-    checkpoints = out / "checkpoints"
-    if not args.resume:
-        if latest_checkpoint(checkpoints) is not None:
-            raise SystemExit(
-                f"error: --out-dir {args.out_dir} already holds the checkpoints of a run: continue it with --resume, "
-                "or give another --out-dir"
-            )
-        return
-    if latest_checkpoint(checkpoints) is None:
-        raise SystemExit(
-            f"error: --resume: there is nothing to resume in {args.out_dir} (no checkpoint in {checkpoints}): "
-            "drop --resume to start a run there"
-        )
-    saved_file = out / RUN_ARGS
-    if not saved_file.is_file():
-        print(f"note: {args.out_dir} has no {RUN_ARGS} (a run of an older script): its settings are not checked")
-        return
-    try:
-        saved = json.loads(saved_file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise SystemExit(f"error: --resume: {saved_file} is not readable JSON ({error})") from None
-    if not isinstance(saved, dict):
-        raise SystemExit(f"error: --resume: {saved_file} holds a {type(saved).__name__}, not the run's settings")
-    changes = settings_changes(saved, run_settings(args))
-    if changes:
-        budget = ", ".join(f"--{name.replace('_', '-')}" for name in MAY_CHANGE_ON_RESUME[:-2] if hasattr(args, name))
-        raise SystemExit(
-            f"error: --resume continues the run in {args.out_dir} with its settings ({saved_file}), but these flags "
-            f"differ: {'; '.join(changes)}: give the run's values, or another --out-dir for a new run (a resume may "
-            f"change only {budget})"
-        )
+    """End with a one-line message unless ``--out-dir`` suits ``--resume`` (``llmdocs.training.run_folder``)."""
+    may_change = [name for name in MAY_CHANGE_ON_RESUME if hasattr(args, name)]
+    run_folder.check_run_folder(args.out_dir, args.resume, run_settings(args), may_change)
 
 
 def save_run_settings(args: argparse.Namespace) -> Path:
-    """Write ``run_settings(args)`` to ``<out-dir>/run_args.json``, atomically, when a fresh run starts."""
-    return write_record(Path(args.out_dir) / RUN_ARGS, run_settings(args))
+    """Write ``run_settings(args)`` to ``<out-dir>/run_args.json`` when a fresh run starts."""
+    return run_folder.save_run_settings(args.out_dir, run_settings(args))
 
 
 def load_encoder(name: str, model_dir: str | None = None) -> tuple[BertModel, WordPieceTokenizer]:

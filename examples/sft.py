@@ -32,6 +32,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
@@ -59,8 +60,10 @@ from llmdocs.profiling import machine_description
 from llmdocs.records import write_record
 from llmdocs.training import TrainConfig, resolve_device
 from llmdocs.training.batch import mean_loss
+from llmdocs.training.checkpoint import checkpoint_info
 from llmdocs.training.distributed import cleanup_distributed, setup_distributed
 from llmdocs.training.loop import train
+from llmdocs.training.run_folder import check_run_folder, run_settings, save_run_settings
 
 TASKS = ("iso-dates", "alpaca-en", "alpaca-zh")
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj"]
@@ -68,6 +71,8 @@ DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The name an adapter trained here records as its base (``base_model_name_or_path``)."""
 SMOKE: dict[str, Any] = dict(n_train=16, n_eval=4, batch_size=4, epochs=1, out_dir="runs/sft-smoke")
+MAY_CHANGE_ON_RESUME = ("minutes", "threads", "no_progress", "json", "device", "baseline", "show", "out_dir", "resume")
+"""The flags a ``--resume`` may change (budget and outputs); any other difference is refused (run_args.json)."""
 N_SHOTS = 3
 """Solved training examples shown before each test prompt in the few-shot baseline."""
 
@@ -208,6 +213,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = info.device if info.world_size > 1 else resolve_device(args.device)
     launcher = f"torchrun --nproc_per_node {info.world_size}" if info.world_size > 1 else "python"
     command = f"{launcher} examples/sft.py " + shlex.join(list(sys.argv[1:] if argv is None else argv))
+    settings = run_settings(args, MAY_CHANGE_ON_RESUME)
+    if info.is_main:
+        check_run_folder(args.out_dir, args.resume, settings, MAY_CHANGE_ON_RESUME)
     try:
         model, tokenizer = load_model(args.smoke)
         split, credit = task_data(args)
@@ -220,12 +228,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results: dict[str, Any] = {"task": args.task, "method": args.method, "source": credit}
         if info.is_main:
             print(f"{args.task}: {', '.join(f'{n} {len(p):,}' for n, p in split.items())} examples; {credit}")
-        if args.baseline and info.is_main and not args.resume:
+        before_file = Path(args.out_dir) / "before.json"  # the baseline, kept for a resumed run's results
+        if args.resume and before_file.is_file():
+            results["before"] = json.loads(before_file.read_text(encoding="utf-8"))
+        elif args.baseline and info.is_main:
             results["before"] = evaluate_task(model, tokenizer, split, args, examples["test"])
             if args.task == "iso-dates":
                 results["before"]["exact_match_3_shot"] = few_shot_baseline(model, tokenizer, split)
                 print(f"before: exact match {results['before']['exact_match']:.2%} zero-shot, "
                       f"{results['before']['exact_match_3_shot']:.2%} {N_SHOTS}-shot")  # fmt: skip
+            write_record(before_file, results["before"])
         if args.method == "lora":
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -247,6 +259,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{args.method}: {summary}; {steps} steps of {args.batch_size * info.world_size} examples, "
                   f"{'packed' if args.packing else 'padded'}; {torch.get_num_threads()} thread(s)")  # fmt: skip
         wrapped = DistributedDataParallel(model) if info.world_size > 1 else model
+        first_step = checkpoint_info(Path(args.out_dir) / "checkpoints")["step"] if args.resume else 0
+        if info.is_main and not args.resume:
+            save_run_settings(args.out_dir, settings)
         wall, cpu = time.perf_counter(), time.process_time()
         history = train(wrapped, batches, sft_loss_fn, config, resume=args.resume,
                         progress=info.is_main and not args.no_progress)  # fmt: skip
@@ -264,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "trainable_params": summary.trainable, "total_params": summary.total,
             "trainable_percent": 100 * summary.fraction,
             "train_seconds": round(train_seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-            "seconds_per_step": round(train_seconds / max(1, len(history) and last_step), 3),
+            "seconds_per_step": round(train_seconds / (last_step - first_step), 3) if last_step > first_step else None,
             "history": history, "command": command, "args": vars(args), "machine": machine_description(),
         })  # fmt: skip
         after = results["after"]

@@ -73,10 +73,15 @@ def test_the_adapter_gives_the_trained_logits_in_ours_and_in_peft(script, unbrok
 @pytest.mark.numerics
 def test_resume_continues_a_stopped_run_exactly(script, unbroken, tmp_path) -> None:
     out, results = unbroken
-    stopped = smoke(script, tmp_path, "--epochs", "2", "--minutes", "1e-6")  # stops after its first step
+    stopped = smoke(script, tmp_path, "--epochs", "2", "--minutes", "1e-6", "--baseline")  # stops after a step
     assert stopped["steps_done"] == 1 and not stopped["finished"]
+    with pytest.raises(SystemExit, match=r"these flags differ: --lora-alpha 32.0 -> 64.0"):
+        smoke(script, tmp_path, "--epochs", "2", "--resume", "--lora-alpha", "64")
+    with pytest.raises(SystemExit, match="already holds the checkpoints of a run"):
+        smoke(script, tmp_path, "--epochs", "2")
     resumed = smoke(script, tmp_path, "--epochs", "2", "--resume")
-    assert resumed["finished"]
+    assert resumed["finished"] and resumed["before"] == stopped["before"]  # the baseline survives the resume
+    assert resumed["seconds_per_step"] > 0
     assert [row["loss"] for row in resumed["history"]] == [row["loss"] for row in results["history"]]
     a, b = (load_file(d / "adapter" / "adapter_model.safetensors") for d in (out, tmp_path))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical, dropout included

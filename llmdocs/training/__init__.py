@@ -5,6 +5,9 @@ Everything a chapter needs to train a model is importable from here:
 ```
 from llmdocs.training import TrainConfig, train, plot_history, save_checkpoint, load_checkpoint
 ```
+
+Training scripts also check their run folder with [run_folder][llmdocs.training.run_folder]: one run per
+``--out-dir``, and ``--resume`` refuses settings other than the run's.
 """
 
 from llmdocs.training.batch import mean_loss, move_to_device
