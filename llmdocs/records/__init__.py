@@ -32,6 +32,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``lora_sms_spam`` | ``python examples/benchmarks/lora_classification.py --json ...`` |
 | ``lora_review_sentiment`` | ``python examples/benchmarks/lora_classification.py --task review-sentiment ...`` |
 | ``sft_iso_dates`` | ``python examples/sft.py --baseline --json ...`` |
+| ``sft_iso_dates_unmasked`` | ``python examples/sft.py --no-mask-prompt --json ...`` |
 """
 
 from __future__ import annotations
