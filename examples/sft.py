@@ -47,6 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 from llmdocs.data.iso_dates import exact_match, make_iso_date_task
 from llmdocs.finetuning.freezing import trainable_parameters_summary
 from llmdocs.finetuning.lora import apply_lora
+from llmdocs.finetuning.packing import collate_padded
 from llmdocs.finetuning.sft import (
     SFTBatches,
     exact_match_rate,
@@ -177,11 +178,8 @@ def evaluate_task(
     model: nn.Module, tokenizer: Any, split: dict[str, list[Any]], args: argparse.Namespace, held_out: list[Any]
 ) -> dict[str, Any]:
     """Held-out loss of the answers; on iso-dates the test exact match; the first ``--show`` test answers."""
-    batches = [held_out[i : i + args.batch_size] for i in range(0, len(held_out), args.batch_size)]
-    batches = [SFTBatches(b, batch_size=len(b), shuffle=False)(0) for b in batches]
-    device = next(model.parameters()).device
-    out: dict[str, Any] = {"test_loss": mean_loss(model, [{k: v.to(device) for k, v in b.items()} for b in batches],
-                                                  sft_loss_fn)}  # fmt: skip
+    batches = [collate_padded(held_out[i : i + args.batch_size]) for i in range(0, len(held_out), args.batch_size)]
+    out: dict[str, Any] = {"test_loss": mean_loss(model, batches, sft_loss_fn)}  # mean_loss moves them to the device
     test = split["test"]
     if args.task == "iso-dates":
         answers = generate_answers(model, tokenizer, [e.messages()[:-1] for e in test], max_new_tokens=16)
