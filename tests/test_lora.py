@@ -16,6 +16,7 @@ from llmdocs.finetuning.lora import (
     LoRALinear,
     apply_lora,
     count_lora_parameters,
+    disable_adapters,
     load_lora_state_dict,
     lora_delta,
     lora_flops,
@@ -158,6 +159,36 @@ def test_merge_lora_returns_a_plain_model_with_the_same_outputs() -> None:
     assert set(model.state_dict()) == plain_names and not hasattr(model, "modules_to_save")
     assert_equivalent(model(ids), adapted, depth=model.config.n_layers)
     Llama(LlamaConfig.tiny()).double().load_state_dict(model.state_dict())  # the base architecture, strictly
+
+
+def test_disable_adapters_gives_the_base_model_bit_for_bit_and_restores_them() -> None:
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig.tiny()).eval()
+    ids = inputs("llama")
+    base = model(ids)
+    apply_lora(model, TARGET_SETS["llama"]["all linear"], r=2, lora_alpha=4)
+    trained_b(model)
+    adapted = model(ids)
+    assert not torch.allclose(adapted, base)
+    with disable_adapters(model) as inside:
+        assert inside is model and torch.equal(model(ids), base)
+        with disable_adapters(model):  # nested: the outer block's state comes back, still disabled
+            pass
+        assert torch.equal(model(ids), base)
+    assert torch.equal(model(ids), adapted)
+    with pytest.raises(RuntimeError, match="boom"), disable_adapters(model):
+        raise RuntimeError("boom")
+    assert torch.equal(model(ids), adapted)  # restored after an exception too
+    with disable_adapters(model), pytest.raises(ValueError, match="disabled adapter"):
+        model.get_submodule("blocks.0.self_attn.q_proj").merge()
+    model.get_submodule("blocks.0.self_attn.q_proj").merge()
+    with pytest.raises(ValueError, match=r"1 adapter\(s\) are merged .*'blocks.0.self_attn.q_proj'.*unmerge"):
+        disable_adapters(model).__enter__()
+    assert_close(model(ids), adapted)  # the refused call changed nothing (one layer merged: rounding only)
+    with pytest.raises(ValueError, match="Llama has no LoRA adapters"):
+        disable_adapters(Llama(LlamaConfig.tiny())).__enter__()
+    with pytest.raises(TypeError):
+        disable_adapters("model").__enter__()  # type: ignore[arg-type]
 
 
 def test_merge_warns_when_there_is_nothing_to_do() -> None:

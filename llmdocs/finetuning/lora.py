@@ -41,12 +41,13 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import numbers
 import statistics
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal, NamedTuple
 
 import torch
@@ -64,6 +65,7 @@ __all__ = [
     "LoRATimes",
     "apply_lora",
     "count_lora_parameters",
+    "disable_adapters",
     "load_lora_state_dict",
     "lora_delta",
     "lora_flops",
@@ -322,6 +324,8 @@ class LoRALinear(nn.Module):
         lora_dropout: ``nn.Dropout`` (``nn.Identity`` for probability 0, as in peft).
         scaling: alpha / R.
         merged: whether the update is currently added into the base weight.
+        disabled: whether the forward skips the update (the base layer alone), set by
+            [disable_adapters][llmdocs.finetuning.lora.disable_adapters].
         order: how the unmerged forward computes the update, ``"factored"`` (B(Ax), default) or ``"dense"``.
 
     Shape:
@@ -375,6 +379,7 @@ class LoRALinear(nn.Module):
         self.scaling = lora_alpha / r
         self.order: Order = "factored"
         self.merged = False
+        self.disabled = False
         dtype, device = self._adapter_dtype_device()
         self.lora_dropout: nn.Module = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
         self.lora_A = nn.Linear(self.in_features, self.r, bias=False, dtype=dtype, device=device)  # (R, D_in)
@@ -412,7 +417,7 @@ class LoRALinear(nn.Module):
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling  # (D_out, R) @ (R, D_in)
 
     def forward(self, x: Tensor) -> Tensor:
-        """W_0 x + scaling * B A dropout(x) (only W_0 x when merged); x (..., D_in) -> (..., D_out).
+        """W_0 x + scaling * B A dropout(x) (only W_0 x when merged or disabled); x (..., D_in) -> (..., D_out).
 
         Raises:
             TypeError: ``x`` is not a floating-point tensor; on an ``nn.Linear`` base, ``x``'s dtype is not the
@@ -431,7 +436,7 @@ class LoRALinear(nn.Module):
                     f"model (model.to({x.dtype}))"
                 )
         result = self.base_layer(x)  # (..., D_out)
-        if self.merged:
+        if self.merged or self.disabled:  # merged: W_0 holds the update; disabled: W_0 alone (never both)
             return result
         adapter_input = self.lora_dropout(x.to(self.lora_A.weight.dtype))  # (..., D_in), dropped on this path only
         delta = lora_delta(adapter_input, self.lora_A.weight, self.lora_B.weight, self.scaling, self.order)
@@ -461,6 +466,8 @@ class LoRALinear(nn.Module):
         if self.merged:
             warnings.warn("the adapter is already merged: nothing to do", stacklevel=2)
             return
+        if self.disabled:
+            raise ValueError("cannot merge a disabled adapter (inside disable_adapters): leave the block first")
         merged = self._updated_weight(+1)  # checked before W_0 changes
         with torch.no_grad():
             self.base_layer.weight.copy_(merged)
@@ -767,6 +774,59 @@ def apply_lora(
 
 def _adapters(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+@contextlib.contextmanager
+def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the base model without its LoRA updates inside a ``with`` block: every adapted layer computes W_0 x.
+
+    The adapters are kept, and come back when the block ends (even on an exception): the frozen base is the
+    model before fine-tuning, so one model in memory serves both as the fine-tuned model and as the reference it
+    started from (the before/after of the SFT chapter, the frozen reference policy of DPO and PPO). The result
+    inside the block is the base's, bit for bit. peft's ``with peft_model.disable_adapter():`` does the same.
+
+    Args:
+        model: A model with [LoRALinear][llmdocs.finetuning.lora.LoRALinear] layers, none of them merged.
+
+    Yields:
+        ``model``, with its adapters switched off.
+
+    Raises:
+        TypeError: ``model`` is not a module.
+        ValueError: ``model`` has no adapters, or some are merged into their base (W_0 then holds the update:
+            unmerge them, or keep an unmerged copy as the reference).
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        >>> x = torch.randn(3, 4)
+        >>> before = model(x)
+        >>> _ = apply_lora(model, ["0", "1"], r=2, lora_alpha=2)
+        >>> _ = nn.init.normal_(model[0].lora_B.weight)  # as if trained
+        >>> with disable_adapters(model):
+        ...     torch.equal(model(x), before)  # the base model, bit for bit
+        True
+        >>> torch.equal(model(x), before)  # the adapters are back
+        False
+    """
+    _check_model(model)
+    adapters = _adapters(model)
+    if not adapters:
+        raise ValueError(f"{type(model).__name__} has no LoRA adapters: nothing to disable")
+    merged = [name for name, adapter in adapters if adapter.merged]
+    if merged:
+        raise ValueError(
+            f"{len(merged)} adapter(s) are merged into their base weights (e.g. {merged[0]!r}): W_0 holds the update, "
+            "so disabling the adapter would not give the base model; unmerge() them first"
+        )
+    previous = [adapter.disabled for _, adapter in adapters]  # nested blocks restore what they found
+    for _, adapter in adapters:
+        adapter.disabled = True
+    try:
+        yield model
+    finally:
+        for (_, adapter), state in zip(adapters, previous, strict=True):
+            adapter.disabled = state
 
 
 def count_lora_parameters(model: nn.Module) -> int:
