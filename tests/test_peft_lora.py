@@ -368,6 +368,34 @@ def test_an_adapter_with_nan_is_not_saved(tmp_path: Path) -> None:
     assert not (tmp_path / "nan").exists()  # nothing written
 
 
+def test_a_float16_adapter_loads_into_the_model_s_dtype_rounded_once_and_peft_reads_it(tmp_path: Path) -> None:
+    model, hf_model = twins("llama")
+    apply_lora(model, ["q_proj", "v_proj"], r=2, lora_alpha=4)
+    as_if_trained(model, ("lora_A", "lora_B"))
+    folder = save_peft_adapter(model, tmp_path / "half", base_model_name_or_path="tiny", dtype=torch.float16)
+    stored = load_file(folder / ADAPTER_WEIGHTS_NAME)
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    fresh = twins("llama")[0]
+    load_peft_adapter(fresh, folder)
+    for name, adapter in model.named_modules():
+        if isinstance(adapter, LoRALinear):
+            loaded = fresh.get_submodule(name)
+            assert loaded.lora_A.weight.dtype == torch.float64  # the twins are float64
+            assert torch.equal(loaded.lora_A.weight, adapter.lora_A.weight.half().double())  # rounded once
+            assert torch.equal(loaded.lora_B.weight, adapter.lora_B.weight.half().double())
+    peft = pytest.importorskip("peft")
+    peft_model = peft.PeftModel.from_pretrained(hf_model, str(folder))
+    x = inputs("llama")
+    assert_equivalent(outputs(peft_model, "llama", x), outputs(fresh, "llama", x), depth=2)
+    with torch.no_grad():
+        model.get_submodule("blocks.0.self_attn.q_proj").lora_B.weight[0, 0] = 1e6  # beyond float16's 65504
+    with pytest.raises(ValueError, match=r"holds NaN or infinite values in torch.float16 \(a value beyond its range"):
+        save_peft_adapter(model, tmp_path / "overflow", dtype=torch.float16)
+    with pytest.raises(TypeError, match=r"dtype must be a floating-point torch\.dtype"):
+        save_peft_adapter(model, tmp_path / "int", dtype=torch.int8)
+    assert not (tmp_path / "overflow").exists() and not (tmp_path / "int").exists()
+
+
 def test_adapters_of_another_model_and_models_without_a_twin_are_refused(tmp_path: Path) -> None:
     folder = adapted_bert(tmp_path)
     wider = BertForSequenceClassification(BertConfig.tiny(d_model=48), n_classes=3)

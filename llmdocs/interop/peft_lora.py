@@ -356,6 +356,7 @@ def save_peft_adapter(
     model: nn.Module,
     directory: str | os.PathLike[str],
     base_model_name_or_path: str | os.PathLike[str] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write the adapters of our model as a peft LoRA adapter that ``PeftModel.from_pretrained`` loads.
 
@@ -369,17 +370,19 @@ def save_peft_adapter(
         directory: the folder to write (created if needed); its other files are left alone, as peft does.
         base_model_name_or_path: the base model's Hub name or folder (a str, a path, or None), recorded in the
             config.
+        dtype: store the floating tensors in this floating dtype (``torch.float16`` halves a float32 adapter's
+            bytes; loading copies them into the model's dtype); None keeps the model's.
 
     Returns:
         The folder.
 
     Raises:
         TypeError: a model without a Hugging Face twin; ``directory`` not a path; ``base_model_name_or_path``
-            neither a str nor None.
+            neither a str nor None; ``dtype`` not a floating-point ``torch.dtype``.
         ValueError: no adapters; adapters that peft cannot express (several dropout probabilities; GPT q/k/v
             adapters of different scalings in one block, or a q/k/v projection in ``modules_to_save``); tensors on
-            the ``meta`` device (they have no values to save) or holding NaN or inf; an empty ``directory``.
-            Nothing is written when an error is raised.
+            the ``meta`` device (they have no values to save) or holding NaN or inf (also after the cast to
+            ``dtype``: a value beyond its range); an empty ``directory``. Nothing is written when an error is raised.
 
     Examples:
         >>> import tempfile
@@ -395,8 +398,12 @@ def save_peft_adapter(
         >>> json.loads((folder / ADAPTER_CONFIG_NAME).read_text())["target_modules"]
         ['k_proj', 'o_proj', 'q_proj', 'v_proj']
     """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float16) or None, got {dtype!r}")
     directory = _check_directory(directory)
     config, tensors = _export(model, base_model_name_or_path)
+    if dtype is not None:
+        tensors = {key: t.to(dtype) if t.is_floating_point() else t for key, t in tensors.items()}
     on_meta = [key for key, t in tensors.items() if t.is_meta]
     if on_meta:
         raise ValueError(
@@ -407,8 +414,10 @@ def save_peft_adapter(
     broken = [key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if broken:
         raise ValueError(
-            f"the tensor to save as {broken[0]!r} holds NaN or infinite values: the adapter of this "
-            f"{type(model).__name__} is broken (a diverged training run?) and would give NaN wherever it is loaded"
+            f"the tensor to save as {broken[0]!r} holds NaN or infinite values"
+            + (f" in {dtype} (a value beyond its range?)" if dtype is not None else "")
+            + f": the adapter of this {type(model).__name__} is broken (a diverged training run?) and would give "
+            "NaN wherever it is loaded"
         )
     tensors = {key: t.detach().cpu().contiguous().clone() for key, t in tensors.items()}
     directory.mkdir(parents=True, exist_ok=True)
