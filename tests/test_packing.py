@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS, tokenize_conversation
-from llmdocs.finetuning.packing import collate_padded, pack_examples, padding_fraction
+from llmdocs.finetuning.packing import balanced_row_length, collate_padded, pack_examples, padding_fraction
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX, count_trained_tokens, sft_labels, sft_loss
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.nn.grouped_query_attention import GroupedQueryAttention
@@ -278,3 +278,31 @@ def test_padding_fraction_by_hand() -> None:
         padding_fraction(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match=r"non-empty \(B, T\)"):
         padding_fraction(torch.ones(3, dtype=torch.long))
+
+
+def test_balanced_row_length_keeps_the_fewest_rows_and_is_the_shortest_that_does() -> None:
+    # 1,077 tokens at 1,024: bfd fills one row (1,020) and starts another -> balanced: two rows of about half each
+    lengths = [78, 75, 72, 70, 69, 68, 67, 67, 66, 66, 65, 65, 64, 64, 64, 57]
+    assert sum(lengths) == 1077
+    row = balanced_row_length(lengths, max_length=1024)
+    examples = [{"input_ids": [1] * n} for n in lengths]
+    fixed, balanced = pack_examples(examples, 1024), pack_examples(examples, row)
+    assert fixed["input_ids"].shape == (2, 1020) and balanced["input_ids"].shape == (2, row)  # 1,020 + 57 tokens
+    assert 539 <= row <= 560 and padding_fraction(balanced["attention_mask"]) < 0.05
+    rng = random.Random(0)
+    for _ in range(300):
+        lengths = [rng.randint(1, 300) for _ in range(rng.randint(1, 24))]
+        max_length = rng.randint(max(lengths), 1200)
+        row = balanced_row_length(lengths, max_length)
+        n_rows = len(pack_examples([{"input_ids": [1] * n} for n in lengths], max_length)["input_ids"])
+        assert max(lengths) <= row <= max_length
+        assert len(pack_examples([{"input_ids": [1] * n} for n in lengths], row)["input_ids"]) == n_rows
+        if row > max(lengths):  # one token shorter needs another row: the shortest length that keeps n_rows
+            assert len(pack_examples([{"input_ids": [1] * n} for n in lengths], row - 1)["input_ids"]) > n_rows
+    assert balanced_row_length([5, 4, 3], 12, strategy="greedy") == 12  # one row: all three, 12 tokens
+    with pytest.raises(ValueError, match=r"lengths must be a non-empty list of ints in \[1, max_length=8\]"):
+        balanced_row_length([9], 8)
+    with pytest.raises(ValueError, match="lengths must be a non-empty list"):
+        balanced_row_length([], 8)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        balanced_row_length([3], 8, strategy="ffd")  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 For each data set (the date task: conversations of nearly equal length; LLaMA-Factory's Alpaca demo set: answers
 from a word to a page), the same micro-batches of ``--batch-size`` conversations are run padded (one per row, to the
-batch's longest) and packed (best-fit decreasing into rows of ``--max-length``) through SmolLM2-135M-Instruct with
+batch's longest) and packed (best-fit decreasing into as few rows of at most ``--max-length`` as it can, balanced
+to the shortest row length that keeps that many: ``SFTBatches(packing=True)``) through SmolLM2-135M-Instruct with
 our LoRA on every linear layer, as ``examples/sft.py`` trains it. Each step is a forward and backward pass and an
 AdamW update, timed on the wall clock; the first (warm-up) step is not counted. The record keeps per data set and
 layout: the median seconds per step, the tokens computed per step (padding included) and the real tokens, the rows,

@@ -52,7 +52,7 @@ from torch import Tensor
 
 from llmdocs.training.masked_lm import IGNORE_INDEX
 
-__all__ = ["PACKING_STRATEGIES", "collate_padded", "pack_examples", "padding_fraction"]
+__all__ = ["PACKING_STRATEGIES", "balanced_row_length", "collate_padded", "pack_examples", "padding_fraction"]
 
 PackingStrategy = Literal["bfd", "greedy"]
 PACKING_STRATEGIES: tuple[str, ...] = ("bfd", "greedy")
@@ -164,6 +164,49 @@ def _fill_rows(lengths: list[int], max_length: int, strategy: str) -> list[list[
         rows[row].append(i)
         bisect.insort(free_rows, (free - lengths[i], row))
     return [sorted(row) for row in rows]  # examples in their given order within a row
+
+
+def balanced_row_length(lengths: Sequence[int], max_length: int, strategy: PackingStrategy = "bfd") -> int:
+    """The shortest row length (found by bisection) at which ``strategy`` packs examples of ``lengths`` into as few
+    rows as at ``max_length``: the rows come out about equally full instead of full rows and a nearly empty last one.
+
+    A packed batch is a (R, T) tensor with T its longest row, so a batch of 1,077 tokens packed into rows of 1,024
+    computes 2 x 1,024 positions, half of them padding; at the balanced length, about 2 x 540. Packing a batch at
+    this length gives the same number of rows with the least padding (what a fixed ``max_length`` leaves at the end
+    of its last row is spread over all rows, and shrinks).
+
+    Args:
+        lengths: Tokens of each example (each >= 1 and <= ``max_length``).
+        max_length: The longest row allowed.
+        strategy: How rows are filled, as in [pack_examples][llmdocs.finetuning.packing.pack_examples].
+
+    Returns:
+        L, with max(lengths) <= L <= max_length.
+
+    Raises:
+        ValueError: If ``lengths`` is empty, holds a length < 1 or above ``max_length``, or ``strategy`` is unknown.
+
+    Examples:
+        >>> balanced_row_length([600, 300, 177], max_length=1024)  # rows [600 + 300], [177] -> [600], [300 + 177]
+        600
+        >>> pack_examples([{"input_ids": [1] * n} for n in (600, 300, 177)], 600)["input_ids"].shape
+        torch.Size([2, 600])
+    """
+    if strategy not in PACKING_STRATEGIES:
+        raise ValueError(f"strategy must be one of {PACKING_STRATEGIES}, got {strategy!r}")
+    lengths = list(lengths)
+    if not lengths or any(not isinstance(n, int) or n < 1 or n > max_length for n in lengths):
+        raise ValueError(f"lengths must be a non-empty list of ints in [1, max_length={max_length}], got {lengths!r}")
+    n_rows = len(_fill_rows(lengths, max_length, strategy))
+    low = max(max(lengths), -(-sum(lengths) // n_rows))  # no fewer rows can hold them: L >= total / rows
+    high = max_length
+    while low < high:  # bisection; high always packs into n_rows (a heuristic's row count is not always monotone in L)
+        middle = (low + high) // 2
+        if len(_fill_rows(lengths, middle, strategy)) <= n_rows:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def pack_examples(

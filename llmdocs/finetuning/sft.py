@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.finetuning.chat import check_messages, tokenize_conversation
-from llmdocs.finetuning.packing import collate_padded, pack_examples
+from llmdocs.finetuning.packing import balanced_row_length, collate_padded, pack_examples
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX, sft_labels
 
 __all__ = [
@@ -103,7 +103,9 @@ class SFTBatches:
 
     The examples of micro-batch ``i`` are the same either way (a per-epoch permutation of ``seed + epoch``, as
     [IndexedBatches][llmdocs.data.batches.IndexedBatches]); with ``packing`` they are packed into rows of at most
-    ``max_length`` tokens (best-fit decreasing) instead of padded to the longest. The loss of a packed batch equals
+    ``max_length`` tokens (best-fit decreasing; as few rows as ``max_length`` allows, balanced to the shortest row
+    length that keeps that number: [balanced_row_length][llmdocs.finetuning.packing.balanced_row_length]) instead of
+    padded to the longest. The loss of a packed batch equals
     that of the padded one (tested), so the two runs learn the same thing and differ only in the work done.
 
     Args:
@@ -171,8 +173,9 @@ class SFTBatches:
         """Micro-batch ``index``: ``input_ids``, ``labels``, ``attention_mask`` and, packed, ``position_ids`` and
         ``document_ids``, each int64 (rows, T)."""
         chosen = [self.examples[int(i)] for i in self._order.indices(index)]
-        if self.packing:
-            return pack_examples(chosen, self.max_length, pad_id=self.pad_id)
+        if self.packing:  # as few rows as max_length allows, each as short as that number of rows allows
+            row_length = balanced_row_length([len(e["input_ids"]) for e in chosen], self.max_length)
+            return pack_examples(chosen, row_length, pad_id=self.pad_id)
         return collate_padded(chosen, pad_id=self.pad_id)
 
 
