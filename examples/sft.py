@@ -26,6 +26,7 @@ Usage:
     python examples/sft.py --minutes 5 --out-dir runs/sft  # stops after 5 minutes with a checkpoint ...
     python examples/sft.py --out-dir runs/sft --resume     # ... and carries on to the end
     torchrun --nproc_per_node 2 examples/sft.py            # data-parallel
+    python examples/sft.py --out-dir runs/sft --resume --export my-adapter   # ship it: float16 + meta.json
     python examples/sft.py --smoke                         # seconds: a tiny random Llama (the tests run this)
 """
 
@@ -69,11 +70,20 @@ from llmdocs.training.run_folder import check_run_folder, run_settings, save_run
 TASKS = ("iso-dates", "alpaca-en", "alpaca-zh")
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj"]
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
+DEFAULT_MAX_LENGTH = {"iso-dates": 512, "alpaca-en": 1024, "alpaca-zh": 1024}
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The name an adapter trained here records as its base (``base_model_name_or_path``)."""
 SMOKE: dict[str, Any] = dict(n_train=16, n_eval=4, batch_size=4, epochs=1, out_dir="runs/sft-smoke")
-MAY_CHANGE_ON_RESUME = ("minutes", "threads", "no_progress", "json", "device", "baseline", "show", "out_dir", "resume")
+MAY_CHANGE_ON_RESUME = (
+    "minutes", "threads", "no_progress", "json", "device", "baseline", "show", "out_dir", "resume", "export",
+)  # fmt: skip
 """The flags a ``--resume`` may change (budget and outputs); any other difference is refused (run_args.json)."""
+N_VALIDATION = 200
+"""iso-dates: validation examples generated (the split is fixed: ``make_iso_date_task(..., seed=DATA_SEED)``)."""
+ALPACA_FRACTIONS = (0.8, 0.1, 0.1)
+"""Alpaca: train / validation / test shares, split by prompt with ``seed=DATA_SEED``."""
+DATA_SEED = 0
+"""The data's seed, apart from ``--seed`` (adapters, dropout, batch order): every run sees the same splits."""
 N_SHOTS = 3
 """Solved training examples shown before each test prompt in the few-shot baseline."""
 
@@ -96,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up, as a fraction of the steps")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (matrices only)")
     p.add_argument("--packing", action="store_true", help="pack each batch's examples into rows of --max-length")
-    p.add_argument("--max-length", type=int, default=512, help="longest example (and packed row), in tokens")
+    p.add_argument("--max-length", type=int, default=None,
+                   help=f"longest example (and packed row), in tokens (default per task: {DEFAULT_MAX_LENGTH}; "
+                        "the longest Alpaca conversation is 877 tokens in Chinese, 750 in English)")  # fmt: skip
     p.add_argument("--no-mask-prompt", action="store_true", help="train on every token, the prompt's too")
     p.add_argument("--n-train", type=int, default=2000, help="iso-dates: training examples generated")
     p.add_argument("--n-test", type=int, default=500, help="iso-dates: test examples generated and scored")
@@ -109,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="runs/sft", help="metrics, checkpoints, adapter, results")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
     p.add_argument("--json", default=None, help="also write results.json's content to this file")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="LoRA: also write the adapter in float16 and meta.json (the results, the task's arguments) "
+                        "into DIR, a folder llmdocs.pretrained.load_smollm2_lora can ship")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--smoke", action="store_true", help="a tiny random Llama and a few examples: seconds (tests)")
     return p
@@ -121,6 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.set_defaults(**{k: v for k, v in SMOKE.items() if k in ("batch_size", "epochs", "out_dir")})
     args = parser.parse_args(argv)
     args.lr = DEFAULT_LR[args.method] if args.lr is None else args.lr
+    args.max_length = DEFAULT_MAX_LENGTH[args.task] if args.max_length is None else args.max_length
     for name in ("r", "epochs", "batch_size", "n_train", "n_test"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -139,6 +155,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--minutes must be a positive number, got {args.minutes}")
     if args.json is not None and Path(args.json).is_dir():
         parser.error(f"--json names a file to write, and {args.json} is a folder")
+    if args.export is not None and args.method != "lora":
+        parser.error("--export writes a LoRA adapter: it needs --method lora")
+    if args.export is not None and Path(args.export).is_file():
+        parser.error(f"--export names a folder to write, and {args.export} is a file")
     return args
 
 
@@ -153,7 +173,7 @@ def load_model(smoke: bool) -> tuple[nn.Module, Any]:
 
     tokenizer = smollm2_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), context_length=512, d_model=32, n_layers=2, n_heads=4,
+    config = LlamaConfig(vocab_size=len(tokenizer), context_length=2048, d_model=32, n_layers=2, n_heads=4,
                          n_kv_heads=2, d_ff=64)  # fmt: skip
     return Llama(config), tokenizer
 
@@ -161,13 +181,13 @@ def load_model(smoke: bool) -> tuple[nn.Module, Any]:
 def task_data(args: argparse.Namespace) -> tuple[dict[str, list[Any]], str]:
     """The task's train / validation / test conversations' sources and a credit line."""
     if args.task == "iso-dates":
-        split = make_iso_date_task(n_train=args.n_train, n_validation=200, n_test=args.n_test, seed=0)
+        split = make_iso_date_task(n_train=args.n_train, n_validation=N_VALIDATION, n_test=args.n_test, seed=DATA_SEED)
         credit = "generated by llmdocs.data.iso_dates (babel's CLDR date formats)"
     else:
         from llmdocs.data.llamafactory import LLAMAFACTORY_ATTRIBUTION, load_alpaca, split_examples
 
         records = load_alpaca("en" if args.task == "alpaca-en" else "zh")
-        split = split_examples(records, fractions=(0.8, 0.1, 0.1), seed=0)
+        split = split_examples(records, fractions=ALPACA_FRACTIONS, seed=DATA_SEED)
         credit = LLAMAFACTORY_ATTRIBUTION
     if args.smoke:
         split = {name: part[: SMOKE["n_train"] if name == "train" else SMOKE["n_eval"]] for name, part in split.items()}
@@ -194,6 +214,20 @@ def evaluate_task(
     shown = zip(test[: args.show], answers[: args.show], strict=True)
     out["answers"] = [{"prompt": e.prompt, "reference": e.output, "answer": a} for e, a in shown]
     return out
+
+
+def export_adapter(model: nn.Module, results: dict[str, Any], args: argparse.Namespace) -> Path:
+    """The adapter in float16 (half the bytes; it loads into the float32 model) and ``meta.json``: the results and
+    the arguments of ``make_iso_date_task`` (or the Alpaca set) that regenerate the run's data."""
+    folder = save_peft_adapter(model, args.export, base_model_name_or_path=BASE_MODEL, dtype=torch.float16)
+    if args.task == "iso-dates":
+        task = {"name": args.task, "n_train": args.n_train, "n_validation": N_VALIDATION, "n_test": args.n_test,
+                "seed": DATA_SEED, "smoke": args.smoke}  # fmt: skip
+    else:
+        task = {"name": args.task, "fractions": list(ALPACA_FRACTIONS), "seed": DATA_SEED, "smoke": args.smoke}
+    write_record(folder / "meta.json", {"results": results, "task": task})
+    print(f"exported the adapter (float16) and meta.json to {folder}")
+    return folder
 
 
 def few_shot_baseline(model: nn.Module, tokenizer: Any, split: dict[str, list[Any]]) -> float:
@@ -273,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             save_peft_adapter(model, Path(args.out_dir) / "adapter", base_model_name_or_path=BASE_MODEL)
         results["after"] = evaluate_task(model, tokenizer, split, args, examples["test"])
         results.update({
-            "steps": steps, "steps_done": last_step, "finished": last_step >= steps,
+            "steps": steps, "first_step": first_step, "steps_done": last_step, "finished": last_step >= steps,
             "trainable_params": summary.trainable, "total_params": summary.total,
             "trainable_percent": 100 * summary.fraction,
             "train_seconds": round(train_seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
@@ -288,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_record(Path(args.out_dir) / "results.json", results)
         if args.json:
             write_record(args.json, results)
+        if args.export:
+            export_adapter(model, results, args)
         return results
     finally:
         cleanup_distributed()

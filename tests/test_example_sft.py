@@ -7,7 +7,9 @@ examples of the date task: seconds.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -87,9 +89,35 @@ def test_resume_continues_a_stopped_run_exactly(script, unbroken, tmp_path) -> N
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical, dropout included
 
 
+def test_export_writes_a_float16_adapter_and_its_meta_that_load_with_the_trained_weights(script, unbroken, tmp_path):
+    out, results = unbroken
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    again = smoke(script, run, "--epochs", "2", "--resume", "--export", str(tmp_path / "shipped"))
+    assert again["first_step"] == again["steps_done"] == 8 and again["seconds_per_step"] is None  # nothing to train
+    assert again["after"]["test_loss"] == results["after"]["test_loss"]
+    half = load_file(tmp_path / "shipped" / "adapter_model.safetensors")
+    full = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert half.keys() == full.keys() and all(half[k].dtype == torch.float16 for k in half)
+    assert all(torch.equal(half[k], full[k].half()) for k in half)
+    meta = json.loads((tmp_path / "shipped" / "meta.json").read_text())
+    assert meta["task"] == {"name": "iso-dates", "n_train": 2000, "n_validation": 200, "n_test": 500, "seed": 0,
+                            "smoke": True}  # fmt: skip
+    assert meta["results"]["before"] == results["before"] and meta["results"]["after"] == again["after"]
+    assert (tmp_path / "shipped" / "adapter_config.json").is_file()
+
+
 def test_packing_and_the_unmasked_loss_run(script, tmp_path) -> None:
     results = smoke(script, tmp_path, "--packing", "--no-mask-prompt")
     assert results["finished"] and results["args"]["packing"] and results["args"]["no_mask_prompt"]
+
+
+def test_an_alpaca_run_scores_held_out_loss_and_keeps_answers_and_its_rows_fit_every_conversation(script, tmp_path):
+    results = smoke(script, tmp_path, "--task", "alpaca-zh", "--packing", "--show", "2")
+    assert results["finished"] and "exact_match" not in results["after"] and results["after"]["test_loss"] > 0
+    assert [a["prompt"] for a in results["after"]["answers"]] and len(results["after"]["answers"]) == 2
+    assert results["args"]["max_length"] == 1024  # the longest Alpaca conversation is 877 tokens (Chinese)
+    assert script.parse_args([]).max_length == 512 and script.parse_args(["--task", "alpaca-en"]).max_length == 1024
 
 
 def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
@@ -101,6 +129,8 @@ def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
         (["--task", "gsm8k"], "invalid choice"),
         (["--json", str(tmp_path)], "is a folder"),
         (["--minutes", "0"], "--minutes must be a positive number"),
+        (["--method", "full", "--export", str(tmp_path)], "--export writes a LoRA adapter: it needs --method lora"),
+        (["--export", __file__], "--export names a folder to write"),
     ):
         with pytest.raises(SystemExit):
             script.parse_args(["--smoke", *flags])
