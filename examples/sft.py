@@ -78,6 +78,8 @@ MAY_CHANGE_ON_RESUME = (
     "minutes", "threads", "no_progress", "json", "device", "baseline", "show", "out_dir", "resume", "export",
 )  # fmt: skip
 """The flags a ``--resume`` may change (budget and outputs); any other difference is refused (run_args.json)."""
+N_TRAIN_DATES = 2000
+"""iso-dates: training examples generated unless ``--n-train`` says otherwise."""
 N_VALIDATION = 200
 """iso-dates: validation examples generated (the split is fixed: ``make_iso_date_task(..., seed=DATA_SEED)``)."""
 ALPACA_FRACTIONS = (0.8, 0.1, 0.1)
@@ -110,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"longest example (and packed row), in tokens (default per task: {DEFAULT_MAX_LENGTH}; "
                         "the longest Alpaca conversation is 877 tokens in Chinese, 750 in English)")  # fmt: skip
     p.add_argument("--no-mask-prompt", action="store_true", help="train on every token, the prompt's too")
-    p.add_argument("--n-train", type=int, default=2000, help="iso-dates: training examples generated")
+    p.add_argument("--n-train", type=int, default=None,
+                   help="training examples: iso-dates generates this many (default 2,000); Alpaca trains on the "
+                        "first N of its training split (default all 800)")  # fmt: skip
     p.add_argument("--n-test", type=int, default=500, help="iso-dates: test examples generated and scored")
     p.add_argument("--baseline", action="store_true", help="score the model before training too (0- and 3-shot)")
     p.add_argument("--show", type=int, default=5, help="answers to the first N test prompts kept in the results")
@@ -137,8 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.lr = DEFAULT_LR[args.method] if args.lr is None else args.lr
     args.max_length = DEFAULT_MAX_LENGTH[args.task] if args.max_length is None else args.max_length
+    if args.n_train is None and args.task == "iso-dates":
+        args.n_train = N_TRAIN_DATES
     for name in ("r", "epochs", "batch_size", "n_train", "n_test"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_length < 16:
         parser.error(f"--max-length must be >= 16 tokens (a chat turn's markers alone take ~10), got {args.max_length}")
@@ -188,6 +194,7 @@ def task_data(args: argparse.Namespace) -> tuple[dict[str, list[Any]], str]:
 
         records = load_alpaca("en" if args.task == "alpaca-en" else "zh")
         split = split_examples(records, fractions=ALPACA_FRACTIONS, seed=DATA_SEED)
+        split["train"] = split["train"][: args.n_train]  # None: all of them
         credit = LLAMAFACTORY_ATTRIBUTION
     if args.smoke:
         split = {name: part[: SMOKE["n_train"] if name == "train" else SMOKE["n_eval"]] for name, part in split.items()}
@@ -233,7 +240,8 @@ def export_adapter(model: nn.Module, results: dict[str, Any], args: argparse.Nam
         task = {"name": args.task, "n_train": args.n_train, "n_validation": N_VALIDATION, "n_test": args.n_test,
                 "seed": DATA_SEED, "smoke": args.smoke}  # fmt: skip
     else:
-        task = {"name": args.task, "fractions": list(ALPACA_FRACTIONS), "seed": DATA_SEED, "smoke": args.smoke}
+        task = {"name": args.task, "fractions": list(ALPACA_FRACTIONS), "n_train": args.n_train, "seed": DATA_SEED,
+                "smoke": args.smoke}  # fmt: skip
     write_record(folder / "meta.json", {"results": results, "task": task})
     print(f"exported the adapter (float16) and meta.json to {folder}")
     return folder
