@@ -21,7 +21,7 @@ Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``, `
 
 Usage:
     python examples/sft.py --baseline                      # iso-dates: before, LoRA SFT, after (~15 min on 2 cores)
-    python examples/sft.py --task alpaca-zh --epochs 1
+    python examples/sft.py --task alpaca-en --packing --baseline
     python examples/sft.py --packing --no-mask-prompt      # the chapter's contrasts
     python examples/sft.py --minutes 5 --out-dir runs/sft  # stops after 5 minutes with a checkpoint ...
     python examples/sft.py --out-dir runs/sft --resume     # ... and carries on to the end
