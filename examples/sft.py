@@ -48,6 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from llmdocs.data.iso_dates import exact_match, make_iso_date_task
 from llmdocs.finetuning.freezing import trainable_parameters_summary
 from llmdocs.finetuning.lora import apply_lora
+from llmdocs.finetuning.lora_budget import TARGET_SETS
 from llmdocs.finetuning.packing import collate_padded
 from llmdocs.finetuning.sft import (
     SFTBatches,
@@ -68,7 +69,7 @@ from llmdocs.training.loop import train
 from llmdocs.training.run_folder import check_run_folder, run_settings, save_run_settings
 
 TASKS = ("iso-dates", "alpaca-en", "alpaca-zh")
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj"]
+ALL_LINEAR = list(TARGET_SETS["llama"]["all linear"])  # q, k, v, out and the three SwiGLU projections
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 DEFAULT_MAX_LENGTH = {"iso-dates": 512, "alpaca-en": 1024, "alpaca-zh": 1024}
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"

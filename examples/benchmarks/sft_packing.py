@@ -30,12 +30,11 @@ import torch
 from llmdocs.data.iso_dates import make_iso_date_task
 from llmdocs.data.llamafactory import load_alpaca
 from llmdocs.finetuning.lora import apply_lora
+from llmdocs.finetuning.lora_budget import TARGET_SETS
 from llmdocs.finetuning.sft import SFTBatches, sft_loss_fn, tokenize_sft_examples
 from llmdocs.profiling import machine_description
 from llmdocs.records import write_record
 from llmdocs.training import build_adamw
-
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for layout in ("padded", "packed"):
             adapted = copy.deepcopy(base)  # the same frozen weights, and the same fresh adapters, for each layout
             torch.manual_seed(0)
-            apply_lora(adapted, targets=ALL_LINEAR, r=16, lora_alpha=32, lora_dropout=0.0)
+            apply_lora(adapted, targets=TARGET_SETS["llama"]["all linear"], r=16, lora_alpha=32, lora_dropout=0.0)
             packing, max_length = layout == "packed", max(args.max_length, longest)
             pad_id = tokenizer.pad_token_id or 0
             batches = SFTBatches(

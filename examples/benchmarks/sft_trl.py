@@ -95,8 +95,8 @@ MISSING_TRL = (
 )
 RUNS = ("ours", "trl")
 HF_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-"""Hugging Face's names of sft.py's ``ALL_LINEAR`` (our ``out_proj`` is their ``o_proj``): every linear layer of
-the decoder, the head excluded."""
+"""Hugging Face's names of sft.py's default ``--targets``, ``TARGET_SETS["llama"]["all linear"]`` (our ``out_proj``
+is their ``o_proj``): every linear layer of the decoder, the head excluded."""
 SKIPPED_STEPS = 3
 """Steps left out of the median step time (the first ones pay for lazy allocations)."""
 FINAL_WINDOW = 10
