@@ -180,9 +180,7 @@ def load_model(smoke: bool) -> tuple[nn.Module, Any]:
 
     tokenizer = smollm2_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), context_length=2048, d_model=32, n_layers=2, n_heads=4,
-                         n_kv_heads=2, d_ff=64)  # fmt: skip
-    return Llama(config), tokenizer
+    return Llama(LlamaConfig.tiny(len(tokenizer), context_length=2048)), tokenizer  # rows of up to 1,024 tokens
 
 
 def task_data(args: argparse.Namespace) -> tuple[dict[str, list[Any]], str]:

@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         tokenizer = smollm2_tokenizer()
         torch.manual_seed(0)
-        base = Llama(LlamaConfig(vocab_size=len(tokenizer), context_length=2048, d_model=32, n_layers=2, n_heads=4,
-                                 n_kv_heads=2, d_ff=64))  # fmt: skip
+        base = Llama(LlamaConfig.tiny(len(tokenizer), context_length=2048))
         args.steps, args.batch_size = 1, 4
     else:
         base, tokenizer = load_smollm2()
