@@ -22,6 +22,7 @@ Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``, `
 Usage:
     python examples/sft.py --baseline                      # iso-dates: before, LoRA SFT, after (~15 min on 2 cores)
     python examples/sft.py --task alpaca-en --packing --baseline
+    python examples/sft.py --task alpaca-zh --n-train 400 --packing --grad-accum 2   # 8 conversations in memory
     python examples/sft.py --packing --no-mask-prompt      # the chapter's contrasts
     python examples/sft.py --minutes 5 --out-dir runs/sft  # stops after 5 minutes with a checkpoint ...
     python examples/sft.py --out-dir runs/sft --resume     # ... and carries on to the end
@@ -59,7 +60,7 @@ from llmdocs.finetuning.sft import (
     tokenize_sft_examples,
 )
 from llmdocs.interop.peft_lora import save_peft_adapter
-from llmdocs.profiling import machine_description
+from llmdocs.profiling import machine_description, peak_rss_bytes
 from llmdocs.records import write_record
 from llmdocs.training import TrainConfig, resolve_device
 from llmdocs.training.batch import mean_loss
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1, help="passes over the training examples")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default per method: {DEFAULT_LR})")
     p.add_argument("--batch-size", type=int, default=16, help="examples per optimizer step (per process)")
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per step: --batch-size / K examples in memory at once, same update")  # fmt: skip
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up, as a fraction of the steps")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (matrices only)")
     p.add_argument("--packing", action="store_true", help="pack each batch's examples into rows of --max-length")
@@ -144,9 +147,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.max_length = DEFAULT_MAX_LENGTH[args.task] if args.max_length is None else args.max_length
     if args.n_train is None and args.task == "iso-dates":
         args.n_train = N_TRAIN_DATES
-    for name in ("r", "epochs", "batch_size", "n_train", "n_test"):
+    for name in ("r", "epochs", "batch_size", "grad_accum", "n_train", "n_test"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.batch_size % args.grad_accum:
+        parser.error(f"--batch-size ({args.batch_size}) must be a multiple of --grad-accum ({args.grad_accum}): "
+                     "each step is --grad-accum micro-batches of equal size")  # fmt: skip
     if args.max_length < 16:
         parser.error(f"--max-length must be >= 16 tokens (a chat turn's markers alone take ~10), got {args.max_length}")
     if args.show < 0:
@@ -294,13 +300,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 model, targets=args.targets, r=args.r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout
             )
         summary = trainable_parameters_summary(model)
-        batches = SFTBatches(examples["train"], args.batch_size, seed=args.seed, packing=args.packing,
-                             max_length=args.max_length, pad_id=tokenizer.pad_token_id or 0, rank=info.rank,
-                             world_size=info.world_size)  # fmt: skip
-        steps = args.epochs * len(batches)
+        batches = SFTBatches(examples["train"], args.batch_size // args.grad_accum, seed=args.seed,
+                             packing=args.packing, max_length=args.max_length, pad_id=tokenizer.pad_token_id or 0,
+                             rank=info.rank, world_size=info.world_size, grad_accum=args.grad_accum)  # fmt: skip
+        steps = args.epochs * len(batches) // args.grad_accum
         config = TrainConfig(steps=steps, max_seconds=60 * args.minutes if args.minutes else None, lr=args.lr,
                              warmup=max(1, int(args.warmup * steps)), schedule="cosine", min_lr_ratio=0.0,
                              weight_decay=args.weight_decay, betas=(0.9, 0.999), grad_clip=1.0,
+                             grad_accum=args.grad_accum,
                              log_every=max(1, min(10, steps // 10)), seed=args.seed, device=str(device),
                              out_dir=args.out_dir)  # fmt: skip
         if info.is_main:
@@ -321,6 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"stopped at step {last_step} of {steps} (--minutes): continue with --resume")
         if args.method == "lora":
             save_peft_adapter(model, Path(args.out_dir) / "adapter", base_model_name_or_path=BASE_MODEL)
+        peak = peak_rss_bytes()  # the process's high-water mark so far: loading, any baseline, the training steps
         results["after"] = evaluate_task(model, tokenizer, split, args, examples["test"])
         results.update({
             "steps": steps, "first_step": first_step, "steps_done": last_step, "finished": last_step >= steps,
@@ -328,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "trainable_percent": 100 * summary.fraction,
             "train_seconds": round(train_seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
             "seconds_per_step": round(train_seconds / (last_step - first_step), 3) if last_step > first_step else None,
+            "peak_rss_gib": None if peak is None else round(peak / 2**30, 2),
             "history": history, "command": command, "commands": [*earlier_commands(args), command],
             "args": vars(args), "machine": machine_description(),
         })  # fmt: skip
@@ -335,7 +344,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         line = f"after: test loss {after['test_loss']:.4f}"
         if "exact_match" in after:
             line += f", exact match {after['exact_match']:.2%}"
-        print(f"{line}; {train_seconds:.0f} s training ({cpu_seconds:.0f} CPU-seconds)")
+        memory = "" if peak is None else f", peak memory {peak / 2**30:.1f} GiB"
+        print(f"{line}; {train_seconds:.0f} s training ({cpu_seconds:.0f} CPU-seconds){memory}")
         write_record(Path(args.out_dir) / "results.json", results)
         if args.json:
             write_record(args.json, results)

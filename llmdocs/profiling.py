@@ -30,6 +30,7 @@ __all__ = [
     "interleaved_times",
     "machine_description",
     "peak_memory_bytes",
+    "peak_rss_bytes",
     "seconds_per_call",
 ]
 
@@ -139,6 +140,29 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
         current += event.self_cpu_memory_usage
         peak = max(peak, current)
     return int(peak)
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory so far (the operating system's high-water mark), in bytes.
+
+    Unlike [peak_memory_bytes][llmdocs.profiling.peak_memory_bytes] it needs no profiler and costs nothing, so a
+    training script can report how much memory its run needed; it counts everything the process touched (Python,
+    the model, the data, the allocator's cache), not only tensors.
+
+    Returns:
+        Bytes, or None where ``resource.getrusage`` does not exist (Windows).
+
+    Examples:
+        >>> peak = peak_rss_bytes()
+        >>> peak is None or peak > 10 * 2**20  # Python and torch alone hold more than 10 MiB
+        True
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
 
 
 def seconds_per_call(fn: Callable[[], object], repeats: int = 5, device: torch.device | str = "cpu") -> float:

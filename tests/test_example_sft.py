@@ -114,10 +114,12 @@ def test_packing_and_the_unmasked_loss_run(script, tmp_path) -> None:
 
 
 def test_an_alpaca_run_scores_held_out_loss_and_keeps_answers_and_its_rows_fit_every_conversation(script, tmp_path):
-    results = smoke(script, tmp_path, "--task", "alpaca-zh", "--packing", "--n-train", "8", "--show", "1")
+    flags = ("--task", "alpaca-zh", "--packing", "--grad-accum", "2", "--n-train", "8", "--show", "1")
+    results = smoke(script, tmp_path, *flags)
     assert results["finished"] and "exact_match" not in results["after"] and results["after"]["test_loss"] > 0
     assert len(results["after"]["answers"]) == 1 and results["after"]["answers"][0]["prompt"]
-    assert results["steps"] == 2  # the first 8 of the smoke run's 16 training conversations, 4 per step
+    assert results["steps"] == 2  # the first 8 of the smoke run's 16 training conversations, 4 per step (2 x 2)
+    assert results["peak_rss_gib"] > 0.1  # the process's high-water mark, reported
     assert results["args"]["max_length"] == 1024  # the longest Alpaca conversation is 877 tokens (Chinese)
     assert script.parse_args([]).max_length == 512 and script.parse_args(["--task", "alpaca-en"]).max_length == 1024
     assert script.parse_args([]).n_train == 2000 and script.parse_args(["--task", "alpaca-zh"]).n_train is None
@@ -126,6 +128,8 @@ def test_an_alpaca_run_scores_held_out_loss_and_keeps_answers_and_its_rows_fit_e
 def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
     for flags, message in (
         (["--r", "0"], "--r must be >= 1"),
+        (["--grad-accum", "0"], "--grad-accum must be >= 1"),
+        (["--grad-accum", "3"], "--batch-size (4) must be a multiple of --grad-accum (3)"),
         (["--lr", "nan"], "--lr must be a positive number"),
         (["--lora-dropout", "1"], "--lora-dropout must be a probability"),
         (["--max-length", "8"], "--max-length must be >= 16"),

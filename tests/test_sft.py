@@ -4,7 +4,9 @@
   refusals (length, types, malformed conversations).
 - ``SFTBatches``: a pure function of the index; the same examples padded or packed; the packed batch's loss and
   gradients equal the padded batch's (float64, a tiny random Llama), so packing changes the work, not the update;
-  DDP shards form the single-process batch.
+  DDP shards form the single-process batch. Under gradient accumulation the k micro-batches of a step hold the
+  examples of one big batch and carry its trained-token count, and the loop's accumulated step gives that batch's
+  loss and gradients (token-weighted, not a mean of micro-batch means).
 - The package's training loop runs SFT on it, and its loss falls.
 - ``few_shot_messages``, ``exact_match_rate`` by hand; ``generate_answers`` with the real SmolLM2 tokenizer on a tiny
   random Llama stops at the end-of-turn token.
@@ -96,6 +98,23 @@ def test_batches_refuse_bad_settings(tokenizer) -> None:
         SFTBatches(examples, batch_size=2, packing=1)
     with pytest.raises(ValueError, match="fewer than batch_size"):
         SFTBatches(examples, batch_size=5)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="grad_accum must be a positive int"):
+            SFTBatches(examples, batch_size=2, grad_accum=bad)
+
+
+def test_accumulated_micro_batches_hold_one_big_batch_and_carry_its_trained_tokens(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    big = SFTBatches(examples, batch_size=4, seed=3)
+    micro = SFTBatches(examples, batch_size=2, seed=3, grad_accum=2, packing=True, max_length=64)
+    for step in range(3):  # across epochs
+        parts = [micro(2 * step + j) for j in range(2)]
+        lengths = sorted(length for b in parts for length in torch.bincount(b["document_ids"][b["document_ids"] >= 0]))
+        assert lengths == sorted(big(step)["attention_mask"].sum(1).tolist())  # the same four examples
+        n_trained = int((big(step)["labels"][:, 1:] != IGNORE_INDEX).sum())
+        assert [int(b["num_items_in_batch"]) for b in parts] == [n_trained, n_trained]
+        assert [int(b["grad_accum"]) for b in parts] == [2, 2]
+    assert "num_items_in_batch" not in big(0)  # one micro-batch per step: its own mean
 
 
 @pytest.mark.numerics
@@ -114,6 +133,31 @@ def test_packed_batch_gives_the_padded_batch_loss_and_gradients(tokenizer) -> No
     assert_equivalent(loss_pack, loss_pad, depth=2)
     for g_pack, g_pad in zip(grads_pack, grads_pad, strict=True):
         assert_equivalent(g_pack, g_pad, depth=2)
+
+
+@pytest.mark.numerics
+def test_an_accumulated_step_gives_the_big_batch_loss_and_gradients(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    examples[1]["labels"][1:] = examples[1]["input_ids"][1:]  # answers of unequal lengths: means of means differ
+    model = tiny_llama(tokenizer.vocab_size).double()
+    big = SFTBatches(examples, batch_size=4, shuffle=False)(0)
+    loss_big, _ = sft_loss_fn(model, big)
+    loss_big.backward()
+    grads_big = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    micro = SFTBatches(examples, batch_size=2, shuffle=False, grad_accum=2, packing=True, max_length=64)
+    losses = []
+    for j in range(2):  # as the training loop does: each micro-batch's loss / grad_accum, gradients summed
+        loss, _ = sft_loss_fn(model, micro(j))
+        (loss / 2).backward()
+        losses.append(loss.detach())
+    assert_equivalent(sum(losses) / 2, loss_big, depth=2)  # the loop's logged step loss
+    for p, g_big in zip(model.parameters(), grads_big, strict=True):
+        assert_equivalent(p.grad, g_big, depth=2)
+    with torch.no_grad():
+        own = [{k: v for k, v in micro(j).items() if k != "num_items_in_batch"} for j in (0, 1)]  # own means
+        means = [sft_loss_fn(model, batch)[0] for batch in own]
+    assert abs(float(sum(means) / 2 - loss_big.detach())) > 1e-3  # the mean of micro-batch means is another loss
 
 
 @pytest.mark.numerics

@@ -108,6 +108,15 @@ class SFTBatches:
     padded to the longest. The loss of a packed batch equals
     that of the padded one (tested), so the two runs learn the same thing and differ only in the work done.
 
+    With ``grad_accum`` = k, an optimizer step is k micro-batches (the loop's ``TrainConfig.grad_accum``), and each
+    micro-batch also carries ``num_items_in_batch``: the trained tokens of all k micro-batches of its step (0-d
+    int64), and ``grad_accum`` (0-d int64). [sft_loss_fn][llmdocs.finetuning.sft.sft_loss_fn] then divides by the
+    step's count instead of the micro-batch's own, so the step's update is that of one batch of k micro-batches'
+    examples, token-weighted (tested), not a mean of micro-batch means. (Under DDP each rank normalises by its own
+    step's tokens and DDP averages the ranks, as without accumulation.) The activations saved for the backward pass
+    grow with a micro-batch's tokens (a few MB per token for SmolLM2-135M in float32, over its 30 layers), so this
+    is how a step of long conversations fits in memory: same update, a fraction of the memory.
+
     Args:
         examples: ``{"input_ids", "labels"}`` dicts (``tokenize_sft_examples``).
         batch_size: Examples per micro-batch, per rank.
@@ -117,11 +126,13 @@ class SFTBatches:
         pad_id: The id written at padding (masked out of attention and loss).
         rank: This process's rank (DDP).
         world_size: Number of data-parallel processes.
+        shuffle: Shuffle the examples each epoch (False: in order, for tests and inspection).
+        grad_accum: Micro-batches per optimizer step (equal to the loop's ``TrainConfig.grad_accum``).
 
     Raises:
         TypeError: If an argument has the wrong type.
-        ValueError: If there are fewer examples than ``batch_size * world_size``, or an example is longer than
-            ``max_length``.
+        ValueError: If there are fewer examples than ``batch_size * world_size``, an example is longer than
+            ``max_length``, or ``grad_accum`` is not a positive int.
 
     Examples:
         >>> examples = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}]
@@ -144,11 +155,14 @@ class SFTBatches:
         rank: int = 0,
         world_size: int = 1,
         shuffle: bool = True,
+        grad_accum: int = 1,
     ) -> None:
         if isinstance(examples, str | bytes) or not isinstance(examples, Sequence) or not examples:
             raise TypeError("examples must be a non-empty list of {'input_ids', 'labels'} dicts")
         if not isinstance(packing, bool):
             raise TypeError(f"packing must be a bool, got {type(packing).__name__}")
+        if isinstance(grad_accum, bool) or not isinstance(grad_accum, int) or grad_accum < 1:
+            raise ValueError(f"grad_accum must be a positive int (micro-batches per step), got {grad_accum!r}")
         longest = max(len(e["input_ids"]) for e in examples)
         if max_length is None:
             max_length = longest
@@ -160,6 +174,9 @@ class SFTBatches:
         self.packing = packing
         self.max_length = max_length
         self.pad_id = pad_id
+        self.grad_accum = grad_accum
+        # the next-token targets each example trains (its first token is never one, padded or packed)
+        self._n_targets = [sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in self.examples]
         index = torch.arange(len(self.examples))[:, None]  # (N, 1): IndexedBatches picks the rows
         self._order = IndexedBatches(
             index, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, shuffle=shuffle
@@ -171,12 +188,20 @@ class SFTBatches:
 
     def __call__(self, index: int) -> dict[str, Tensor]:
         """Micro-batch ``index``: ``input_ids``, ``labels``, ``attention_mask`` and, packed, ``position_ids`` and
-        ``document_ids``, each int64 (rows, T)."""
+        ``document_ids``, each int64 (rows, T); with ``grad_accum`` > 1 also ``num_items_in_batch`` and ``grad_accum``
+        (0-d int64)."""
         chosen = [self.examples[int(i)] for i in self._order.indices(index)]
         if self.packing:  # as few rows as max_length allows, each as short as that number of rows allows
             row_length = balanced_row_length([len(e["input_ids"]) for e in chosen], self.max_length)
-            return pack_examples(chosen, row_length, pad_id=self.pad_id)
-        return collate_padded(chosen, pad_id=self.pad_id)
+            batch = pack_examples(chosen, row_length, pad_id=self.pad_id)
+        else:
+            batch = collate_padded(chosen, pad_id=self.pad_id)
+        if self.grad_accum > 1:  # the step's trained tokens, over its grad_accum micro-batches
+            first = index - index % self.grad_accum
+            step = [int(i) for j in range(first, first + self.grad_accum) for i in self._order.indices(j)]
+            batch["num_items_in_batch"] = torch.tensor(sum(self._n_targets[i] for i in step))
+            batch["grad_accum"] = torch.tensor(self.grad_accum)
+        return batch
 
 
 def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, int]:
@@ -191,9 +216,14 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
             ``document_ids`` (packed), and ``logits_mask``, such as [Llama][llmdocs.models.llama.Llama].
         batch: An [SFTBatches][llmdocs.finetuning.sft.SFTBatches] micro-batch.
 
+    With ``num_items_in_batch`` and ``grad_accum`` in the batch (``SFTBatches(grad_accum=k)``), it returns the sum
+    of the micro-batch's token losses times k over the step's trained tokens: the loop divides each micro-batch's
+    loss by k and sums the gradients, so the step minimises the mean over all its trained tokens, as one big batch
+    would (``num_items_in_batch`` of [sft_loss][llmdocs.finetuning.sft_labels.sft_loss], ``transformers``' name).
+
     Returns:
-        The mean cross-entropy over the batch's trained tokens (0-d) and the number of real tokens in the batch
-        (for the loop's tokens/s).
+        The mean cross-entropy over the batch's trained tokens (0-d; scaled as above under gradient accumulation)
+        and the number of real tokens in the batch (for the loop's tokens/s).
 
     Raises:
         KeyError: If the batch lacks ``input_ids``, ``labels`` or ``attention_mask``.
@@ -212,7 +242,11 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
     targets = labels[:, 1:][trained]  # (N,) in the row-major order of the logits
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # score half-precision logits in float32, as sft_loss does
-    loss = F.cross_entropy(logits, targets)  # (N, V) -> mean over the N trained tokens
+    if "num_items_in_batch" in batch:  # one of grad_accum micro-batches: normalise by the whole step's tokens
+        total = F.cross_entropy(logits, targets, reduction="sum")  # (N, V) -> sum over the N trained tokens
+        loss = total * int(batch["grad_accum"]) / int(batch["num_items_in_batch"])
+    else:
+        loss = F.cross_entropy(logits, targets)  # (N, V) -> mean over the N trained tokens
     return loss, int(batch["attention_mask"].sum())
 
 
