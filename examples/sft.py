@@ -23,7 +23,7 @@ Usage:
     python examples/sft.py --baseline                      # iso-dates: before, LoRA SFT, after (~15 min on 2 cores)
     python examples/sft.py --task alpaca-en --packing --baseline
     python examples/sft.py --task alpaca-zh --n-train 400 --packing --grad-accum 2   # 8 conversations in memory
-    python examples/sft.py --packing --no-mask-prompt      # the chapter's contrasts
+    python examples/sft.py --no-mask-prompt                # the chapter's contrast: train on the prompt too
     python examples/sft.py --minutes 5 --out-dir runs/sft  # stops after 5 minutes with a checkpoint ...
     python examples/sft.py --out-dir runs/sft --resume     # ... and carries on to the end
     torchrun --nproc_per_node 2 examples/sft.py            # data-parallel
@@ -48,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from llmdocs.data.iso_dates import exact_match, make_iso_date_task
 from llmdocs.finetuning.freezing import trainable_parameters_summary
-from llmdocs.finetuning.lora import apply_lora
+from llmdocs.finetuning.lora import apply_lora, target_module_names
 from llmdocs.finetuning.lora_budget import TARGET_SETS
 from llmdocs.finetuning.packing import collate_padded
 from llmdocs.finetuning.sft import (
@@ -150,6 +150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("r", "epochs", "batch_size", "grad_accum", "n_train", "n_test"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0 (0 = torch's choice), got {args.threads}")
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        parser.error(f"--device: {error}")
     if args.batch_size % args.grad_accum:
         parser.error(f"--batch-size ({args.batch_size}) must be a multiple of --grad-accum ({args.grad_accum}): "
                      "each step is --grad-accum micro-batches of equal size")  # fmt: skip
@@ -228,6 +234,22 @@ def evaluate_task(
     return out
 
 
+def check_run_fits(model: nn.Module, split: dict[str, list[Any]], args: argparse.Namespace, world_size: int) -> None:
+    """Refuse, as a usage error, settings that only the data and the model can check: a step needs more training
+    examples than there are, or a LoRA target matches no layer."""
+    n_train, per_step = len(split["train"]), args.batch_size * world_size
+    if n_train < per_step:
+        build_parser().error(
+            f"--batch-size {args.batch_size} x {world_size} process(es) needs {per_step} training examples per step, "
+            f"and {args.task} has {n_train}{' (--smoke)' if args.smoke else ''}: lower --batch-size or raise --n-train"
+        )
+    if args.method == "lora":
+        try:
+            target_module_names(model, args.targets)
+        except ValueError as error:
+            build_parser().error(f"--targets: {error}")
+
+
 def earlier_commands(args: argparse.Namespace) -> list[str]:
     """The commands that ran this run folder before (from its ``results.json``), when this call resumes it."""
     file = Path(args.out_dir) / "results.json"
@@ -278,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             name: tokenize_sft_examples(c, tokenizer, name != "train" or not args.no_mask_prompt, args.max_length)
             for name, c in conversations.items()
         }
+        check_run_fits(model, split, args, info.world_size)  # before any minutes of baseline scoring
         model.to(device)
         results: dict[str, Any] = {"task": args.task, "method": args.method, "source": credit}
         if info.is_main:
@@ -303,9 +326,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         batches = SFTBatches(examples["train"], args.batch_size // args.grad_accum, seed=args.seed,
                              packing=args.packing, max_length=args.max_length, pad_id=tokenizer.pad_token_id or 0,
                              rank=info.rank, world_size=info.world_size, grad_accum=args.grad_accum)  # fmt: skip
-        steps = args.epochs * len(batches) // args.grad_accum
+        steps = args.epochs * len(batches) // args.grad_accum  # >= 1: check_run_fits
+        warmup = min(max(1, int(args.warmup * steps)), steps - 1)  # a one-step run has none
         config = TrainConfig(steps=steps, max_seconds=60 * args.minutes if args.minutes else None, lr=args.lr,
-                             warmup=max(1, int(args.warmup * steps)), schedule="cosine", min_lr_ratio=0.0,
+                             warmup=warmup, schedule="cosine", min_lr_ratio=0.0,
                              weight_decay=args.weight_decay, betas=(0.9, 0.999), grad_clip=1.0,
                              grad_accum=args.grad_accum,
                              log_every=max(1, min(10, steps // 10)), seed=args.seed, device=str(device),

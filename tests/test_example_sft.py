@@ -128,6 +128,8 @@ def test_an_alpaca_run_scores_held_out_loss_and_keeps_answers_and_its_rows_fit_e
 def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
     for flags, message in (
         (["--r", "0"], "--r must be >= 1"),
+        (["--threads", "-1"], "--threads must be >= 0"),
+        (["--device", "tpu"], "--device: device must be one of"),
         (["--grad-accum", "0"], "--grad-accum must be >= 1"),
         (["--grad-accum", "3"], "--batch-size (4) must be a multiple of --grad-accum (3)"),
         (["--lr", "nan"], "--lr must be a positive number"),
@@ -142,3 +144,19 @@ def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
         with pytest.raises(SystemExit):
             script.parse_args(["--smoke", *flags])
         assert message in capsys.readouterr().err
+
+
+def test_what_only_the_data_and_model_can_check_fails_before_the_baseline(script, tmp_path, capsys) -> None:
+    for flags, message in (
+        (["--batch-size", "32"], "needs 32 training examples per step, and iso-dates has 16 (--smoke)"),
+        (["--targets", "nonexistent"], "--targets: target 'nonexistent' matches no module"),
+    ):
+        with pytest.raises(SystemExit):
+            smoke(script, tmp_path / flags[0], "--baseline", *flags)
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / flags[0] / "before.json").exists()  # refused before minutes of scoring
+
+
+def test_a_one_step_run_has_no_warmup_and_finishes(script, tmp_path) -> None:
+    results = smoke(script, tmp_path, "--batch-size", "16", "--grad-accum", "4")
+    assert results["finished"] and results["steps"] == 1
