@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmdocs.cli import main
-from llmdocs.cli.checks import Check, check_cached_data, read_assets_file, run_checks
+from llmdocs.cli.checks import PACKAGE_DIR, SHIPPED_MODELS, Check, check_cached_data, read_assets_file, run_checks
 from llmdocs.cli.demos import DEMO_MODULES
 from llmdocs.cli.doctor import exit_code, format_table
 from llmdocs.cli.registry import REGISTRY, Demo, register
@@ -78,6 +78,11 @@ def test_doctor_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     for pip_name, _ in DATA_PACKAGES.values():
         assert f"data {pip_name}" in out
     assert code == exit_code(run_checks())  # 0 on a complete set-up, 1 if a data package is missing here
+
+
+def test_doctor_checks_every_shipped_model_folder() -> None:
+    folders = {p.name for p in (PACKAGE_DIR / "pretrained").iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert set(SHIPPED_MODELS) == folders  # a new shipped model is checked by doctor too
 
 
 def test_doctor_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,6 +57,7 @@ SHIPPED_MODELS = (
     "vit-fashion-mnist",
     "resnet-fashion-mnist",
     "minilm-sms-spam-lora",
+    "smollm2-iso-dates-lora",
 )
 """The folders of llmdocs/pretrained that the package must ship (a full model, a fine-tuned delta or an adapter)."""
 WEIGHT_FILES = ("model.safetensors", "finetuned.safetensors", "adapter_model.safetensors")

@@ -812,7 +812,10 @@ def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
     _check_model(model)
     adapters = _adapters(model)
     if not adapters:
-        raise ValueError(f"{type(model).__name__} has no LoRA adapters: nothing to disable")
+        raise ValueError(
+            f"{type(model).__name__} has no LoRA adapters: nothing to disable (apply_lora adds them; merge_lora folds "
+            "them into plain layers that hold the update, whose base is gone)"
+        )
     merged = [name for name, adapter in adapters if adapter.merged]
     if merged:
         raise ValueError(
