@@ -99,8 +99,8 @@ def sft_demo(out_dir: Path, fast: bool) -> list[Path]:
         f"{a['test_loss']:.4f} nats per token"
     )
     print(
-        "  SFT taught a format and a behaviour (always YYYY-MM-DD, nothing else), not facts: the base model already\n"
-        "  knows the month names; the adapter makes it answer in the one form the task asks for."
+        "  SFT taught a format and a behaviour (always YYYY-MM-DD, nothing else) for phrasings, dates and a written\n"
+        "  form it never saw: the adapter makes the model answer in the one form the task asks for."
     )
     return [save_demo_figure(_figure(results), out_dir, "sft-before-after")]
 
