@@ -236,3 +236,83 @@ def test_generate_answers_decodes_until_the_end_of_turn_or_max_new_tokens() -> N
         bias[favourite] = 0.0
         model.lm_head.bias = torch.nn.Parameter(bias)
         assert generate_answers(model, tok, prompts, max_new_tokens=4, batch_size=1) == [expected, expected]
+
+
+def test_exact_match_rate_refuses_what_is_not_a_list_of_strings() -> None:
+    for predictions, references in (("abc", "abd"), ({"a": 1}, {"a": 1}), ([1], [1]), (["a"], "a")):
+        with pytest.raises(TypeError, match="must be a list or tuple of strings"):
+            exact_match_rate(predictions, references)
+
+
+def test_few_shot_messages_refuse_unsolved_shots_answered_queries_and_bad_roles() -> None:
+    shot, query = chat("1+1?", "2"), [{"role": "user", "content": "2+2?"}]
+    assert few_shot_messages([], query) == query  # zero-shot
+    with pytest.raises(ValueError, match=r"query's last turn is 'assistant', expected 'user'"):
+        few_shot_messages([shot], chat("2+2?", "4"))
+    with pytest.raises(ValueError, match=r"shots\[1\]'s last turn is 'user', expected 'assistant'"):
+        few_shot_messages([shot, shot[:1]], query)
+    with pytest.raises(ValueError, match=r"shots\[0\]\[1\] has role 'bot'"):
+        few_shot_messages([[shot[0], {"role": "bot", "content": "2"}]], query)
+    with pytest.raises(TypeError, match=r"shots must be a list of conversations.*wrap it in a list"):
+        few_shot_messages(shot, query)
+    with pytest.raises(TypeError, match="shots must be a list of conversations"):
+        few_shot_messages("1+1? 2", query)
+
+
+def test_generate_answers_refuses_bad_prompts_and_settings_before_generating() -> None:
+    model = object()  # never reached: everything is checked first
+    prompt = [{"role": "user", "content": "Hi"}]
+    for bad, error, match in (
+        ([prompt, chat("Hi", "Hello")], ValueError, r"prompts\[1\]'s last turn is 'assistant', expected 'user'"),
+        ([[{"role": "bot", "content": "Hi"}]], ValueError, r"prompts\[0\]\[0\] has role 'bot'"),
+        (prompt, TypeError, r"prompts must be a list of conversations.*wrap it in a list"),
+    ):
+        with pytest.raises(error, match=match):
+            generate_answers(model, None, bad)
+    for name, bad, error in (("batch_size", 0, ValueError), ("batch_size", -1, ValueError),
+                             ("max_new_tokens", 0, ValueError), ("batch_size", 2.0, TypeError)):  # fmt: skip
+        with pytest.raises(error, match=f"{name} must be a positive int"):
+            generate_answers(model, None, [prompt], **{name: bad})
+
+
+def test_batches_refuse_malformed_examples_and_settings_in_the_constructor(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    for bad, error, match in (
+        ([{"input_ids": [1, 2]}], TypeError, r"examples\[0\] must be a dict with 'input_ids' and 'labels'"),
+        ([[1, 2]], TypeError, r"examples\[0\] must be a dict.*got list"),
+        ([*examples, {"input_ids": [], "labels": []}], ValueError, r"examples\[4\] is empty"),
+        ([{"input_ids": [1, 2], "labels": [1]}], ValueError, r"examples\[0\] has 2 input_ids but 1 labels"),
+        ([{"input_ids": "ab", "labels": [1, 2]}], TypeError, r"examples\[0\]\['input_ids'\] must be a list of ints"),
+    ):
+        with pytest.raises(error, match=match):
+            SFTBatches(bad, batch_size=1)
+    with pytest.raises(ValueError, match="pad_id must be a non-negative int"):
+        SFTBatches(examples, batch_size=2, pad_id=-1)
+    with pytest.raises(TypeError, match="shuffle must be a bool"):
+        SFTBatches(examples, batch_size=2, shuffle="no")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        SFTBatches(examples, batch_size=2, seed="a")
+
+
+def test_sft_loss_fn_refuses_bad_labels_counts_and_models_that_ignore_logits_mask(tokenizer) -> None:
+    examples = tokenize_sft_examples(CHATS, tokenizer)
+    model = tiny_llama(tokenizer.vocab_size)
+    batch = SFTBatches(examples, batch_size=2, shuffle=False, grad_accum=2)(0)
+    own = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    for count, match in ((0, r"batch\['num_items_in_batch'\] must be >= 1"), (own - 1, "smaller than this micro")):
+        with pytest.raises(ValueError, match=match):
+            sft_loss_fn(model, {**batch, "num_items_in_batch": torch.tensor(count)})
+    no_accum = {k: v for k, v in batch.items() if k != "grad_accum"}
+    with pytest.raises(ValueError, match="num_items_in_batch but no grad_accum"):
+        sft_loss_fn(model, no_accum)
+    with pytest.raises(TypeError, match=r"batch\['num_items_in_batch'\] must be an int"):
+        sft_loss_fn(model, {**batch, "num_items_in_batch": torch.tensor(5.0)})
+    labels = batch["labels"].masked_fill(batch["labels"] >= 0, 260)  # one past the vocabulary (V = 260)
+    with pytest.raises(ValueError, match=r"batch\['labels'\] must be ids in \[0, V=260\) or IGNORE_INDEX=-100"):
+        sft_loss_fn(model, {**batch, "labels": labels})
+
+    def full_logits(ids, attention_mask, logits_mask):  # ignores logits_mask: (B, T, V)
+        return model(ids, attention_mask=attention_mask)
+
+    with pytest.raises(ValueError, match=r"logits of shape \(2, \d+, 260\) for \d+ trained positions.*logits_mask"):
+        sft_loss_fn(full_logits, batch)

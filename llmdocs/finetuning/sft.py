@@ -130,9 +130,11 @@ class SFTBatches:
         grad_accum: Micro-batches per optimizer step (equal to the loop's ``TrainConfig.grad_accum``).
 
     Raises:
-        TypeError: If an argument has the wrong type.
-        ValueError: If there are fewer examples than ``batch_size * world_size``, an example is longer than
-            ``max_length``, or ``grad_accum`` is not a positive int.
+        TypeError: If an argument has the wrong type: ``examples`` not a list of dicts with ``input_ids`` and
+            ``labels`` (lists or 1-D tensors), ``packing`` or ``shuffle`` not a bool, ``seed`` not an int.
+        ValueError: If there are fewer examples than ``batch_size * world_size``, an example is empty, its
+            ``input_ids`` and ``labels`` differ in length or it is longer than ``max_length``, ``pad_id`` is not a
+            non-negative int, or ``grad_accum`` is not a positive int.
 
     Examples:
         >>> examples = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}]
@@ -161,9 +163,15 @@ class SFTBatches:
             raise TypeError("examples must be a non-empty list of {'input_ids', 'labels'} dicts")
         if not isinstance(packing, bool):
             raise TypeError(f"packing must be a bool, got {type(packing).__name__}")
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
+            raise ValueError(f"pad_id must be a non-negative int (a token id), got {pad_id!r}")
         if isinstance(grad_accum, bool) or not isinstance(grad_accum, int) or grad_accum < 1:
             raise ValueError(f"grad_accum must be a positive int (micro-batches per step), got {grad_accum!r}")
-        longest = max(len(e["input_ids"]) for e in examples)
+        longest = max(_example_length(e, f"examples[{i}]") for i, e in enumerate(examples))
         if max_length is None:
             max_length = longest
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
@@ -204,6 +212,39 @@ class SFTBatches:
         return batch
 
 
+def _example_length(example: object, name: str) -> int:
+    """The length of an SFT example after a cheap check of its form (the ids themselves are checked when batched)."""
+    if not isinstance(example, Mapping) or "input_ids" not in example or "labels" not in example:
+        got = f"a dict with keys {sorted(example, key=str)}" if isinstance(example, Mapping) else type(example).__name__
+        raise TypeError(f"{name} must be a dict with 'input_ids' and 'labels' (tokenize_sft_examples), got {got}")
+    lengths = []
+    for key in ("input_ids", "labels"):
+        values = example[key]
+        if isinstance(values, Tensor) and values.dim() == 1:
+            pass
+        elif isinstance(values, Tensor) or not isinstance(values, Sequence) or isinstance(values, str | bytes):
+            got = f"shape {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
+            raise TypeError(f"{name}[{key!r}] must be a list of ints or a 1-D tensor, got {got}")
+        lengths.append(len(values))
+    if lengths[0] == 0:
+        raise ValueError(f"{name} is empty: its input_ids hold no token")
+    if lengths[0] != lengths[1]:
+        raise ValueError(f"{name} has {lengths[0]} input_ids but {lengths[1]} labels: they must align")
+    return lengths[0]
+
+
+def _batch_count(batch: Mapping[str, Tensor], key: str) -> int:
+    """``batch[key]`` as an int >= 1: a Python int or a 0-d integer tensor, as ``SFTBatches`` writes it."""
+    value = batch[key]
+    if isinstance(value, Tensor) and value.dim() == 0 and not (value.is_floating_point() or value.dtype == torch.bool):
+        value = int(value.item())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"batch[{key!r}] must be an int or a 0-d integer tensor, got {value!r}")
+    if value < 1:
+        raise ValueError(f"batch[{key!r}] must be >= 1, got {value}")
+    return value
+
+
 def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, int]:
     """The loop's ``loss_fn``: the model on a padded or packed SFT batch, scored on its trained tokens.
 
@@ -227,12 +268,29 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
 
     Raises:
         KeyError: If the batch lacks ``input_ids``, ``labels`` or ``attention_mask``.
-        ValueError: If no token of the batch is trained.
+        TypeError: If ``num_items_in_batch`` or ``grad_accum`` is not an int or a 0-d integer tensor.
+        ValueError: If no token of the batch is trained, a trained label is outside [0, V), ``num_items_in_batch``
+            comes without ``grad_accum``, either is < 1, ``num_items_in_batch`` is smaller than this micro-batch's
+            own trained tokens, or the model returns logits of another shape than (N trained positions, V) (it
+            ignores ``logits_mask``).
     """
     labels = batch["labels"]  # (B, T), aligned with the inputs
     trained = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1): position t predicts the trained token t + 1
     if not trained.any():
         raise ValueError("no token of this batch is trained (every label is -100): nothing to learn from")
+    if "num_items_in_batch" in batch:  # checked before the forward pass: a bad count would waste it
+        if "grad_accum" not in batch:
+            raise ValueError(
+                "the batch has num_items_in_batch but no grad_accum: SFTBatches(grad_accum=k) writes both (the "
+                "loss is scaled by grad_accum / num_items_in_batch)"
+            )
+        grad_accum, num_items = _batch_count(batch, "grad_accum"), _batch_count(batch, "num_items_in_batch")
+        own = int(trained.sum())
+        if num_items < own:
+            raise ValueError(
+                f"batch['num_items_in_batch']={num_items} is smaller than this micro-batch's own {own} trained "
+                "tokens: it must count the trained tokens of the whole step, this micro-batch's included"
+            )
     logits_mask = torch.cat([trained, torch.zeros_like(trained[:, :1])], dim=1)  # (B, T)
     if "document_ids" in batch:  # packed: attention stays inside each example, positions restart per example
         logits = model(batch["input_ids"], position_ids=batch["position_ids"], document_ids=batch["document_ids"],
@@ -240,11 +298,23 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
     else:
         logits = model(batch["input_ids"], attention_mask=batch["attention_mask"], logits_mask=logits_mask)
     targets = labels[:, 1:][trained]  # (N,) in the row-major order of the logits
+    N = targets.numel()
+    if logits.dim() != 2 or logits.size(0) != N:
+        raise ValueError(
+            f"the model returned logits of shape {tuple(logits.shape)} for {N} trained positions, expected ({N}, V): "
+            "does it take logits_mask (and project only the masked positions)?"
+        )
+    V = logits.size(1)
+    bad = targets[(targets < 0) | (targets >= V)]
+    if bad.numel():
+        raise ValueError(
+            f"batch['labels'] must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}"
+        )
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # score half-precision logits in float32, as sft_loss does
     if "num_items_in_batch" in batch:  # one of grad_accum micro-batches: normalise by the whole step's tokens
         total = F.cross_entropy(logits, targets, reduction="sum")  # (N, V) -> sum over the N trained tokens
-        loss = total * int(batch["grad_accum"]) / int(batch["num_items_in_batch"])
+        loss = total * grad_accum / num_items
     else:
         loss = F.cross_entropy(logits, targets)  # (N, V) -> mean over the N trained tokens
     return loss, int(batch["attention_mask"].sum())
@@ -258,20 +328,50 @@ def few_shot_messages(
     The system message, if any, is the query's (shots' own system messages are dropped).
 
     Args:
-        shots: Solved conversations (user, assistant), shown as earlier turns.
+        shots: Solved conversations (user, assistant), shown as earlier turns: a list of conversations, each
+            ending with its assistant turn (``[]``: zero-shot).
         query: The conversation to answer: optional system message, then the user turn (no answer).
 
     Returns:
         The messages, to render with ``add_generation_prompt=True``.
+
+    Raises:
+        TypeError: If ``shots`` is not a list of conversations (e.g. one conversation), or a message is malformed
+            (see [check_messages][llmdocs.finetuning.chat.check_messages]).
+        ValueError: If a conversation is malformed (roles, order), a shot does not end with an assistant turn, or
+            the query does not end with a user turn.
 
     Examples:
         >>> shot = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]
         >>> [m["content"] for m in few_shot_messages([shot], [{"role": "user", "content": "2+2?"}])]
         ['1+1?', '2', '2+2?']
     """
-    system = [dict(m) for m in query if m["role"] == "system"]
-    turns = [dict(m) for shot in shots for m in shot if m["role"] != "system"]
-    return [*system, *turns, *(dict(m) for m in query if m["role"] != "system")]
+    shots = _check_conversations(shots, "shots", last_role="assistant")
+    query = _check_ends_with(query, "query", last_role="user")
+    system = [m for m in query if m["role"] == "system"]
+    turns = [m for shot in shots for m in shot if m["role"] != "system"]
+    return [*system, *turns, *(m for m in query if m["role"] != "system")]
+
+
+def _check_ends_with(messages: object, name: str, last_role: str) -> list[dict[str, str]]:
+    """``check_messages``, and the last turn must be ``last_role``'s: a solved shot, or a prompt still to answer."""
+    checked = check_messages(messages, name=name)
+    if checked[-1]["role"] != last_role:
+        why = "a shot is solved: it ends with its answer" if last_role == "assistant" else "the model answers it"
+        raise ValueError(f"{name}'s last turn is {checked[-1]['role']!r}, expected {last_role!r} ({why})")
+    return checked
+
+
+def _check_conversations(conversations: object, name: str, last_role: str) -> list[list[dict[str, str]]]:
+    """A list of conversations, each checked by ``_check_ends_with`` and named ``name[i]`` in errors."""
+    if isinstance(conversations, str | bytes) or not isinstance(conversations, list | tuple):
+        raise TypeError(f"{name} must be a list of conversations, got {type(conversations).__name__}")
+    if conversations and isinstance(conversations[0], Mapping):
+        raise TypeError(
+            f"{name} must be a list of conversations (lists of messages), got a list of dicts: to pass one "
+            "conversation, wrap it in a list"
+        )
+    return [_check_ends_with(messages, f"{name}[{i}]", last_role) for i, messages in enumerate(conversations)]
 
 
 def generation_prompt(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> list[int]:
@@ -309,9 +409,23 @@ def generate_answers(
 
     Returns:
         One answer per prompt (``skip_special_tokens`` decoding).
+
+    Raises:
+        TypeError: If ``prompts`` is not a list of conversations (e.g. one conversation), a message is malformed,
+            ``max_new_tokens`` or ``batch_size`` is not an int, or ``progress`` is not callable.
+        ValueError: If a prompt is malformed (see [check_messages][llmdocs.finetuning.chat.check_messages]) or does
+            not end with a user turn, or ``max_new_tokens`` or ``batch_size`` is < 1.
     """
     from llmdocs.generation import generate  # generation imports the models: keep this module light to import
 
+    for arg, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{arg} must be a positive int, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{arg} must be a positive int, got {value}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable, got {type(progress).__name__}")
+    prompts = _check_conversations(prompts, "prompts", last_role="user")  # all checked before generating any
     answers: list[str] = []
     for start in range(0, len(prompts), batch_size):
         ids = [generation_prompt(p, tokenizer) for p in prompts[start : start + batch_size]]
@@ -336,12 +450,23 @@ def exact_match_rate(
         A fraction in [0, 1].
 
     Raises:
+        TypeError: If ``predictions`` or ``references`` is not a list or tuple of strings (a single string is
+            refused: it would be scored character by character).
         ValueError: If the lengths differ or there are no predictions.
 
     Examples:
         >>> exact_match_rate(["2024-03-05 ", "2024-03-06"], ["2024-03-05", "2024-03-05"])
         0.5
     """
+    for name, values in (("predictions", predictions), ("references", references)):
+        if not isinstance(values, list | tuple):
+            raise TypeError(
+                f"{name} must be a list or tuple of strings (not a str: one answer goes in a list), "
+                f"got {type(values).__name__}"
+            )
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a list or tuple of strings, {name}[{i}] is {type(value).__name__}")
     if len(predictions) != len(references):
         raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) must pair up")
     if not predictions:
