@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,6 +123,9 @@ def test_every_example_lands_once_whole_and_in_order(strategy: str) -> None:
         ([{"input_ids": [1], "labels": [-5]}], {}, ValueError, "must be ids >= 0 or IGNORE_INDEX=-100"),
         ([{"input_ids": [-1]}], {}, ValueError, "holds a negative id"),
         ([{"input_ids": [1]}], {"max_length": 0}, ValueError, "max_length must be an int >= 1, got 0"),
+        ([{"input_ids": [1]}], {"max_length": "8"}, TypeError, "max_length must be an int >= 1, got '8'"),
+        ([{"input_ids": [2**70]}], {}, ValueError, r"examples\[0\]\['input_ids'\] holds the id 1180591620717411303424"),
+        ([{"input_ids": [1], "labels": [2**64]}], {}, ValueError, r"examples\[0\]\['labels'\] holds the id .* int64"),
         ([{"input_ids": [1]}], {"strategy": "ffd"}, ValueError, r"strategy must be one of \('bfd', 'greedy'\)"),
         ([{"input_ids": [1]}], {"truncate": 1}, TypeError, "truncate must be True or False"),
         ([{"input_ids": [1]}], {"pad_id": -1}, ValueError, "pad_id must be a token id"),
@@ -278,6 +282,7 @@ def test_padding_fraction_by_hand() -> None:
         padding_fraction(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match=r"non-empty \(B, T\)"):
         padding_fraction(torch.ones(3, dtype=torch.long))
+    assert padding_fraction(torch.zeros(2, 3, dtype=torch.long)) == 1.0  # all padding: the closed end of [0, 1]
 
 
 def test_balanced_row_length_keeps_the_fewest_rows_and_is_the_shortest_that_does() -> None:
@@ -306,3 +311,23 @@ def test_balanced_row_length_keeps_the_fewest_rows_and_is_the_shortest_that_does
         balanced_row_length([], 8)
     with pytest.raises(ValueError, match="strategy must be one of"):
         balanced_row_length([3], 8, strategy="ffd")  # type: ignore[arg-type]
+
+
+def test_balanced_row_length_takes_numpy_and_tensor_lengths_and_names_a_bad_one() -> None:
+    lengths = [600, 300, 177]
+    for same in (np.array(lengths), torch.tensor(lengths), [np.int64(n) for n in lengths]):
+        assert balanced_row_length(same, np.int64(1024)) == 600  # type: ignore[arg-type]
+    many = [1] * 1999 + [50]
+    with pytest.raises(ValueError, match=r"in \[1, max_length=20\], got lengths\[1999\]=50$"):  # not the whole list
+        balanced_row_length(many, 20)
+    with pytest.raises(TypeError, match=r"lengths must hold ints, got lengths\[1\]=True \(bool\)"):
+        balanced_row_length([3, True], 8)
+    with pytest.raises(TypeError, match=r"lengths must hold ints, got lengths\[0\]=2.0"):
+        balanced_row_length([2.0], 8)
+    with pytest.raises(TypeError, match="lengths must be a list of ints, got int"):
+        balanced_row_length(5, 8)  # type: ignore[arg-type]
+    for bad in ("10", None, True, 2.0):
+        with pytest.raises(TypeError, match="max_length must be an int >= 1"):
+            balanced_row_length([1], bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_length must be an int >= 1, got 0"):
+        balanced_row_length([1], 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,9 @@ def test_labels_batched_with_a_bool_mask_and_tensors() -> None:
         ([[[1]]], [[[1]]], ValueError, r"input_ids must be \(T,\) or \(B, T\), got shape \(1, 1, 1\)"),
         ("ab", [0, 1], TypeError, "input_ids must be a tensor or a list of ints, got str"),
         ([-1, 2], [0, 1], ValueError, "input_ids must be token ids >= 0"),
+        ([], [], ValueError, r"input_ids is empty"),
+        ([[]], [[]], ValueError, r"input_ids is empty"),
+        ([1], torch.zeros(0, dtype=torch.long), ValueError, r"assistant_mask is empty"),
     ],
 )
 def test_bad_labels_arguments_are_named(ids: object, mask: object, error: type[Exception], match: str) -> None:
@@ -152,7 +156,13 @@ def test_half_precision_logits_are_scored_in_float32() -> None:
     [
         (dict(normalization="mean"), ValueError, r"normalization must be one of \('tokens', 'sequences'\)"),
         (dict(num_items_in_batch=0), ValueError, "num_items_in_batch must be >= 1"),
-        (dict(num_items_in_batch=2.0), TypeError, "num_items_in_batch must be an int or None"),
+        (dict(num_items_in_batch=2.0), TypeError, "num_items_in_batch must be an int, a 0-d integer tensor or None"),
+        (dict(num_items_in_batch=True), TypeError, "num_items_in_batch must be an int"),
+        (dict(num_items_in_batch=np.bool_(True)), TypeError, "num_items_in_batch must be an int"),
+        (dict(num_items_in_batch=torch.tensor(3.0)), TypeError, "num_items_in_batch must be an int"),
+        (dict(num_items_in_batch=torch.tensor(True)), TypeError, "num_items_in_batch must be an int"),
+        (dict(num_items_in_batch=torch.tensor([30])), TypeError, "num_items_in_batch must be an int"),
+        (dict(num_items_in_batch=torch.tensor(0)), ValueError, "num_items_in_batch must be >= 1, got 0"),
         (dict(normalization="sequences", num_items_in_batch=3), ValueError, 'applies to normalization="tokens" only'),
     ],
 )
@@ -160,6 +170,20 @@ def test_bad_loss_options_are_named(kwargs: dict[str, object], error: type[Excep
     logits, labels = random_batch()
     with pytest.raises(error, match=match):
         sft_loss(logits, labels, **kwargs)  # type: ignore[arg-type]
+
+
+def test_num_items_in_batch_takes_ints_numpy_ints_and_0d_tensors_and_counts_this_batch() -> None:
+    logits = torch.zeros(2, 3, 4)  # every trained token costs ln 4
+    labels = torch.tensor([[-100, 1, 2], [-100, -100, 3]])  # 3 trained tokens
+    expected = sft_loss(logits, labels, num_items_in_batch=6)
+    assert math.isclose(expected.item(), 3 * math.log(4) / 6, rel_tol=1e-6)
+    for count in (np.int64(6), torch.tensor(6), torch.tensor(6, dtype=torch.int32)):  # SFTBatches passes a tensor
+        assert torch.equal(sft_loss(logits, labels, num_items_in_batch=count), expected)  # type: ignore[arg-type]
+    assert torch.equal(sft_loss(logits, labels, num_items_in_batch=3), sft_loss(logits, labels))
+    with pytest.raises(ValueError, match=r"num_items_in_batch=1 is smaller than this batch's own 3 trained tokens"):
+        sft_loss(logits, labels, num_items_in_batch=1)
+    with pytest.raises(ValueError, match=r"num_items_in_batch=2 is smaller"):
+        sft_loss(logits, labels, num_items_in_batch=torch.tensor(2))
 
 
 def test_bad_logits_and_labels_are_named() -> None:

@@ -146,6 +146,30 @@ def check_messages(messages: object, name: str = "messages") -> list[Message]:
     return checked
 
 
+def _check_contents(messages: list[Message], special_tokens: Sequence[str]) -> None:
+    """Refuse a content holding a special token: it would be encoded as the marker itself, so a content with
+    ``<|im_end|>`` then ``<|im_start|>user`` would fake a turn (and train it as the assistant's)."""
+    for i, message in enumerate(messages):
+        content = message["content"]
+        inside = [token for token in special_tokens if token in content]
+        if inside:
+            first = min(inside, key=lambda token: (content.index(token), -len(token)))  # the first in the text
+            raise ValueError(
+                f"messages[{i}]['content'] contains the special token {first!r}: the template's markers may not "
+                "appear in a message"
+            )
+
+
+def _hf_special_tokens(tokenizer: Any) -> list[str]:
+    """A ``transformers`` tokenizer's special tokens: ``all_special_tokens`` and the added tokens marked special
+    (ChatML's ``<|im_start|>``/``<|im_end|>``...), which it matches whole inside any text. Added tokens that are not
+    special (some tokenizers add runs of spaces) are ordinary text."""
+    tokens = [str(token) for token in getattr(tokenizer, "all_special_tokens", None) or []]
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    tokens += [str(token) for _, token in sorted(added.items()) if getattr(token, "special", False)]
+    return [token for token in dict.fromkeys(tokens) if token]
+
+
 def render_chat(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
     """Our minimal chat template, as a string: ``<|role|>content<|end|>`` per message, nothing in between.
 
@@ -174,14 +198,9 @@ def render_chat(messages: Sequence[Mapping[str, str]], add_generation_prompt: bo
     checked = check_messages(messages)
     if not isinstance(add_generation_prompt, bool):
         raise TypeError(f"add_generation_prompt must be True or False, got {add_generation_prompt!r}")
+    _check_contents(checked, CHAT_SPECIAL_TOKENS)
     parts = []
-    for i, message in enumerate(checked):
-        inside = [token for token in CHAT_SPECIAL_TOKENS if token in message["content"]]
-        if inside:
-            raise ValueError(
-                f"messages[{i}]['content'] contains the special token {inside[0]!r}: the template's markers may not "
-                "appear in a message"
-            )
+    for message in checked:
         parts.append(ROLE_TOKENS[message["role"]] + message["content"] + END_OF_TURN)
     if add_generation_prompt:
         parts.append(ROLE_TOKENS["assistant"])
@@ -241,7 +260,8 @@ def encode_chat(
 
     Raises:
         TypeError: If ``tokenizer`` is neither kind, or ``messages`` is malformed.
-        ValueError: If ``messages`` breaks the rules of ``check_messages``, or the tokenizer has no chat template /
+        ValueError: If ``messages`` breaks the rules of ``check_messages``, a content contains one of the
+            tokenizer's special tokens (``<|im_end|>``, our ``<|end|>``, ...), or the tokenizer has no chat template /
             lacks our special tokens.
 
     Examples:
@@ -256,6 +276,8 @@ def encode_chat(
     if not isinstance(add_generation_prompt, bool):
         raise TypeError(f"add_generation_prompt must be True or False, got {add_generation_prompt!r}")
     _check_chat_tokenizer(tokenizer)
+    if _is_hf_tokenizer(tokenizer):  # render_chat checks ours
+        _check_contents(checked, _hf_special_tokens(tokenizer))
     return _encode(checked, tokenizer, add_generation_prompt)
 
 
@@ -300,8 +322,9 @@ def tokenize_conversation(
 
     Raises:
         TypeError: If ``tokenizer`` is neither kind, ``messages`` is malformed, or ``end_of_turn_id`` is not an id.
-        ValueError: If ``messages`` breaks the rules of ``check_messages`` or has no assistant message, the
-            template does not render prefixes as token prefixes, or an assistant turn holds no end-of-turn token.
+        ValueError: If ``messages`` breaks the rules of ``check_messages`` or has no assistant message, a content
+            contains one of the tokenizer's special tokens (which would fake a turn), the template does not render
+            prefixes as token prefixes, or an assistant turn holds no end-of-turn token.
 
     Examples:
         >>> from llmdocs.tokenizers.bpe import BPETokenizer
@@ -327,6 +350,8 @@ def tokenize_conversation(
     """
     checked = check_messages(messages)
     _check_chat_tokenizer(tokenizer)
+    if _is_hf_tokenizer(tokenizer):  # render_chat checks ours
+        _check_contents(checked, _hf_special_tokens(tokenizer))
     eot = _end_of_turn_id(tokenizer, end_of_turn_id)
     answers = [i for i, message in enumerate(checked) if message["role"] == "assistant"]
     if not answers:

@@ -44,6 +44,7 @@ References:
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -53,6 +54,8 @@ from torch import Tensor
 from llmdocs.training.masked_lm import IGNORE_INDEX
 
 __all__ = ["PACKING_STRATEGIES", "balanced_row_length", "collate_padded", "pack_examples", "padding_fraction"]
+
+INT64_MAX = 2**63 - 1  # the largest id an int64 tensor holds
 
 PackingStrategy = Literal["bfd", "greedy"]
 PACKING_STRATEGIES: tuple[str, ...] = ("bfd", "greedy")
@@ -88,15 +91,38 @@ def _check_examples(examples: object) -> list[tuple[list[int], list[int]]]:
         ids = _token_list(f"examples[{i}]['input_ids']", example["input_ids"])
         if not ids:
             raise ValueError(f"examples[{i}]['input_ids'] is empty")
-        if any(v < 0 for v in ids):
+        if min(ids) < 0:
             raise ValueError(f"examples[{i}]['input_ids'] holds a negative id")
+        if max(ids) > INT64_MAX:
+            raise ValueError(f"examples[{i}]['input_ids'] holds the id {max(ids)}, above the int64 maximum {INT64_MAX}")
         labels = _token_list(f"examples[{i}]['labels']", example["labels"]) if "labels" in example else list(ids)
         if len(labels) != len(ids):
             raise ValueError(f"examples[{i}] has {len(ids)} input_ids but {len(labels)} labels")
+        if max(labels) > INT64_MAX:
+            raise ValueError(f"examples[{i}]['labels'] holds the id {max(labels)}, above the int64 maximum {INT64_MAX}")
         if any(v < 0 and v != IGNORE_INDEX for v in labels):
             raise ValueError(f"examples[{i}]['labels'] must be ids >= 0 or IGNORE_INDEX={IGNORE_INDEX}")
         checked.append((ids, labels))
     return checked
+
+
+def _as_int(value: object) -> int | None:
+    """``value`` as an int if it is a Python or numpy integer or a 0-d integer tensor (never a bool), else None."""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and (value.dim() != 0 or value.dtype == torch.bool)):
+        return None
+    try:
+        return operator.index(value)  # refuses floats, strings and numpy bools
+    except TypeError:
+        return None
+
+
+def _check_max_length(max_length: object) -> int:
+    length = _as_int(max_length)
+    if length is None:
+        raise TypeError(f"max_length must be an int >= 1, got {max_length!r} ({type(max_length).__name__})")
+    if length < 1:
+        raise ValueError(f"max_length must be an int >= 1, got {length}")
+    return length
 
 
 def _check_pad_id(pad_id: object) -> int:
@@ -119,8 +145,8 @@ def collate_padded(examples: Sequence[Mapping[str, Any]], pad_id: int = 0) -> di
 
     Raises:
         TypeError: If an example is not a dict with ``input_ids`` of ints.
-        ValueError: If ``examples`` or an example is empty, the labels have another length, an id is negative, or
-            ``pad_id`` is not an id.
+        ValueError: If ``examples`` or an example is empty, the labels have another length, an id is negative or
+            above the int64 maximum, or ``pad_id`` is not an id.
 
     Examples:
         >>> batch = collate_padded([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8]}], pad_id=0)
@@ -184,7 +210,10 @@ def balanced_row_length(lengths: Sequence[int], max_length: int, strategy: Packi
         L, with max(lengths) <= L <= max_length.
 
     Raises:
-        ValueError: If ``lengths`` is empty, holds a length < 1 or above ``max_length``, or ``strategy`` is unknown.
+        TypeError: If ``lengths`` is not a list (or 1-D tensor) of integers, or ``max_length`` is not an integer
+            (Python and numpy integers are accepted, bools are not).
+        ValueError: If ``lengths`` is empty, holds a length < 1 or above ``max_length``, ``max_length`` < 1, or
+            ``strategy`` is unknown.
 
     Examples:
         >>> balanced_row_length([600, 300, 177], max_length=1024)  # rows [600 + 300], [177] -> [600], [300 + 177]
@@ -194,9 +223,26 @@ def balanced_row_length(lengths: Sequence[int], max_length: int, strategy: Packi
     """
     if strategy not in PACKING_STRATEGIES:
         raise ValueError(f"strategy must be one of {PACKING_STRATEGIES}, got {strategy!r}")
-    lengths = list(lengths)
-    if not lengths or any(not isinstance(n, int) or n < 1 or n > max_length for n in lengths):
-        raise ValueError(f"lengths must be a non-empty list of ints in [1, max_length={max_length}], got {lengths!r}")
+    max_length = _check_max_length(max_length)
+    try:
+        values = list(lengths) if not isinstance(lengths, str | bytes | Mapping) else None
+    except TypeError:  # not iterable, or a 0-d tensor / array
+        values = None
+    if values is None:
+        raise TypeError(f"lengths must be a list of ints, got {type(lengths).__name__}")
+    if not values:
+        raise ValueError(f"lengths must be a non-empty list of ints in [1, max_length={max_length}], got no length")
+    checked = []
+    for i, value in enumerate(values):
+        n = _as_int(value)
+        if n is None:
+            raise TypeError(f"lengths must hold ints, got lengths[{i}]={value!r} ({type(value).__name__})")
+        if n < 1 or n > max_length:
+            raise ValueError(
+                f"lengths must be a non-empty list of ints in [1, max_length={max_length}], got lengths[{i}]={n}"
+            )
+        checked.append(n)
+    lengths = checked
     n_rows = len(_fill_rows(lengths, max_length, strategy))
     low = max(max(lengths), -(-sum(lengths) // n_rows))  # no fewer rows can hold them: L >= total / rows
     high = max_length
@@ -239,10 +285,11 @@ def pack_examples(
         Run the model with ``model(input_ids, position_ids=..., document_ids=...)``.
 
     Raises:
-        TypeError: If an example is not a dict with ``input_ids`` of ints, or ``truncate`` is not a bool.
-        ValueError: If ``examples`` or an example is empty, the labels have another length, an example is longer
-            than ``max_length`` (without ``truncate``), ``max_length`` < 1, ``strategy`` is unknown, or ``pad_id``
-            is not an id.
+        TypeError: If an example is not a dict with ``input_ids`` of ints, ``truncate`` is not a bool, or
+            ``max_length`` is not an integer.
+        ValueError: If ``examples`` or an example is empty, the labels have another length, an id is negative or
+            above the int64 maximum, an example is longer than ``max_length`` (without ``truncate``),
+            ``max_length`` < 1, ``strategy`` is unknown, or ``pad_id`` is not an id.
 
     Examples:
         >>> examples = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4, 5]}, {"input_ids": [6]}]
@@ -255,8 +302,7 @@ def pack_examples(
         ([[0, 1, 2, 0], [0, 1, 0, 0]], [[0, 0, 0, 2], [1, 1, -1, -1]])
     """
     checked = _check_examples(examples)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an int >= 1, got {max_length!r}")
+    max_length = _check_max_length(max_length)
     if strategy not in PACKING_STRATEGIES:
         raise ValueError(f"strategy must be one of {PACKING_STRATEGIES}, got {strategy!r}")
     if not isinstance(truncate, bool):
@@ -309,7 +355,7 @@ def padding_fraction(attention_mask: Tensor) -> float:
         attention_mask: 0/1 or bool (B, T), 1 at real tokens (both batch kinds return one).
 
     Returns:
-        A number in [0, 1).
+        A number in [0, 1]: 1.0 for an all-padding mask.
 
     Raises:
         TypeError: If ``attention_mask`` is not a bool or integer tensor.

@@ -34,6 +34,8 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import operator
 from collections.abc import Sequence
 from typing import Literal
 
@@ -60,6 +62,8 @@ def _as_tensor(name: str, values: Tensor | Sequence[int] | Sequence[Sequence[int
             raise TypeError(f"{name} must be a tensor or a (nested) list of ints: {error}") from None
     else:
         raise TypeError(f"{name} must be a tensor or a list of ints, got {type(values).__name__}")
+    if tensor.numel() == 0:  # checked first: torch.as_tensor([]) is float32
+        raise ValueError(f"{name} is empty: it must hold at least one token, got shape {tuple(tensor.shape)}")
     if tensor.is_floating_point() or tensor.is_complex():
         raise TypeError(f"{name} must hold integers, got {tensor.dtype}")
     if tensor.dim() not in (1, 2):
@@ -85,8 +89,8 @@ def sft_labels(
 
     Raises:
         TypeError: If an argument is not a tensor or list of integers (bools allowed for the mask).
-        ValueError: If the shapes differ, an argument is not 1-D or 2-D, the mask holds values other than 0 and 1,
-            or an id is negative.
+        ValueError: If an argument is empty, the shapes differ, an argument is not 1-D or 2-D, the mask holds values
+            other than 0 and 1, or an id is negative.
 
     Examples:
         >>> ids = [257, 50, 43, 50, 63, 259, 258, 52, 259]  # <|user|>2+2?<|end|><|assistant|>4<|end|>
@@ -134,6 +138,27 @@ def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
         raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
 
 
+def _check_count(num_items_in_batch: object) -> int:
+    """``num_items_in_batch`` as an int: a Python or numpy integer, or a 0-d integer tensor (as ``SFTBatches`` and
+    ``transformers`` pass it); never a bool."""
+    count: int | None = None
+    if isinstance(num_items_in_batch, Tensor):
+        if num_items_in_batch.dim() == 0 and not (
+            num_items_in_batch.is_floating_point()
+            or num_items_in_batch.is_complex()
+            or num_items_in_batch.dtype == torch.bool
+        ):
+            count = int(num_items_in_batch.item())
+    elif not isinstance(num_items_in_batch, bool):
+        with contextlib.suppress(TypeError):  # operator.index takes ints and numpy integers, not floats or np.bool_
+            count = operator.index(num_items_in_batch)
+    if count is None:
+        raise TypeError(f"num_items_in_batch must be an int, a 0-d integer tensor or None, got {num_items_in_batch!r}")
+    if count < 1:
+        raise ValueError(f"num_items_in_batch must be >= 1, got {count}")
+    return count
+
+
 def count_trained_tokens(labels: Tensor) -> int:
     """The number of next-token targets that are trained: labels ``[:, 1:]`` other than ``IGNORE_INDEX``.
 
@@ -165,7 +190,7 @@ def sft_loss(
     logits: Tensor,
     labels: Tensor,
     normalization: Normalization = "tokens",
-    num_items_in_batch: int | None = None,
+    num_items_in_batch: int | Tensor | None = None,
 ) -> Tensor:
     """Next-token cross-entropy on the trained labels, shifted here, averaged over tokens or over sequences.
 
@@ -183,16 +208,19 @@ def sft_loss(
         normalization: ``"tokens"`` (the field's default) or ``"sequences"`` (the mean of per-row means).
         num_items_in_batch: ``"tokens"`` only: divide the sum by this count instead of this batch's own, the
             [count_trained_tokens][llmdocs.finetuning.sft_labels.count_trained_tokens] of all the micro-batches of
-            a gradient-accumulation step, so that their summed losses are the token mean of the whole step.
+            a gradient-accumulation step, so that their summed losses are the token mean of the whole step. An
+            int, a numpy integer or a 0-d integer tensor.
 
     Returns:
         The scalar loss (0-d), float32 or the logits' dtype if wider.
 
     Raises:
-        TypeError: If ``logits`` is not floating, ``labels`` not integer, or ``num_items_in_batch`` not an int.
+        TypeError: If ``logits`` is not floating, ``labels`` not integer, or ``num_items_in_batch`` neither an
+            integer nor a 0-d integer tensor (bools and floats are refused).
         ValueError: If the shapes disagree, a label is outside [0, V) and not -100, ``normalization`` is unknown,
-            ``num_items_in_batch`` is < 1 or given with "sequences", or no target is trained (the mean of
-            nothing) without ``num_items_in_batch``.
+            ``num_items_in_batch`` is < 1, smaller than this batch's own trained tokens (the step's count includes
+            them) or given with "sequences", or no target is trained (the mean of nothing) without
+            ``num_items_in_batch``.
 
     Examples:
         >>> import math, torch
@@ -209,13 +237,9 @@ def sft_loss(
     _check_logits_and_labels(logits, labels)
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if num_items_in_batch is not None:
-        if isinstance(num_items_in_batch, bool) or not isinstance(num_items_in_batch, int):
-            raise TypeError(f"num_items_in_batch must be an int or None, got {num_items_in_batch!r}")
-        if num_items_in_batch < 1:
-            raise ValueError(f"num_items_in_batch must be >= 1, got {num_items_in_batch}")
-        if normalization != "tokens":
-            raise ValueError('num_items_in_batch is a token count: it applies to normalization="tokens" only')
+    step_count = None if num_items_in_batch is None else _check_count(num_items_in_batch)
+    if step_count is not None and normalization != "tokens":
+        raise ValueError('num_items_in_batch is a token count: it applies to normalization="tokens" only')
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     B, T, V = logits.shape
@@ -226,7 +250,13 @@ def sft_loss(
         shift_logits.reshape(-1, V), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
     ).view(B, T - 1)  # (B, T - 1), 0 where not trained
     if normalization == "tokens":
-        count = num_items_in_batch if num_items_in_batch is not None else int(trained.sum())
+        own = int(trained.sum())
+        if step_count is not None and step_count < own:
+            raise ValueError(
+                f"num_items_in_batch={step_count} is smaller than this batch's own {own} trained tokens: it "
+                "must count the trained tokens of the whole step, this batch's included"
+            )
+        count = step_count if step_count is not None else own
         if count == 0:
             raise ValueError("no token is trained: every label[:, 1:] is IGNORE_INDEX (a mean over nothing)")
         return token_losses.sum() / count
