@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmdocs.data.batches import IndexedBatches
-from llmdocs.finetuning.chat import check_messages, tokenize_conversation
+from llmdocs.finetuning.chat import check_messages, encode_chat, tokenize_conversation
 from llmdocs.finetuning.packing import balanced_row_length, collate_padded, pack_examples
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX, sft_labels
 
@@ -233,6 +233,25 @@ def _example_length(example: object, name: str) -> int:
     return lengths[0]
 
 
+def _check_sft_batch(batch: Mapping[str, Tensor]) -> None:
+    """Refuse a batch that is not SFTBatches' kind: integer (B, T) tensors, ``position_ids`` when packed."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"batch must be a dict of tensors (an SFTBatches micro-batch), got {type(batch).__name__}")
+    keys = ["input_ids", "labels", "attention_mask"] + (["position_ids"] if "document_ids" in batch else [])
+    missing = [key for key in keys if key not in batch]
+    if missing:
+        raise ValueError(f"the batch lacks {missing}: an SFTBatches micro-batch has {keys}")
+    shape = None
+    for key in [*keys, *(["document_ids"] if "document_ids" in batch else [])]:
+        value = batch[key]
+        if not isinstance(value, Tensor) or value.is_floating_point() or value.is_complex() or value.dim() != 2:
+            got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"batch[{key!r}] must be an integer tensor (B, T), got {got}")
+        if shape is not None and value.shape != shape:
+            raise ValueError(f"batch[{key!r}] is {tuple(value.shape)}, but batch['input_ids'] is {tuple(shape)}")
+        shape = value.shape
+
+
 def _batch_count(batch: Mapping[str, Tensor], key: str) -> int:
     """``batch[key]`` as an int >= 1: a Python int or a 0-d integer tensor, as ``SFTBatches`` writes it."""
     value = batch[key]
@@ -267,13 +286,15 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
         and the number of real tokens in the batch (for the loop's tokens/s).
 
     Raises:
-        KeyError: If the batch lacks ``input_ids``, ``labels`` or ``attention_mask``.
-        TypeError: If ``num_items_in_batch`` or ``grad_accum`` is not an int or a 0-d integer tensor.
-        ValueError: If no token of the batch is trained, a trained label is outside [0, V), ``num_items_in_batch``
-            comes without ``grad_accum``, either is < 1, ``num_items_in_batch`` is smaller than this micro-batch's
-            own trained tokens, or the model returns logits of another shape than (N trained positions, V) (it
-            ignores ``logits_mask``).
+        TypeError: If ``batch`` is not a dict of integer (B, T) tensors, or ``num_items_in_batch`` or
+            ``grad_accum`` is not an int or a 0-d integer tensor.
+        ValueError: If the batch lacks ``input_ids``, ``labels``, ``attention_mask`` (or, packed, ``position_ids``),
+            their shapes differ, no token of the batch is trained, a trained label is outside [0, V),
+            ``num_items_in_batch`` comes without ``grad_accum``, either is < 1, ``num_items_in_batch`` is smaller
+            than this micro-batch's own trained tokens, or the model returns logits of another shape than
+            (N trained positions, V) (it ignores ``logits_mask``).
     """
+    _check_sft_batch(batch)
     labels = batch["labels"]  # (B, T), aligned with the inputs
     trained = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1): position t predicts the trained token t + 1
     if not trained.any():
@@ -379,13 +400,18 @@ def generation_prompt(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> 
 
     Args:
         messages: The conversation so far, ending with a user turn.
-        tokenizer: A ``transformers`` tokenizer with a chat template.
+        tokenizer: A ``transformers`` tokenizer with a chat template (or our ``BPETokenizer`` with the chat markers).
 
     Returns:
         The prompt's ids.
+
+    Raises:
+        TypeError: If ``tokenizer`` has no chat template, or a message is malformed.
+        ValueError: If the conversation breaks [check_messages][llmdocs.finetuning.chat.check_messages]' rules, does
+            not end with a user turn, or a content holds one of the tokenizer's special tokens (it would fake a turn).
     """
-    rendered = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_dict=True)
-    return list(rendered["input_ids"])
+    checked = _check_ends_with(messages, "messages", last_role="user")
+    return encode_chat(checked, tokenizer, add_generation_prompt=True)  # checks the tokenizer and the contents
 
 
 @torch.no_grad()
@@ -412,9 +438,11 @@ def generate_answers(
 
     Raises:
         TypeError: If ``prompts`` is not a list of conversations (e.g. one conversation), a message is malformed,
-            ``max_new_tokens`` or ``batch_size`` is not an int, or ``progress`` is not callable.
-        ValueError: If a prompt is malformed (see [check_messages][llmdocs.finetuning.chat.check_messages]) or does
-            not end with a user turn, or ``max_new_tokens`` or ``batch_size`` is < 1.
+            ``tokenizer`` has no chat template, ``max_new_tokens`` or ``batch_size`` is not an int, or ``progress``
+            is not callable.
+        ValueError: If a prompt is malformed (see [check_messages][llmdocs.finetuning.chat.check_messages]), does
+            not end with a user turn, holds a special token in a content, or does not fit the model's context with
+            ``max_new_tokens`` (it is never cropped), or ``max_new_tokens`` or ``batch_size`` is < 1.
     """
     from llmdocs.generation import generate  # generation imports the models: keep this module light to import
 
@@ -426,10 +454,19 @@ def generate_answers(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable, got {type(progress).__name__}")
     prompts = _check_conversations(prompts, "prompts", last_role="user")  # all checked before generating any
+    encoded = [generation_prompt(p, tokenizer) for p in prompts]  # checks the tokenizer and the contents too
+    context = getattr(getattr(model, "config", None), "context_length", None)
+    for i, ids in enumerate(encoded):
+        if context is not None and len(ids) + max_new_tokens > context:  # never crop away the instruction
+            raise ValueError(
+                f"prompts[{i}] is {len(ids)} tokens: with max_new_tokens={max_new_tokens} it does not fit the model's "
+                f"context_length={context}"
+            )
     answers: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        ids = [generation_prompt(p, tokenizer) for p in prompts[start : start + batch_size]]
-        out = generate(model, ids, max_new_tokens=max_new_tokens, do_sample=False, stop_tokens=[tokenizer.eos_token_id])
+        ids = encoded[start : start + batch_size]
+        out = generate(model, ids, max_new_tokens=max_new_tokens, do_sample=False, stop_tokens=[tokenizer.eos_token_id],
+                       crop=False)  # fmt: skip
         answers += [tokenizer.decode(row, skip_special_tokens=True) for row in out]
         if progress is not None:
             progress(len(answers))
