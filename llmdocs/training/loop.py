@@ -116,7 +116,8 @@ def train(
             to resume was written with other settings than those of
             [`RESUME_MAY_CHANGE`][llmdocs.training.config.RESUME_MAY_CHANGE] (a resume continues the same run;
             resuming a finished run loads it and trains nothing), or by a different model; if a fresh run finds
-            checkpoints in `out_dir/checkpoints`; if `get_batch` returns an empty batch; or if `loss_fn`
+            checkpoints in `out_dir/checkpoints`; if `get_batch` returns an empty batch, or a dict batch whose
+            `grad_accum` entry differs from `config.grad_accum`; or if `loss_fn`
             returns a loss that is not a scalar or has no gradient.
 
     Examples:
@@ -176,6 +177,13 @@ def train(
         for micro in range(config.grad_accum):
             index = step * config.grad_accum + micro
             batch = move_to_device(_check_batch(get_batch(index), index), device)
+            made_for = batch.get("grad_accum") if isinstance(batch, dict) else None  # e.g. SFTBatches(grad_accum=k)
+            if made_for is not None and int(made_for) != config.grad_accum:
+                raise ValueError(
+                    f"get_batch({index}) was built for grad_accum={int(made_for)} (its 'grad_accum' entry), but "
+                    f"config.grad_accum={config.grad_accum}: its loss would be scaled for another number of "
+                    "micro-batches per step; build the batches with the config's grad_accum"
+                )
             last = micro == config.grad_accum - 1
             # DDP all-reduces gradients in backward(); skip that on all but the last micro-batch.
             sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
