@@ -150,6 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("r", "epochs", "batch_size", "grad_accum", "n_train", "n_test"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
     if args.threads < 0:
         parser.error(f"--threads must be >= 0 (0 = torch's choice), got {args.threads}")
     try:
@@ -234,9 +236,22 @@ def evaluate_task(
     return out
 
 
-def check_run_fits(model: nn.Module, split: dict[str, list[Any]], args: argparse.Namespace, world_size: int) -> None:
-    """Refuse, as a usage error, settings that only the data and the model can check: a step needs more training
-    examples than there are, or a LoRA target matches no layer."""
+def check_run_fits(
+    model: nn.Module,
+    split: dict[str, list[Any]],
+    examples: dict[str, list[dict[str, list[int]]]],
+    args: argparse.Namespace,
+    world_size: int,
+) -> None:
+    """Refuse, as a usage error, settings that only the data and the model can check: a conversation longer than
+    --max-length, a step that needs more training examples than there are, or a LoRA target that matches no layer."""
+    for name, part in examples.items():
+        longest = max(range(len(part)), key=lambda i: len(part[i]["input_ids"]))
+        if len(part[longest]["input_ids"]) > args.max_length:
+            build_parser().error(
+                f"--max-length {args.max_length} is shorter than {name} conversation {longest} "
+                f"({len(part[longest]['input_ids'])} tokens, the longest): raise --max-length"
+            )
     n_train, per_step = len(split["train"]), args.batch_size * world_size
     if n_train < per_step:
         build_parser().error(
@@ -297,10 +312,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         split, credit = task_data(args)
         conversations = {name: [e.messages() for e in part] for name, part in split.items()}
         examples = {  # held-out losses are always of the answers only
-            name: tokenize_sft_examples(c, tokenizer, name != "train" or not args.no_mask_prompt, args.max_length)
+            name: tokenize_sft_examples(c, tokenizer, name != "train" or not args.no_mask_prompt)
             for name, c in conversations.items()
         }
-        check_run_fits(model, split, args, info.world_size)  # before any minutes of baseline scoring
+        check_run_fits(model, split, examples, args, info.world_size)  # before any minutes of baseline scoring
         model.to(device)
         results: dict[str, Any] = {"task": args.task, "method": args.method, "source": credit}
         if info.is_main:

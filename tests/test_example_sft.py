@@ -129,6 +129,7 @@ def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
     for flags, message in (
         (["--r", "0"], "--r must be >= 1"),
         (["--threads", "-1"], "--threads must be >= 0"),
+        (["--seed", "-1"], "--seed must be >= 0"),
         (["--device", "tpu"], "--device: device must be one of"),
         (["--grad-accum", "0"], "--grad-accum must be >= 1"),
         (["--grad-accum", "3"], "--batch-size (4) must be a multiple of --grad-accum (3)"),
@@ -150,6 +151,7 @@ def test_what_only_the_data_and_model_can_check_fails_before_the_baseline(script
     for flags, message in (
         (["--batch-size", "32"], "needs 32 training examples per step, and iso-dates has 16 (--smoke)"),
         (["--targets", "nonexistent"], "--targets: target 'nonexistent' matches no module"),
+        (["--max-length", "40"], "--max-length 40 is shorter than train conversation"),
     ):
         with pytest.raises(SystemExit):
             smoke(script, tmp_path / flags[0], "--baseline", *flags)
