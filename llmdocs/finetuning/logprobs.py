@@ -1,0 +1,156 @@
+"""Sequence log-probabilities: how likely a model finds a response, summed over the response's tokens.
+
+Every method of learning from preferences scores whole responses. DPO compares log pi(y_w | x) and log pi(y_l | x)
+under the policy and a frozen reference; PPO and GRPO weigh each sampled response's tokens by their log-probability
+ratio to the policy that sampled them. All of them need, for a batch of prompt + response sequences,
+
+    log pi(y | x) = sum_t m_t log softmax(logits_t)[labels_{t+1}]
+
+where ``labels`` are the input ids on the response (``IGNORE_INDEX`` = -100 on the prompt and on padding) and
+m_t = 1 where ``labels_{t+1}`` is a response token: the same shift and the same masking as the SFT loss
+([sft_labels][llmdocs.finetuning.sft_labels.sft_labels]), summed per row instead of averaged over the batch.
+
+[token_log_probs][llmdocs.finetuning.logprobs.token_log_probs] gives the per-token terms (B, T - 1), 0 where nothing
+is scored; [sequence_log_probs][llmdocs.finetuning.logprobs.sequence_log_probs] sums (or averages) them per row;
+[response_log_probs][llmdocs.finetuning.logprobs.response_log_probs] runs a model on a padded batch first. A row's
+log-probability does not depend on the other rows of its batch or on its padding (tested against each row alone).
+
+The log-probability of the label is computed as ``logit[label] - logsumexp(logits)``, which needs no (B, T, V)
+log-softmax tensor; half-precision logits are scored in float32.
+
+References:
+    Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a Reward Model", NeurIPS
+    2023, section 4 (log pi(y | x) of whole responses); Hugging Face TRL ``DPOTrainer`` (``concatenated_forward``:
+    per-token log-probabilities masked to the completion and summed).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from llmdocs.training.masked_lm import IGNORE_INDEX
+
+__all__ = ["response_log_probs", "sequence_log_probs", "token_log_probs"]
+
+
+def _check_logits_and_labels(logits: object, labels: object) -> None:
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 3:
+        got = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, Tensor) else type(logits).__name__
+        raise TypeError(f"logits must be a floating tensor (B, T, V), got {got}")
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex() or labels.dim() != 2:
+        got = f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor) else type(labels).__name__
+        raise TypeError(f"labels must be an integer tensor (B, T) aligned with the inputs, got {got}")
+    if labels.dtype == torch.bool:
+        raise TypeError("labels must be an integer tensor (B, T) of token ids, got torch.bool")
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must share (B, T)")
+    V = logits.size(-1)
+    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= V))]
+    if bad.numel():
+        raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
+
+
+def token_log_probs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-token log-probabilities of the labels, shifted: position t scores ``labels[:, t + 1]``.
+
+    Args:
+        logits: (B, T, V) next-token logits, position t predicting token t + 1.
+        labels: (B, T) token ids aligned with the inputs, ``IGNORE_INDEX`` where nothing is scored (prompt,
+            padding).
+
+    Returns:
+        ``(log_probs, mask)``, both (B, T - 1): log p(labels[b, t + 1] | ...) where scored and 0 elsewhere, and the
+        float mask of scored positions. Float32 at least (half-precision logits are scored in float32).
+
+    Raises:
+        TypeError: ``logits`` not a floating (B, T, V) tensor, or ``labels`` not an integer (B, T) tensor.
+        ValueError: The shapes disagree, or a scored label is outside [0, V).
+
+    Examples:
+        >>> logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))  # (1, 3, 2)
+        >>> log_probs, mask = token_log_probs(logits, torch.tensor([[-100, 1, 0]]))
+        >>> log_probs.exp(), mask  # p(1) at position 0, p(0) at position 1
+        (tensor([[0.5000, 0.9000]]), tensor([[1., 1.]]))
+    """
+    _check_logits_and_labels(logits, labels)
+    logits = logits[:, :-1]  # (B, T - 1, V): the last position predicts nothing here
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    targets = labels[:, 1:]  # (B, T - 1)
+    scored = targets != IGNORE_INDEX  # (B, T - 1)
+    safe = targets.masked_fill(~scored, 0)  # any valid id where nothing is scored
+    picked = logits.gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (B, T - 1): the label's logit
+    log_probs = picked - torch.logsumexp(logits, dim=-1)  # (B, T - 1): log softmax at the label
+    mask = scored.to(log_probs.dtype)
+    return log_probs * mask, mask
+
+
+def sequence_log_probs(logits: Tensor, labels: Tensor, average: bool = False) -> Tensor:
+    """log pi(y | x) of each row: the sum (or mean) of its scored tokens' log-probabilities.
+
+        log pi(y | x) = sum_t m_t log softmax(logits_t)[labels_{t+1}]
+
+    Args:
+        logits: (B, T, V) next-token logits.
+        labels: (B, T) token ids aligned with the inputs, ``IGNORE_INDEX`` outside the response.
+        average: Divide each row's sum by its number of scored tokens (the per-token mean, as IPO and SimPO use;
+            a row without scored tokens gives 0).
+
+    Returns:
+        (B,) log-probabilities (nats), float32 at least.
+
+    Raises:
+        TypeError: ``logits`` not a floating (B, T, V) tensor, ``labels`` not an integer (B, T) tensor, or
+            ``average`` not a bool.
+        ValueError: The shapes disagree, or a scored label is outside [0, V).
+
+    Examples:
+        >>> logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))  # (1, 3, 2)
+        >>> sequence_log_probs(logits, torch.tensor([[-100, 1, 0]])).exp()  # p(y) = 0.5 * 0.9
+        tensor([0.4500])
+    """
+    if not isinstance(average, bool):
+        raise TypeError(f"average must be a bool, got {average!r}")
+    log_probs, mask = token_log_probs(logits, labels)  # (B, T - 1) each
+    total = log_probs.sum(dim=-1)  # (B,)
+    if average:
+        return total / mask.sum(dim=-1).clamp(min=1)
+    return total
+
+
+def response_log_probs(
+    model: nn.Module, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None, average: bool = False
+) -> Tensor:
+    """Run a causal language model on prompt + response rows and return log pi(y | x) of each row.
+
+    Args:
+        model: A causal LM returning (B, T, V) logits from ``model(input_ids, attention_mask=...)``, such as
+            [Llama][llmdocs.models.llama.Llama] or [GPT][llmdocs.models.gpt.GPT].
+        input_ids: (B, T) prompt and response ids, padded.
+        labels: (B, T) the response's ids, ``IGNORE_INDEX`` on the prompt and on padding.
+        attention_mask: (B, T) 1 at real tokens and 0 at padding; None when nothing is padded.
+        average: Per-token mean instead of the sum (see
+            [sequence_log_probs][llmdocs.finetuning.logprobs.sequence_log_probs]).
+
+    Returns:
+        (B,) log-probabilities, with gradients when the model has them.
+
+    Raises:
+        TypeError: ``input_ids`` not an integer (B, T) tensor, or the model does not return a tensor.
+        ValueError: ``labels`` or ``attention_mask`` of another shape than ``input_ids``, or a scored label out of
+            the vocabulary.
+    """
+    if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or input_ids.dim() != 2:
+        got = (
+            f"{input_ids.dtype} {tuple(input_ids.shape)}" if isinstance(input_ids, Tensor) else type(input_ids).__name__
+        )
+        raise TypeError(f"input_ids must be an integer tensor (B, T), got {got}")
+    for name, other in (("labels", labels), ("attention_mask", attention_mask)):
+        if other is not None and (not isinstance(other, Tensor) or other.shape != input_ids.shape):
+            got = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+            raise ValueError(f"{name} must have input_ids' shape {tuple(input_ids.shape)}, got {got}")
+    logits = model(input_ids) if attention_mask is None else model(input_ids, attention_mask=attention_mask)
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"the model must return a logits tensor (B, T, V), got {type(logits).__name__}")
+    return sequence_log_probs(logits, labels, average=average)
