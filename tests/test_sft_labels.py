@@ -156,7 +156,7 @@ def test_half_precision_logits_are_scored_in_float32() -> None:
     [
         (dict(normalization="mean"), ValueError, r"normalization must be one of \('tokens', 'sequences'\)"),
         (dict(num_items_in_batch=0), ValueError, "num_items_in_batch must be >= 1"),
-        (dict(num_items_in_batch=2.0), TypeError, "num_items_in_batch must be an int, a 0-d integer tensor or None"),
+        (dict(num_items_in_batch=2.0), TypeError, "num_items_in_batch must be an int or a 0-d integer tensor"),
         (dict(num_items_in_batch=True), TypeError, "num_items_in_batch must be an int"),
         (dict(num_items_in_batch=np.bool_(True)), TypeError, "num_items_in_batch must be an int"),
         (dict(num_items_in_batch=torch.tensor(3.0)), TypeError, "num_items_in_batch must be an int"),

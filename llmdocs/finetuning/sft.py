@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.finetuning.chat import check_messages, encode_chat, tokenize_conversation
 from llmdocs.finetuning.packing import balanced_row_length, collate_padded, pack_examples
-from llmdocs.finetuning.sft_labels import IGNORE_INDEX, sft_labels
+from llmdocs.finetuning.sft_labels import IGNORE_INDEX, _check_count, sft_labels
 
 __all__ = [
     "SFTBatches",
@@ -252,18 +252,6 @@ def _check_sft_batch(batch: Mapping[str, Tensor]) -> None:
         shape = value.shape
 
 
-def _batch_count(batch: Mapping[str, Tensor], key: str) -> int:
-    """``batch[key]`` as an int >= 1: a Python int or a 0-d integer tensor, as ``SFTBatches`` writes it."""
-    value = batch[key]
-    if isinstance(value, Tensor) and value.dim() == 0 and not (value.is_floating_point() or value.dtype == torch.bool):
-        value = int(value.item())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"batch[{key!r}] must be an int or a 0-d integer tensor, got {value!r}")
-    if value < 1:
-        raise ValueError(f"batch[{key!r}] must be >= 1, got {value}")
-    return value
-
-
 def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, int]:
     """The loop's ``loss_fn``: the model on a padded or packed SFT batch, scored on its trained tokens.
 
@@ -305,7 +293,8 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
                 "the batch has num_items_in_batch but no grad_accum: SFTBatches(grad_accum=k) writes both (the "
                 "loss is scaled by grad_accum / num_items_in_batch)"
             )
-        grad_accum, num_items = _batch_count(batch, "grad_accum"), _batch_count(batch, "num_items_in_batch")
+        grad_accum = _check_count(batch["grad_accum"], "batch['grad_accum']")
+        num_items = _check_count(batch["num_items_in_batch"], "batch['num_items_in_batch']")
         own = int(trained.sum())
         if num_items < own:
             raise ValueError(

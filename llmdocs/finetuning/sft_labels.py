@@ -138,24 +138,20 @@ def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
         raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
 
 
-def _check_count(num_items_in_batch: object) -> int:
-    """``num_items_in_batch`` as an int: a Python or numpy integer, or a 0-d integer tensor (as ``SFTBatches`` and
-    ``transformers`` pass it); never a bool."""
+def _check_count(value: object, name: str = "num_items_in_batch") -> int:
+    """A count as an int >= 1: a Python or numpy integer, or a 0-d integer tensor (as ``SFTBatches`` and
+    ``transformers`` pass ``num_items_in_batch``); never a bool."""
     count: int | None = None
-    if isinstance(num_items_in_batch, Tensor):
-        if num_items_in_batch.dim() == 0 and not (
-            num_items_in_batch.is_floating_point()
-            or num_items_in_batch.is_complex()
-            or num_items_in_batch.dtype == torch.bool
-        ):
-            count = int(num_items_in_batch.item())
-    elif not isinstance(num_items_in_batch, bool):
+    if isinstance(value, Tensor):
+        if value.dim() == 0 and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+            count = int(value.item())
+    elif not isinstance(value, bool):
         with contextlib.suppress(TypeError):  # operator.index takes ints and numpy integers, not floats or np.bool_
-            count = operator.index(num_items_in_batch)
+            count = operator.index(value)
     if count is None:
-        raise TypeError(f"num_items_in_batch must be an int, a 0-d integer tensor or None, got {num_items_in_batch!r}")
+        raise TypeError(f"{name} must be an int or a 0-d integer tensor, got {value!r}")
     if count < 1:
-        raise ValueError(f"num_items_in_batch must be >= 1, got {count}")
+        raise ValueError(f"{name} must be >= 1, got {count}")
     return count
 
 
