@@ -79,9 +79,9 @@ def test_log_probs_refuse_bad_input() -> None:
     for bad_logits, bad_labels, error, match in (
         (logits, labels.float(), TypeError, "labels must be an integer tensor"),
         (logits, labels.bool(), TypeError, "torch.bool"),
-        (logits, labels[0], TypeError, r"labels must be an integer tensor \(B, T\)"),
-        (logits[0], labels, TypeError, r"logits must be a floating tensor \(B, T, V\)"),
-        (logits, labels[:, :3], ValueError, "must share"),
+        (logits, labels[0], ValueError, r"logits must be \(B, T, V\) and labels \(B, T\)"),
+        (logits[0], labels, ValueError, r"logits must be \(B, T, V\) and labels \(B, T\)"),
+        (logits, labels[:, :3], ValueError, "with the same B and T"),
         (logits, labels.masked_fill(labels == 4, 5), ValueError, r"labels must be ids in \[0, V=5\)"),
     ):
         with pytest.raises(error, match=match):

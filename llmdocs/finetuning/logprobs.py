@@ -29,26 +29,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from llmdocs.training.masked_lm import IGNORE_INDEX
+from llmdocs.finetuning.sft_labels import IGNORE_INDEX, _check_logits_and_labels  # the SFT loss's checks
 
 __all__ = ["response_log_probs", "sequence_log_probs", "token_log_probs"]
-
-
-def _check_logits_and_labels(logits: object, labels: object) -> None:
-    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 3:
-        got = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, Tensor) else type(logits).__name__
-        raise TypeError(f"logits must be a floating tensor (B, T, V), got {got}")
-    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex() or labels.dim() != 2:
-        got = f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor) else type(labels).__name__
-        raise TypeError(f"labels must be an integer tensor (B, T) aligned with the inputs, got {got}")
-    if labels.dtype == torch.bool:
-        raise TypeError("labels must be an integer tensor (B, T) of token ids, got torch.bool")
-    if logits.shape[:2] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must share (B, T)")
-    V = logits.size(-1)
-    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= V))]
-    if bad.numel():
-        raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
 
 
 def token_log_probs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,8 +47,9 @@ def token_log_probs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         float mask of scored positions. Float32 at least (half-precision logits are scored in float32).
 
     Raises:
-        TypeError: ``logits`` not a floating (B, T, V) tensor, or ``labels`` not an integer (B, T) tensor.
-        ValueError: The shapes disagree, or a scored label is outside [0, V).
+        TypeError: ``logits`` not a floating tensor, or ``labels`` not an integer tensor.
+        ValueError: ``logits`` not (B, T, V) or ``labels`` not (B, T) with the same B and T, or a scored label is
+            outside [0, V).
 
     Examples:
         >>> logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))  # (1, 3, 2)
@@ -101,9 +85,9 @@ def sequence_log_probs(logits: Tensor, labels: Tensor, average: bool = False) ->
         (B,) log-probabilities (nats), float32 at least.
 
     Raises:
-        TypeError: ``logits`` not a floating (B, T, V) tensor, ``labels`` not an integer (B, T) tensor, or
-            ``average`` not a bool.
-        ValueError: The shapes disagree, or a scored label is outside [0, V).
+        TypeError: ``logits`` not a floating tensor, ``labels`` not an integer tensor, or ``average`` not a bool.
+        ValueError: ``logits`` not (B, T, V) or ``labels`` not (B, T) with the same B and T, or a scored label is
+            outside [0, V).
 
     Examples:
         >>> logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))  # (1, 3, 2)
@@ -140,6 +124,15 @@ def response_log_probs(
         TypeError: ``input_ids`` not an integer (B, T) tensor, or the model does not return a tensor.
         ValueError: ``labels`` or ``attention_mask`` of another shape than ``input_ids``, or a scored label out of
             the vocabulary.
+
+    Examples:
+        >>> from llmdocs.models.llama import Llama, LlamaConfig
+        >>> _ = torch.manual_seed(0)
+        >>> model = Llama(LlamaConfig.tiny(50)).eval()
+        >>> ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 0]])  # prompt, then response; the second row padded
+        >>> labels = torch.tensor([[-100, -100, 7, 8], [-100, 10, 11, -100]])  # the responses only
+        >>> response_log_probs(model, ids, labels, attention_mask=torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])).shape
+        torch.Size([2])
     """
     if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or input_ids.dim() != 2:
         got = (
