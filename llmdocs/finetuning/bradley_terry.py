@@ -33,22 +33,21 @@ from torch import Tensor
 __all__ = ["bradley_terry_loss", "pairwise_accuracy"]
 
 
-def _check_scores(name: str, value: object) -> Tensor:
-    if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != 1:
-        got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
-        raise TypeError(f"{name} must be a floating tensor (B,), one score per pair, got {got}")
-    return value
-
-
-def _check_rewards(chosen_rewards: object, rejected_rewards: object, margin: object = None) -> None:
-    chosen = _check_scores("chosen_rewards", chosen_rewards)
-    if chosen.numel() == 0:
-        raise ValueError("chosen_rewards is empty: a batch needs at least one pair")
-    for name, value in (("rejected_rewards", rejected_rewards), ("margin", margin)):
-        if value is None and name == "margin":
+def _check_per_pair(**values: object) -> None:
+    """Each value given (None skipped) must be a floating (B,) tensor, one per pair, all of the first one's shape."""
+    first: tuple[str, Tensor] | None = None
+    for name, value in values.items():
+        if value is None:
             continue
-        if _check_scores(name, value).shape != chosen.shape:
-            raise ValueError(f"{name} is {tuple(value.shape)}, but chosen_rewards is {tuple(chosen.shape)}")
+        if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != 1:
+            got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"{name} must be a floating tensor (B,), one value per pair, got {got}")
+        if first is None:
+            first = (name, value)
+            if value.numel() == 0:
+                raise ValueError(f"{name} is empty: a batch needs at least one pair")
+        elif value.shape != first[1].shape:
+            raise ValueError(f"{name} is {tuple(value.shape)}, but {first[0]} is {tuple(first[1].shape)}")
 
 
 def bradley_terry_loss(
@@ -80,7 +79,7 @@ def bradley_terry_loss(
         >>> round(bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0])).item(), 6)  # a tie: log 2
         0.693147
     """
-    _check_rewards(chosen_rewards, rejected_rewards, margin)
+    _check_per_pair(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards, margin=margin)
     c = center_rewards_coefficient
     if isinstance(c, bool) or not isinstance(c, int | float) or not (math.isfinite(c) and c >= 0):
         raise ValueError(f"center_rewards_coefficient must be a finite number >= 0, got {c!r}")
@@ -111,5 +110,5 @@ def pairwise_accuracy(chosen_rewards: Tensor, rejected_rewards: Tensor) -> float
         >>> pairwise_accuracy(torch.tensor([2.0, 0.0, 1.0]), torch.tensor([1.0, 1.0, 1.0]))  # right, wrong, tie
         0.3333333432674408
     """
-    _check_rewards(chosen_rewards, rejected_rewards)
+    _check_per_pair(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
     return float((chosen_rewards > rejected_rewards).to(torch.float32).mean())

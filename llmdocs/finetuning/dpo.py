@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from llmdocs.finetuning.bradley_terry import _check_per_pair
+
 __all__ = ["DPO_LOSS_TYPES", "DPOLoss", "dpo_loss"]
 
 DPOLossType = Literal["sigmoid", "ipo"]
@@ -58,6 +60,12 @@ class DPOLoss:
         losses: (B,) each pair's loss.
         chosen_rewards: (B,) beta (log pi(y_w) - log pi_ref(y_w)), detached.
         rejected_rewards: (B,) beta (log pi(y_l) - log pi_ref(y_l)), detached.
+
+    Examples:
+        >>> out = dpo_loss(torch.tensor([-1.0, -4.0]), torch.tensor([-3.0, -2.0]), torch.full((2,), -2.0),
+        ...                torch.full((2,), -2.0), beta=0.5)
+        >>> out.margins, out.accuracy  # beta h per pair (h = 2 and -2): the second pair is ranked the wrong way
+        (tensor([ 1., -1.]), 0.5)
     """
 
     loss: Tensor
@@ -74,26 +82,6 @@ class DPOLoss:
     def accuracy(self) -> float:
         """The fraction of pairs whose chosen answer has the higher implicit reward (ties count as wrong)."""
         return float((self.chosen_rewards > self.rejected_rewards).to(torch.float32).mean())
-
-
-def _check_log_probs(**log_probs: Tensor | None) -> Tensor:
-    first = None
-    for name, value in log_probs.items():
-        if value is None:
-            continue
-        if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != 1:
-            got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
-            raise TypeError(f"{name} must be a floating tensor (B,) of sequence log-probabilities, got {got}")
-        if first is None:
-            first = value
-        elif value.shape != first.shape:
-            raise ValueError(
-                f"{name} is {tuple(value.shape)}, but the other log-probabilities are {tuple(first.shape)}"
-            )
-    assert first is not None
-    if first.numel() == 0:
-        raise ValueError("the log-probabilities are empty: a batch needs at least one pair")
-    return first
 
 
 def dpo_loss(
@@ -146,7 +134,7 @@ def dpo_loss(
         raise ValueError("reference_free=True ignores the reference: pass reference_chosen=reference_rejected=None")
     if not reference_free and (reference_chosen is None or reference_rejected is None):
         raise ValueError("reference_chosen and reference_rejected are needed (or pass reference_free=True)")
-    _check_log_probs(
+    _check_per_pair(  # sequence log-probabilities, one per pair
         policy_chosen=policy_chosen,
         policy_rejected=policy_rejected,
         reference_chosen=reference_chosen,
