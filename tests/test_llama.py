@@ -411,6 +411,55 @@ def test_padded_batch_logits_equal_hugging_faces(name: str) -> None:
 
 @pytest.mark.numerics
 @pytest.mark.usefixtures("_no_grad")
+def test_hidden_states_equal_hugging_faces_last_hidden_state() -> None:
+    config = CONFIGS["gqa 4/2, tied"]
+    ours, theirs = pair(config)
+    ids, mask = left_pad(padded_prompts(config.vocab_size))
+    position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    expected = theirs.model(ids, attention_mask=mask.long(), position_ids=position_ids).last_hidden_state
+    actual = ours.hidden_states(ids, attention_mask=mask)  # (B, T, D), after the final norm as in HF
+    assert actual.shape == (3, 7, config.d_model)
+    assert_equivalent(actual[mask], expected[mask], depth=config.n_layers)
+    assert torch.equal(ours.lm_head(actual), ours(ids, attention_mask=mask))  # forward = the LM head on them
+    with pytest.raises(TypeError, match="cache must be a LlamaCache"):
+        ours.hidden_states(ids, cache=object())  # type: ignore[arg-type]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_recomputes_each_block() -> None:
+    model = perturb(Llama(LlamaConfig.tiny(V, n_layers=3, dropout=0.1))).double().train()
+    ids = torch.randint(0, V, (2, 9))
+    calls = [0]
+    for block in model.blocks:
+        block.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))  # a recompute may stop early
+
+    def gradients() -> tuple[Tensor, list[Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        loss = model(ids).logsumexp(-1).mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    loss, grads = gradients()
+    assert calls[0] == 3  # one forward per block
+    model.gradient_checkpointing_enable()
+    calls[0] = 0
+    loss_ckpt, grads_ckpt = gradients()
+    assert calls[0] == 6  # each block ran again in the backward pass, with the dropout it drew the first time
+    assert torch.equal(loss_ckpt, loss)
+    for got, expected in zip(grads_ckpt, grads, strict=True):
+        assert_equivalent(got, expected, depth=3)
+    calls[0] = 0
+    with torch.no_grad():
+        model(ids)  # nothing to recompute without gradients
+    model.eval()
+    model(ids).sum().backward()  # nor in eval mode
+    assert calls[0] == 2 * 3
+    model.gradient_checkpointing_disable()
+    assert not model.gradient_checkpointing
+
+
+@pytest.mark.numerics
+@pytest.mark.usefixtures("_no_grad")
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_greedy_generation_equals_hf_generate(name: str) -> None:
     config = CONFIGS[name]

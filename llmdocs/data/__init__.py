@@ -12,6 +12,9 @@ Instruction tuning (the SFT chapter): [llamafactory][llmdocs.data.llamafactory] 
 and preference demo sets from its sdist into the cache (`make install`) and loads them (not re-exported here, so
 that `python -m llmdocs.data.llamafactory` runs it first);
 [iso_dates][llmdocs.data.iso_dates] generates a verifiable task (any date -> `YYYY-MM-DD`) scored by exact match.
+
+Learning from preferences: [iso_date_preferences][llmdocs.data.iso_date_preferences] turns the date task into
+preference pairs (the right date against a named kind of mistake) and into prompts with a verifiable reward.
 """
 
 from llmdocs.data.assets import DATA_PACKAGES, MissingDataPackageError, data_file, package_dir

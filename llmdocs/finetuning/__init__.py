@@ -27,10 +27,15 @@ holds one module per method, in the order the chapters introduce them:
 - [sft][llmdocs.finetuning.sft]: those joined for the training loop: conversations to examples, batches that are a
   pure function of their index (padded or packed), the loss on the trained positions only, and the evaluation by
   greedy answers and exact match (with a few-shot baseline);
-- ``preference`` (to come): learning from pairwise preferences: the Bradley-Terry reward model and Direct
-  Preference Optimization (Rafailov et al., 2023), as pure loss functions tested against hand-computed values.
+- learning from preferences: [logprobs][llmdocs.finetuning.logprobs] (log pi(y | x) of a response, summed over its
+  tokens), [bradley_terry][llmdocs.finetuning.bradley_terry] (the preference model and its loss),
+  [reward_model][llmdocs.finetuning.reward_model] (a scalar head on the decoder's last token),
+  [dpo][llmdocs.finetuning.dpo] (Direct Preference Optimization, Rafailov et al., 2023) and
+  [preferences][llmdocs.finetuning.preferences] (pairs tokenized and batched, and the reward-model and DPO losses
+  on them); each loss a pure function tested against hand-computed values.
 """
 
+from llmdocs.finetuning.bradley_terry import bradley_terry_loss, pairwise_accuracy
 from llmdocs.finetuning.chat import (
     CHAT_SPECIAL_TOKENS,
     check_messages,
@@ -39,6 +44,7 @@ from llmdocs.finetuning.chat import (
     tokenize_conversation,
 )
 from llmdocs.finetuning.deltas import load_finetuned, save_finetuned
+from llmdocs.finetuning.dpo import DPOLoss, dpo_loss
 from llmdocs.finetuning.freezing import (
     TrainableSummary,
     freeze,
@@ -47,6 +53,7 @@ from llmdocs.finetuning.freezing import (
     trainable_parameters_summary,
     unfreeze,
 )
+from llmdocs.finetuning.logprobs import response_log_probs, sequence_log_probs, token_log_probs
 from llmdocs.finetuning.lora import (
     LoRALinear,
     apply_lora,
@@ -61,6 +68,12 @@ from llmdocs.finetuning.lora import (
 )
 from llmdocs.finetuning.lora_budget import budget_table, lora_budget
 from llmdocs.finetuning.packing import collate_padded, pack_examples, padding_fraction
+from llmdocs.finetuning.preferences import (
+    PreferenceBatches,
+    dpo_loss_fn,
+    reward_loss_fn,
+    tokenize_preference_pairs,
+)
 from llmdocs.finetuning.qlora import (
     Linear4bit,
     NF4Weight,
@@ -69,6 +82,7 @@ from llmdocs.finetuning.qlora import (
     quantize_linears,
     quantize_nf4,
 )
+from llmdocs.finetuning.reward_model import RewardModel, last_token_index
 from llmdocs.finetuning.sft import (
     SFTBatches,
     exact_match_rate,
@@ -82,23 +96,30 @@ from llmdocs.finetuning.sft_labels import IGNORE_INDEX, count_trained_tokens, sf
 __all__ = [
     "CHAT_SPECIAL_TOKENS",
     "IGNORE_INDEX",
+    "DPOLoss",
     "Linear4bit",
     "LoRALinear",
     "NF4Weight",
+    "PreferenceBatches",
+    "RewardModel",
     "SFTBatches",
     "TrainableSummary",
     "apply_lora",
+    "bradley_terry_loss",
     "budget_table",
     "check_messages",
     "collate_padded",
     "count_lora_parameters",
     "count_trained_tokens",
     "dequantize_nf4",
+    "dpo_loss",
+    "dpo_loss_fn",
     "encode_chat",
     "exact_match_rate",
     "few_shot_messages",
     "freeze",
     "generate_answers",
+    "last_token_index",
     "load_finetuned",
     "load_lora_state_dict",
     "lora_budget",
@@ -111,15 +132,21 @@ __all__ = [
     "nf4_code_book",
     "pack_examples",
     "padding_fraction",
+    "pairwise_accuracy",
     "quantize_linears",
     "quantize_nf4",
     "render_chat",
+    "response_log_probs",
+    "reward_loss_fn",
     "save_finetuned",
+    "sequence_log_probs",
     "sft_labels",
     "sft_loss",
     "sft_loss_fn",
     "target_module_names",
+    "token_log_probs",
     "tokenize_conversation",
+    "tokenize_preference_pairs",
     "tokenize_sft_examples",
     "trainable_parameter_names",
     "trainable_parameters_summary",

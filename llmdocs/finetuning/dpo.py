@@ -44,7 +44,7 @@ from torch import Tensor
 
 from llmdocs.finetuning.bradley_terry import _check_per_pair
 
-__all__ = ["DPO_LOSS_TYPES", "DPOLoss", "dpo_loss"]
+__all__ = ["DPO_LOSS_TYPES", "DPOLoss", "check_dpo_settings", "dpo_loss"]
 
 DPOLossType = Literal["sigmoid", "ipo"]
 DPO_LOSS_TYPES: tuple[str, ...] = ("sigmoid", "ipo")
@@ -82,6 +82,21 @@ class DPOLoss:
     def accuracy(self) -> float:
         """The fraction of pairs whose chosen answer has the higher implicit reward (ties count as wrong)."""
         return float((self.chosen_rewards > self.rejected_rewards).to(torch.float32).mean())
+
+
+def check_dpo_settings(beta: object, loss_type: object, label_smoothing: object) -> None:
+    """Check DPO's settings before any work: ``beta`` > 0 finite, ``loss_type`` known, ``label_smoothing`` in
+    [0, 0.5) and only with ``"sigmoid"``; a ValueError naming the argument otherwise."""
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a positive finite number, got {beta!r}")
+    if loss_type not in DPO_LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {DPO_LOSS_TYPES}, got {loss_type!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
+        raise ValueError(f"label_smoothing must be a number in [0, 0.5), got {label_smoothing!r}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be a number in [0, 0.5), got {label_smoothing!r}")
+    if label_smoothing and loss_type != "sigmoid":
+        raise ValueError(f"label_smoothing applies to the sigmoid (DPO) loss only, not to {loss_type!r}")
 
 
 def dpo_loss(
@@ -140,16 +155,7 @@ def dpo_loss(
         reference_chosen=reference_chosen,
         reference_rejected=reference_rejected,
     )
-    if isinstance(beta, bool) or not isinstance(beta, int | float) or not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a positive finite number, got {beta!r}")
-    if loss_type not in DPO_LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {DPO_LOSS_TYPES}, got {loss_type!r}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
-        raise ValueError(f"label_smoothing must be a number in [0, 0.5), got {label_smoothing!r}")
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be a number in [0, 0.5), got {label_smoothing!r}")
-    if label_smoothing and loss_type != "sigmoid":
-        raise ValueError(f"label_smoothing applies to the sigmoid (DPO) loss only, not to {loss_type!r}")
+    check_dpo_settings(beta, loss_type, label_smoothing)
 
     chosen_ratio = policy_chosen - (0.0 if reference_chosen is None else reference_chosen)  # (B,) log pi/pi_ref
     rejected_ratio = policy_rejected - (0.0 if reference_rejected is None else reference_rejected)  # (B,)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from llmdocs.models.gpt import GPTCache, check_decoder_call, init_gpt2_weights
 from llmdocs.nn.attention import KVCache
@@ -301,6 +302,28 @@ class Llama(nn.Module):
         init_gpt2_weights(self, c.n_layers, ("self_attn.out_proj.weight", "ff.down_proj.weight"))
         if c.tie_embeddings:
             self.lm_head.weight = self.tok_embed.weight  # (V, D): logits = h E_tok^T (Press and Wolf, 2017)
+        self.gradient_checkpointing = False
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (Chen et al., 2016).
+
+        Training keeps, for the backward pass, every intermediate tensor of every block: for SmolLM2 under LoRA in
+        float32 about 3.3 MB per token, so 16 rows of 1,000 tokens need some 50 GB. With checkpointing each block
+        keeps only its input (B, T, D) and runs its forward a second time during the backward pass: activation
+        memory falls to about one block's worth plus N inputs, for about one more forward pass of compute (~30% more
+        time per step). Gradients are unchanged (the same operations run on the same values; dropout replays its
+        random numbers). Applies only in training mode with gradients enabled and without a cache; the name and
+        behaviour are Hugging Face's ``gradient_checkpointing_enable()``.
+
+        References:
+            Chen et al., "Training Deep Nets with Sublinear Memory Cost", 2016; ``torch.utils.checkpoint``
+            (non-reentrant).
+        """
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Keep every block's activations again (the default): the fastest backward pass, the most memory."""
+        self.gradient_checkpointing = False
 
     def new_cache(self) -> LlamaCache:
         """An empty [LlamaCache][llmdocs.models.llama.LlamaCache] for incremental generation."""
@@ -363,14 +386,8 @@ class Llama(nn.Module):
             >>> [tuple(block.last_self_weights.shape) for block in model.blocks]  # (B, H, T, T) per block
             [(1, 4, 5, 5), (1, 4, 5, 5)]
         """
-        c = self.config
-        if cache is not None and not isinstance(cache, LlamaCache):
-            raise TypeError(f"cache must be a LlamaCache from model.new_cache(), got {type(cache).__name__}")
-        offset, key_mask, position_ids = check_decoder_call(
-            ids, cache, attention_mask, position_ids, c.vocab_size, c.context_length, c.n_layers
-        )
+        offset, key_mask, position_ids = self._check_call(ids, cache, attention_mask, position_ids, document_ids)
         B, T = ids.shape
-        check_document_ids(document_ids, B, T, cache)
         if logits_to_keep is not None and (
             isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or not 1 <= logits_to_keep <= T
         ):
@@ -383,17 +400,96 @@ class Llama(nn.Module):
                 raise ValueError(f"logits_mask must be (B, T)={(B, T)}, got {tuple(logits_mask.shape)}")
             if logits_to_keep is not None:
                 raise ValueError("give logits_to_keep or logits_mask, not both")
+        x = self._run_blocks(ids, cache, offset, key_mask, position_ids, need_weights, document_ids)  # (B, T, D)
+        if logits_to_keep is not None:
+            x = x[:, T - logits_to_keep :]  # (B, logits_to_keep, D)
+        elif logits_mask is not None:
+            x = x[logits_mask.to(x.device)]  # (N, D): the chosen positions only
+        return self.lm_head(self.norm(x))  # (B, T, V), (B, logits_to_keep, V) or (N, V)
+
+    def hidden_states(
+        self,
+        ids: Tensor,
+        cache: LlamaCache | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        document_ids: Tensor | None = None,
+    ) -> Tensor:
+        """The final hidden states RMSNorm(h_N) (B, T, D): what ``forward`` projects onto the vocabulary.
+
+        A head other than the language-model head reads these: the scalar head of a reward or value model
+        ([RewardModel][llmdocs.finetuning.reward_model.RewardModel]), as Hugging Face's
+        ``LlamaForSequenceClassification`` reads ``LlamaModel``'s ``last_hidden_state`` (also after the final norm).
+
+        Args:
+            ids: token ids (B, T); with a cache, only the tokens not yet fed.
+            cache: a [LlamaCache][llmdocs.models.llama.LlamaCache], as in ``forward``.
+            attention_mask: optional bool or integer (B, T_past + T), 1/True at real tokens, as in ``forward``.
+            position_ids: optional (B, T) or (1, T) positions, as in ``forward``.
+            document_ids: optional integer (B, T) for packed rows, as in ``forward``.
+
+        Returns:
+            Hidden states (B, T, D) after the final RMSNorm.
+
+        Raises:
+            TypeError: If an argument has the wrong type (as ``forward``).
+            ValueError: If a shape, an id or a position is wrong (as ``forward``).
+
+        Examples:
+            >>> import torch
+            >>> model = Llama(LlamaConfig.tiny()).eval()
+            >>> ids = torch.tensor([[3, 1, 4, 1, 5]])
+            >>> h = model.hidden_states(ids)
+            >>> h.shape
+            torch.Size([1, 5, 32])
+            >>> torch.equal(model.lm_head(h), model(ids))  # forward is the head on these
+            True
+        """
+        offset, key_mask, position_ids = self._check_call(ids, cache, attention_mask, position_ids, document_ids)
+        return self.norm(self._run_blocks(ids, cache, offset, key_mask, position_ids, False, document_ids))
+
+    def _check_call(
+        self,
+        ids: Tensor,
+        cache: LlamaCache | None,
+        attention_mask: Tensor | None,
+        position_ids: Tensor | None,
+        document_ids: Tensor | None,
+    ) -> tuple[int, Tensor | None, Tensor | None]:
+        """Check a call's inputs: the cache's length, the key mask (B, T_past + T) and the positions to use."""
+        c = self.config
+        if cache is not None and not isinstance(cache, LlamaCache):
+            raise TypeError(f"cache must be a LlamaCache from model.new_cache(), got {type(cache).__name__}")
+        offset, key_mask, position_ids = check_decoder_call(
+            ids, cache, attention_mask, position_ids, c.vocab_size, c.context_length, c.n_layers
+        )
+        check_document_ids(document_ids, ids.size(0), ids.size(1), cache)
+        return offset, key_mask, position_ids
+
+    def _run_blocks(
+        self,
+        ids: Tensor,
+        cache: LlamaCache | None,
+        offset: int,
+        key_mask: Tensor | None,
+        position_ids: Tensor | None,
+        need_weights: bool,
+        document_ids: Tensor | None,
+    ) -> Tensor:
+        """Embed checked ``ids`` (B, T) and run the blocks: h_N (B, T, D), before the final norm."""
         if position_ids is not None and position_ids.size(0) == 1:
             position_ids = position_ids[0]  # (T,): one row of angles for the whole batch
         x = self.tok_embed(ids)  # (B, T, D)
         # Computed once for all blocks: each (T, Dh), or (B, T, Dh) for per-row positions.
         offset_of_ids = 0 if position_ids is not None else offset
         position_embeddings = self.rotary(x, position_ids=position_ids, offset=offset_of_ids)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
         for i, block in enumerate(self.blocks):
-            layer_cache = cache.layers[i] if cache is not None else None
-            x = block(x, position_embeddings, key_mask, layer_cache, need_weights, document_ids)  # (B, T, D)
-        if logits_to_keep is not None:
-            x = x[:, T - logits_to_keep :]  # (B, logits_to_keep, D)
-        elif logits_mask is not None:
-            x = x[logits_mask.to(x.device)]  # (N, D): the chosen positions only
-        return self.lm_head(self.norm(x))  # (B, T, V), (B, logits_to_keep, V) or (N, V)
+            if recompute:  # keep only the block's input; its forward runs again in the backward pass
+                x = checkpoint(
+                    block, x, position_embeddings, key_mask, None, need_weights, document_ids, use_reentrant=False
+                )  # (B, T, D)
+            else:
+                layer_cache = cache.layers[i] if cache is not None else None
+                x = block(x, position_embeddings, key_mask, layer_cache, need_weights, document_ids)  # (B, T, D)
+        return x
