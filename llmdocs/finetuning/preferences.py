@@ -1,0 +1,252 @@
+"""Preference pairs for training: tokenized, batched as chosen rows then rejected rows, and the two pair losses.
+
+A preference pair is a prompt x with a chosen answer y_w and a rejected one y_l
+([PreferencePair][llmdocs.data.llamafactory.PreferencePair]). Both answers are tokenized as SFT examples of the
+same conversation ([tokenize_sft_examples][llmdocs.finetuning.sft.tokenize_sft_examples]: the chat template, labels
+-100 outside the answer), so the prompt tokens are identical and only the answers are scored. A batch of B pairs is
+one padded tensor of 2B rows, the B chosen rows first and then the B rejected rows, so that one forward pass scores
+both halves (TRL's ``concatenated_forward``):
+
+    input_ids (2B, T) = [chosen_1 .. chosen_B, rejected_1 .. rejected_B]
+
+Two losses read such a batch:
+
+- [reward_loss_fn][llmdocs.finetuning.preferences.reward_loss_fn]: a [RewardModel][llmdocs.finetuning.reward_model]
+  scores the 2B rows, and the [Bradley-Terry loss][llmdocs.finetuning.bradley_terry] compares the halves;
+- [dpo_loss_fn][llmdocs.finetuning.preferences.dpo_loss_fn]: the policy's and the reference's log-probabilities
+  of each answer ([response_log_probs][llmdocs.finetuning.logprobs.response_log_probs]) go into the
+  [DPO loss][llmdocs.finetuning.dpo]. The reference is the policy with its LoRA adapters switched off
+  ([disable_adapters][llmdocs.finetuning.lora.disable_adapters]) unless another model is given: one model in
+  memory serves as both, as peft + TRL do (``ref_model=None`` with a PEFT model).
+
+Both follow the training loop's ``loss_fn(model, batch) -> (loss, n_tokens)`` convention
+([train][llmdocs.training.loop.train]).
+
+References:
+    Ouyang et al., "Training language models to follow instructions with human feedback", NeurIPS 2022, section
+    3.5 (all pairs of a prompt in one batch, one forward pass each); Rafailov et al., "Direct Preference
+    Optimization", NeurIPS 2023; Hugging Face TRL ``DPOTrainer.concatenated_forward``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from llmdocs.data.batches import IndexedBatches
+from llmdocs.data.llamafactory import PreferencePair
+from llmdocs.finetuning.bradley_terry import bradley_terry_loss
+from llmdocs.finetuning.dpo import DPOLoss, check_dpo_settings, dpo_loss
+from llmdocs.finetuning.logprobs import response_log_probs
+from llmdocs.finetuning.lora import disable_adapters
+from llmdocs.finetuning.packing import collate_padded
+from llmdocs.finetuning.reward_model import RewardModel
+from llmdocs.finetuning.sft import tokenize_sft_examples
+
+__all__ = ["PreferenceBatches", "dpo_loss_fn", "reward_loss_fn", "tokenize_preference_pairs"]
+
+Example = dict[str, list[int]]
+
+
+def tokenize_preference_pairs(
+    pairs: Sequence[PreferencePair], tokenizer: Any, max_length: int | None = None
+) -> list[dict[str, Example]]:
+    """Tokenize each pair's two conversations: ``{"chosen": {"input_ids", "labels"}, "rejected": {...}}``.
+
+    Args:
+        pairs: [PreferencePair][llmdocs.data.llamafactory.PreferencePair]s (LLaMA-Factory's demo sets, or the date
+            task's pairs).
+        tokenizer: A ``transformers`` tokenizer with a chat template, or our BPE tokenizer with
+            ``CHAT_SPECIAL_TOKENS`` (as ``tokenize_sft_examples``).
+        max_length: Refuse a pair whose longer conversation exceeds this many tokens (None: no limit).
+
+    Returns:
+        One dict per pair; each side's ``labels`` are -100 except on the answer (and its end-of-turn token).
+
+    Raises:
+        TypeError: If ``pairs`` is not a sequence of PreferencePair.
+        ValueError: If a conversation is malformed or too long, or the two answers are identical.
+
+    Examples:
+        >>> from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS
+        >>> from llmdocs.tokenizers.bpe import BPETokenizer
+        >>> tok = BPETokenizer.train("", vocab_size=260, special_tokens=CHAT_SPECIAL_TOKENS)
+        >>> pair = PreferencePair(({"role": "user", "content": "2+2?"},), chosen="4", rejected="5")
+        >>> example = tokenize_preference_pairs([pair], tok)[0]
+        >>> [tok.decode([t]) for t, y in zip(example["chosen"]["input_ids"], example["chosen"]["labels"]) if y >= 0]
+        ['4', '<|end|>']
+    """
+    if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a list of PreferencePair, got {type(pairs).__name__}")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, PreferencePair):
+            raise TypeError(f"pairs[{i}] must be a PreferencePair, got {type(pair).__name__}")
+        if pair.chosen == pair.rejected:
+            raise ValueError(f"pairs[{i}] has the same chosen and rejected answer: it states no preference")
+    chosen = tokenize_sft_examples([p.chosen_messages() for p in pairs], tokenizer, max_length=max_length)
+    rejected = tokenize_sft_examples([p.rejected_messages() for p in pairs], tokenizer, max_length=max_length)
+    return [{"chosen": c, "rejected": r} for c, r in zip(chosen, rejected, strict=True)]
+
+
+class PreferenceBatches:
+    """Callable ``i -> batch``: B pairs as 2B padded rows, chosen first (``input_ids``, ``labels``,
+    ``attention_mask``, each int64 (2B, T)).
+
+    The pairs of batch ``i`` are a per-epoch permutation of ``seed + epoch``, as
+    [IndexedBatches][llmdocs.data.batches.IndexedBatches] (the same pairs on every run, rank-sharded under DDP).
+
+    Args:
+        examples: ``tokenize_preference_pairs``' output.
+        batch_size: Pairs per batch (the batch has twice as many rows), per rank.
+        seed: Seed of the per-epoch shuffles.
+        pad_id: The id written at padding (masked out of attention and of the scores).
+        rank: This process's rank (DDP).
+        world_size: Number of data-parallel processes.
+        shuffle: Shuffle each epoch (False: in order).
+
+    Raises:
+        TypeError: If ``examples`` is not a non-empty list of ``{"chosen", "rejected"}`` dicts.
+        ValueError: If there are fewer pairs than ``batch_size * world_size``, or an example or ``pad_id`` is bad
+            (as [collate_padded][llmdocs.finetuning.packing.collate_padded]).
+
+    Examples:
+        >>> examples = [{"chosen": {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+        ...              "rejected": {"input_ids": [5, 8], "labels": [-100, 8]}}]
+        >>> batch = PreferenceBatches(examples, batch_size=1, shuffle=False)(0)
+        >>> batch["input_ids"].tolist(), batch["labels"].tolist()
+        ([[5, 6, 7], [5, 8, 0]], [[-100, 6, 7], [-100, 8, -100]])
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[Mapping[str, Mapping[str, Sequence[int]]]],
+        batch_size: int,
+        seed: int = 0,
+        pad_id: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ) -> None:
+        if isinstance(examples, str | bytes) or not isinstance(examples, Sequence) or not examples:
+            raise TypeError("examples must be a non-empty list of {'chosen', 'rejected'} dicts")
+        for i, example in enumerate(examples):
+            if not isinstance(example, Mapping) or not {"chosen", "rejected"} <= example.keys():
+                raise TypeError(
+                    f"examples[{i}] must be a dict with 'chosen' and 'rejected' (tokenize_preference_pairs)"
+                )
+        self.examples = list(examples)
+        self.pad_id = pad_id
+        collate_padded([side for e in self.examples for side in (e["chosen"], e["rejected"])], pad_id)  # checks all
+        index = torch.arange(len(self.examples))[:, None]  # (N, 1): IndexedBatches picks the rows
+        self._order = IndexedBatches(
+            index, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, shuffle=shuffle
+        )
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self._order)
+
+    def __call__(self, index: int) -> dict[str, Tensor]:
+        """Batch ``index``: rows 0..B-1 the chosen answers, rows B..2B-1 the rejected ones of the same pairs."""
+        pairs = [self.examples[int(i)] for i in self._order.indices(index)]
+        return collate_padded([p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], pad_id=self.pad_id)
+
+
+def _check_pair_batch(batch: object) -> int:
+    """A preference batch: a dict of integer (2B, T) tensors ``input_ids``, ``labels``, ``attention_mask``. -> B."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"batch must be a dict of tensors (PreferenceBatches), got {type(batch).__name__}")
+    for key in ("input_ids", "labels", "attention_mask"):
+        value = batch.get(key)
+        if not isinstance(value, Tensor) or value.is_floating_point() or value.dim() != 2:
+            raise TypeError(f"batch[{key!r}] must be an integer (2B, T) tensor")
+        if value.shape != batch["input_ids"].shape:
+            raise ValueError(f"batch[{key!r}] is {tuple(value.shape)}, input_ids {tuple(batch['input_ids'].shape)}")
+    rows = batch["input_ids"].size(0)
+    if rows == 0 or rows % 2:
+        raise ValueError(f"a preference batch has 2B rows (B chosen, then B rejected), got {rows}")
+    return rows // 2
+
+
+def reward_loss_fn(
+    model: RewardModel, batch: Mapping[str, Tensor], center_rewards_coefficient: float = 0.0
+) -> tuple[Tensor, int]:
+    """The loop's ``loss_fn`` for a reward model: Bradley-Terry on the rewards of the chosen and rejected rows.
+
+    Args:
+        model: A [RewardModel][llmdocs.finetuning.reward_model.RewardModel].
+        batch: A [PreferenceBatches][llmdocs.finetuning.preferences.PreferenceBatches] batch (2B rows).
+        center_rewards_coefficient: As [bradley_terry_loss][llmdocs.finetuning.bradley_terry.bradley_terry_loss].
+
+    Returns:
+        The loss (0-d) and the number of real tokens in the batch.
+
+    Raises:
+        TypeError: If ``model`` is not a RewardModel or the batch is not a dict of integer (2B, T) tensors.
+        ValueError: If the batch does not have an even, non-zero number of rows, or its shapes differ.
+    """
+    if not isinstance(model, RewardModel):
+        raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
+    B = _check_pair_batch(batch)
+    rewards = model(batch["input_ids"], attention_mask=batch["attention_mask"])  # (2B,)
+    loss = bradley_terry_loss(rewards[:B], rewards[B:], center_rewards_coefficient=center_rewards_coefficient)
+    return loss, int(batch["attention_mask"].sum())
+
+
+def dpo_loss_fn(
+    model: nn.Module,
+    batch: Mapping[str, Tensor],
+    beta: float = 0.1,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    reference_model: nn.Module | None = None,
+) -> tuple[DPOLoss, int]:
+    """DPO on a preference batch: the policy's and the reference's log pi(y | x) of the 2B answers, then ``dpo_loss``.
+
+    The reference's log-probabilities are computed without gradients: by ``reference_model`` if given, else by
+    ``model`` itself with its LoRA adapters switched off (the frozen model the adapters started from). Wrap it
+    for the training loop with ``lambda m, b: (lambda out, n: (out.loss, n))(*dpo_loss_fn(m, b))``, or use the
+    returned [DPOLoss][llmdocs.finetuning.dpo.DPOLoss]'s metrics (reward accuracy, margins) directly.
+
+    Args:
+        model: The policy, a causal LM ([Llama][llmdocs.models.llama.Llama]), with LoRA adapters when
+            ``reference_model`` is None.
+        batch: A [PreferenceBatches][llmdocs.finetuning.preferences.PreferenceBatches] batch (2B rows).
+        beta: DPO's beta (see [dpo_loss][llmdocs.finetuning.dpo.dpo_loss]).
+        loss_type: ``"sigmoid"`` (DPO) or ``"ipo"``; IPO uses per-token mean log-probabilities, as TRL.
+        label_smoothing: Conservative DPO's epsilon.
+        reference_model: A frozen reference policy; None = ``model`` with its adapters off.
+
+    Returns:
+        The [DPOLoss][llmdocs.finetuning.dpo.DPOLoss] (loss, per-pair losses, implicit rewards) and the number of
+        real tokens in the batch.
+
+    Raises:
+        TypeError: If the batch is not a dict of integer (2B, T) tensors.
+        ValueError: If the batch's rows are odd or its shapes differ, ``model`` has no adapters and no
+            ``reference_model`` is given, or a DPO setting is out of range.
+    """
+    B = _check_pair_batch(batch)
+    check_dpo_settings(beta, loss_type, label_smoothing)  # before the forward passes
+    average = loss_type == "ipo"
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    with torch.no_grad():
+        if reference_model is not None:
+            reference = response_log_probs(reference_model, ids, labels, mask, average=average)  # (2B,)
+        else:
+            with disable_adapters(model):
+                reference = response_log_probs(model, ids, labels, mask, average=average)  # (2B,)
+    policy = response_log_probs(model, ids, labels, mask, average=average)  # (2B,)
+    out = dpo_loss(
+        policy[:B],
+        policy[B:],
+        reference[:B],
+        reference[B:],
+        beta=beta,
+        loss_type=loss_type,  # type: ignore[arg-type]
+        label_smoothing=label_smoothing,
+    )
+    return out, int(mask.sum())
