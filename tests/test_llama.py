@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 pytest.importorskip("transformers")
 from transformers import LlamaConfig as HFLlamaConfig
