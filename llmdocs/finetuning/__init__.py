@@ -30,9 +30,15 @@ holds one module per method, in the order the chapters introduce them:
 - learning from preferences: [logprobs][llmdocs.finetuning.logprobs] (log pi(y | x) of a response, summed over its
   tokens), [bradley_terry][llmdocs.finetuning.bradley_terry] (the preference model and its loss),
   [reward_model][llmdocs.finetuning.reward_model] (a scalar head on the decoder's last token),
-  [dpo][llmdocs.finetuning.dpo] (Direct Preference Optimization, Rafailov et al., 2023) and
+  [dpo][llmdocs.finetuning.dpo] (Direct Preference Optimization, Rafailov et al., 2023),
   [preferences][llmdocs.finetuning.preferences] (pairs tokenized and batched, and the reward-model and DPO losses
-  on them); each loss a pure function tested against hand-computed values.
+  on them); and the reinforcement-learning side: [rollouts][llmdocs.finetuning.rollouts] (completions sampled from
+  the policy, as a batch), [masked][llmdocs.finetuning.masked] (means and whitening over response tokens),
+  [kl][llmdocs.finetuning.kl] (per-token KL estimators and the KL controllers), [ppo][llmdocs.finetuning.ppo]
+  (KL-penalised rewards, GAE, the clipped policy and value losses), [grpo][llmdocs.finetuning.grpo]
+  (group-relative advantages and the GRPO loss) and [grpo_training][llmdocs.finetuning.grpo_training] (one GRPO
+  step: sample, score, update); each loss a pure function tested against hand-computed values, and against TRL's
+  own code where TRL has it.
 """
 
 from llmdocs.finetuning.bradley_terry import bradley_terry_loss, pairwise_accuracy
@@ -53,6 +59,9 @@ from llmdocs.finetuning.freezing import (
     trainable_parameters_summary,
     unfreeze,
 )
+from llmdocs.finetuning.grpo import GRPOLoss, group_relative_advantages, grpo_loss
+from llmdocs.finetuning.grpo_training import GRPOConfig, grpo_step
+from llmdocs.finetuning.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from llmdocs.finetuning.logprobs import response_log_probs, sequence_log_probs, token_log_probs
 from llmdocs.finetuning.lora import (
     LoRALinear,
@@ -67,7 +76,17 @@ from llmdocs.finetuning.lora import (
     target_module_names,
 )
 from llmdocs.finetuning.lora_budget import budget_table, lora_budget
+from llmdocs.finetuning.masked import masked_mean, masked_whiten
 from llmdocs.finetuning.packing import collate_padded, pack_examples, padding_fraction
+from llmdocs.finetuning.ppo import (
+    PPOPolicyLoss,
+    PPOValueLoss,
+    entropy_from_logits,
+    gae_advantages,
+    kl_penalized_rewards,
+    ppo_policy_loss,
+    ppo_value_loss,
+)
 from llmdocs.finetuning.preferences import (
     PreferenceBatches,
     dpo_loss_fn,
@@ -83,6 +102,7 @@ from llmdocs.finetuning.qlora import (
     quantize_nf4,
 )
 from llmdocs.finetuning.reward_model import RewardModel, last_token_index
+from llmdocs.finetuning.rollouts import Rollouts, sample_rollouts
 from llmdocs.finetuning.sft import (
     SFTBatches,
     exact_match_rate,
@@ -96,12 +116,19 @@ from llmdocs.finetuning.sft_labels import IGNORE_INDEX, count_trained_tokens, sf
 __all__ = [
     "CHAT_SPECIAL_TOKENS",
     "IGNORE_INDEX",
+    "AdaptiveKLController",
     "DPOLoss",
+    "FixedKLController",
+    "GRPOConfig",
+    "GRPOLoss",
     "Linear4bit",
     "LoRALinear",
     "NF4Weight",
+    "PPOPolicyLoss",
+    "PPOValueLoss",
     "PreferenceBatches",
     "RewardModel",
+    "Rollouts",
     "SFTBatches",
     "TrainableSummary",
     "apply_lora",
@@ -115,10 +142,17 @@ __all__ = [
     "dpo_loss",
     "dpo_loss_fn",
     "encode_chat",
+    "entropy_from_logits",
     "exact_match_rate",
     "few_shot_messages",
     "freeze",
+    "gae_advantages",
     "generate_answers",
+    "group_relative_advantages",
+    "grpo_loss",
+    "grpo_step",
+    "kl_penalized_rewards",
+    "kl_penalty",
     "last_token_index",
     "load_finetuned",
     "load_lora_state_dict",
@@ -128,16 +162,21 @@ __all__ = [
     "lora_num_parameters",
     "lora_state_dict",
     "mark_trainable",
+    "masked_mean",
+    "masked_whiten",
     "merge_lora",
     "nf4_code_book",
     "pack_examples",
     "padding_fraction",
     "pairwise_accuracy",
+    "ppo_policy_loss",
+    "ppo_value_loss",
     "quantize_linears",
     "quantize_nf4",
     "render_chat",
     "response_log_probs",
     "reward_loss_fn",
+    "sample_rollouts",
     "save_finetuned",
     "sequence_log_probs",
     "sft_labels",
