@@ -13,7 +13,7 @@ policy already solves, most groups are such groups, which is why G matters.
 
 [grpo_step][llmdocs.finetuning.grpo_training.grpo_step] returns the step's metrics, the names TRL's
 ``GRPOTrainer`` logs where there is one (``reward``, ``reward_std``, ``frac_reward_zero_std``, ``kl``,
-``clip_ratio``, ``completion_length``), so a loop around it is a few lines (``examples/preferences.py``).
+``clip_ratio``, ``completion_length``), so a loop around it is a few lines.
 
 References:
     Shao et al., "DeepSeekMath", 2024, section 4.1.2 (Algorithm 1, iterative GRPO); DeepSeek-AI, "DeepSeek-R1",
