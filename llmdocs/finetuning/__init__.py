@@ -36,9 +36,10 @@ holds one module per method, in the order the chapters introduce them:
   the policy, as a batch), [masked][llmdocs.finetuning.masked] (means and whitening over response tokens),
   [kl][llmdocs.finetuning.kl] (per-token KL estimators and the KL controllers), [ppo][llmdocs.finetuning.ppo]
   (KL-penalised rewards, GAE, the clipped policy and value losses), [grpo][llmdocs.finetuning.grpo]
-  (group-relative advantages and the GRPO loss) and [grpo_training][llmdocs.finetuning.grpo_training] (one GRPO
-  step: sample, score, update); each loss a pure function tested against hand-computed values, and against TRL's
-  own code where TRL has it.
+  (group-relative advantages and the GRPO loss), [grpo_training][llmdocs.finetuning.grpo_training] (one GRPO
+  step: sample, score, update) and [ppo_training][llmdocs.finetuning.ppo_training] (the value head and one PPO
+  step: roll out, score, penalise KL, GAE, clipped epochs); each loss a pure function tested against
+  hand-computed values, and against TRL's own code where TRL has it.
 """
 
 from llmdocs.finetuning.bradley_terry import bradley_terry_loss, pairwise_accuracy
@@ -87,6 +88,7 @@ from llmdocs.finetuning.ppo import (
     ppo_policy_loss,
     ppo_value_loss,
 )
+from llmdocs.finetuning.ppo_training import CausalLMWithValueHead, PPOConfig, ppo_step
 from llmdocs.finetuning.preferences import (
     PreferenceBatches,
     dpo_loss_fn,
@@ -117,6 +119,7 @@ __all__ = [
     "CHAT_SPECIAL_TOKENS",
     "IGNORE_INDEX",
     "AdaptiveKLController",
+    "CausalLMWithValueHead",
     "DPOLoss",
     "FixedKLController",
     "GRPOConfig",
@@ -124,6 +127,7 @@ __all__ = [
     "Linear4bit",
     "LoRALinear",
     "NF4Weight",
+    "PPOConfig",
     "PPOPolicyLoss",
     "PPOValueLoss",
     "PreferenceBatches",
@@ -170,6 +174,7 @@ __all__ = [
     "padding_fraction",
     "pairwise_accuracy",
     "ppo_policy_loss",
+    "ppo_step",
     "ppo_value_loss",
     "quantize_linears",
     "quantize_nf4",
