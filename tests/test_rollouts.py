@@ -15,7 +15,7 @@ from torch import Tensor
 
 from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS, END_OF_TURN
 from llmdocs.finetuning.logprobs import token_log_probs
-from llmdocs.finetuning.rollouts import sample_rollouts
+from llmdocs.finetuning.rollouts import Rollouts, sample_rollouts, score_rollouts
 from llmdocs.finetuning.sft import generation_prompt
 from llmdocs.generation.decoder_only import generate
 from llmdocs.models.llama import Llama, LlamaConfig
@@ -114,3 +114,18 @@ def test_bad_arguments(
     arguments: dict[str, object] = dict(prompts=PROMPTS, num_generations=2, max_new_tokens=4, seed=0)
     with pytest.raises(error, match=message):
         sample_rollouts(model(), tokenizer, **{**arguments, **kwargs})  # type: ignore[arg-type]
+
+
+def test_score_rollouts_scores_each_completion_against_its_prompts_reference() -> None:
+    ids = torch.zeros(4, 2, dtype=torch.long)
+    rollouts = Rollouts(ids, ids + 1, ids, ["4", "5", "x", "y"], [0, 0, 1, 1], [False] * 4, num_generations=2)
+    exact = lambda c, r: [float(a == b) for a, b in zip(c, r, strict=True)]  # noqa: E731
+    assert score_rollouts(exact, rollouts, ["4", "y"]).tolist() == [1.0, 0.0, 0.0, 1.0]
+    with pytest.raises(TypeError, match="reward_fn must be callable"):
+        score_rollouts("exact", rollouts, ["4", "y"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"one answer per prompt \(2\)"):
+        score_rollouts(exact, rollouts, ["4"])
+    with pytest.raises(ValueError, match=r"one number per completion \(4\), got 3"):
+        score_rollouts(lambda c, r: [1.0] * 3, rollouts, ["4", "y"])
+    with pytest.raises(ValueError, match="non-finite reward"):
+        score_rollouts(lambda c, r: [float("inf")] * 4, rollouts, ["4", "y"])

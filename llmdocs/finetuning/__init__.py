@@ -104,7 +104,7 @@ from llmdocs.finetuning.qlora import (
     quantize_nf4,
 )
 from llmdocs.finetuning.reward_model import RewardModel, last_token_index
-from llmdocs.finetuning.rollouts import Rollouts, sample_rollouts
+from llmdocs.finetuning.rollouts import Rollouts, sample_rollouts, score_rollouts
 from llmdocs.finetuning.sft import (
     SFTBatches,
     exact_match_rate,
@@ -183,6 +183,7 @@ __all__ = [
     "reward_loss_fn",
     "sample_rollouts",
     "save_finetuned",
+    "score_rollouts",
     "sequence_log_probs",
     "sft_labels",
     "sft_loss",

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from llmdocs.finetuning.grpo import GRPO_LOSS_TYPES, REWARD_SCALINGS, GRPOLoss, group_relative_advantages, grpo_loss
 from llmdocs.finetuning.logprobs import token_log_probs
 from llmdocs.finetuning.lora import disable_adapters
-from llmdocs.finetuning.rollouts import Rollouts, sample_rollouts
+from llmdocs.finetuning.rollouts import sample_rollouts, score_rollouts
 
 __all__ = ["GRPOConfig", "grpo_step"]
 
@@ -104,19 +104,6 @@ class GRPOConfig:
             raise ValueError(f"scale_rewards must be one of {REWARD_SCALINGS}, got {self.scale_rewards!r}")
 
 
-def _rewards(reward_fn: RewardFn, rollouts: Rollouts, references: Sequence[str]) -> Tensor:
-    """(N,) float32 rewards of the completions, each against its prompt's reference."""
-    answers = [references[i] for i in rollouts.prompt_index]
-    scores = reward_fn(rollouts.completions, answers)
-    if isinstance(scores, str | bytes) or not isinstance(scores, Sequence | Tensor) or len(scores) != len(answers):
-        got = len(scores) if isinstance(scores, Sequence | Tensor) else type(scores).__name__
-        raise ValueError(f"reward_fn must return one number per completion ({len(answers)}), got {got}")
-    rewards = torch.as_tensor([float(s) for s in scores], dtype=torch.float32)
-    if not bool(torch.isfinite(rewards).all()):
-        raise ValueError("reward_fn returned a non-finite reward")
-    return rewards
-
-
 def grpo_step(
     policy: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -166,7 +153,7 @@ def grpo_step(
     rollouts = sample_rollouts(
         policy, tokenizer, prompts, G, config.max_completion_length, config.temperature, seed=seed
     )
-    rewards = _rewards(reward_fn, rollouts, references)  # (N,)
+    rewards = score_rollouts(reward_fn, rollouts, references)  # (N,)
     advantages = group_relative_advantages(rewards, G, config.scale_rewards)  # (N,)
     generated = time.perf_counter()
     batch = rollouts.batch()

@@ -48,7 +48,7 @@ from llmdocs.finetuning.ppo import (
     ppo_value_loss,
 )
 from llmdocs.finetuning.reward_model import RewardModel
-from llmdocs.finetuning.rollouts import sample_rollouts
+from llmdocs.finetuning.rollouts import Rollouts, sample_rollouts, score_rollouts
 from llmdocs.models.llama import Llama
 
 __all__ = ["CausalLMWithValueHead", "PPOConfig", "ppo_step"]
@@ -172,22 +172,14 @@ class PPOConfig:
 
 
 def _scores(
-    reward_fn: RewardFn | None, reward_model: RewardModel | None, rollouts: Any, references: Sequence[str]
+    reward_fn: RewardFn | None, reward_model: RewardModel | None, rollouts: Rollouts, references: Sequence[str]
 ) -> Tensor:
     """(N,) float32 scores of the rollouts: by the reward model on the token ids, or by reward_fn on the text."""
     if reward_model is not None:
         with torch.no_grad():
             return reward_model(rollouts.input_ids, attention_mask=rollouts.attention_mask).float()
     assert reward_fn is not None
-    answers = [references[i] for i in rollouts.prompt_index]
-    scores = reward_fn(rollouts.completions, answers)
-    if isinstance(scores, str | bytes) or not isinstance(scores, Sequence | Tensor) or len(scores) != len(answers):
-        got = len(scores) if isinstance(scores, Sequence | Tensor) else type(scores).__name__
-        raise ValueError(f"reward_fn must return one number per completion ({len(answers)}), got {got}")
-    out = torch.as_tensor([float(s) for s in scores], dtype=torch.float32)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("reward_fn returned a non-finite reward")
-    return out
+    return score_rollouts(reward_fn, rollouts, references)
 
 
 def ppo_step(

@@ -22,7 +22,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from llmdocs.finetuning.sft import _check_conversations, generation_prompt
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX
 from llmdocs.tokenizers.bpe import BPETokenizer
 
-__all__ = ["Rollouts", "sample_rollouts"]
+__all__ = ["Rollouts", "sample_rollouts", "score_rollouts"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +186,45 @@ def sample_rollouts(
         truncated=truncated,
         num_generations=G,
     )
+
+
+def score_rollouts(
+    reward_fn: Callable[[list[str], list[str]], Sequence[float]], rollouts: Rollouts, references: Sequence[str]
+) -> Tensor:
+    """The reward of each completion against its prompt's reference: (N,) float32.
+
+    Args:
+        reward_fn: ``reward_fn(completions, references) -> rewards``, one number per completion (the signature of
+            [date_reward_fn][llmdocs.data.iso_date_preferences.date_reward_fn] and of TRL's reward functions).
+        rollouts: The [Rollouts][llmdocs.finetuning.rollouts.Rollouts] to score.
+        references: One reference answer per prompt of the rollouts.
+
+    Returns:
+        Rewards (N,), float32.
+
+    Raises:
+        TypeError: If ``reward_fn`` is not callable.
+        ValueError: If ``references`` does not have one answer per prompt, or ``reward_fn`` does not return one
+            finite number per completion.
+
+    Examples:
+        >>> ids = torch.zeros(2, 1, dtype=torch.long)
+        >>> rollouts = Rollouts(ids, ids + 1, ids, completions=["4", "5"], prompt_index=[0, 0], truncated=[False] * 2,
+        ...                     num_generations=2)
+        >>> score_rollouts(lambda c, r: [float(x == y) for x, y in zip(c, r)], rollouts, ["4"])
+        tensor([1., 0.])
+    """
+    if not callable(reward_fn):
+        raise TypeError(f"reward_fn must be callable as reward_fn(completions, references), got {reward_fn!r}")
+    n_prompts = max(rollouts.prompt_index) + 1 if rollouts.prompt_index else 0
+    if isinstance(references, str) or not isinstance(references, Sequence) or len(references) != n_prompts:
+        raise ValueError(f"references must hold one answer per prompt ({n_prompts})")
+    answers = [references[i] for i in rollouts.prompt_index]
+    scores = reward_fn(rollouts.completions, answers)
+    if isinstance(scores, str | bytes) or not isinstance(scores, Sequence | Tensor) or len(scores) != len(answers):
+        got = len(scores) if isinstance(scores, Sequence | Tensor) else type(scores).__name__
+        raise ValueError(f"reward_fn must return one number per completion ({len(answers)}), got {got}")
+    rewards = torch.as_tensor([float(x) for x in scores], dtype=torch.float32)
+    if not bool(torch.isfinite(rewards).all()):
+        raise ValueError("reward_fn returned a non-finite reward")
+    return rewards
