@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from llmdocs.finetuning.grpo import GRPO_LOSS_TYPES, REWARD_SCALINGS, GRPOLoss, group_relative_advantages, grpo_loss
 from llmdocs.finetuning.logprobs import token_log_probs
 from llmdocs.finetuning.lora import disable_adapters
+from llmdocs.finetuning.masked import _finite_nonnegative, _finite_positive, _number
 from llmdocs.finetuning.rollouts import sample_rollouts, score_rollouts
 
 __all__ = ["GRPOConfig", "grpo_step"]
@@ -78,26 +79,12 @@ class GRPOConfig:
             raise ValueError(
                 f"num_generations must be >= 2 (a group of one has no baseline), got {self.num_generations}"
             )
-        for name, ok, expected in (
-            ("temperature", lambda v: v > 0, "> 0"),
-            ("beta", lambda v: v >= 0, ">= 0"),
-            ("epsilon", lambda v: 0 <= v < 1, "in [0, 1)"),
-        ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and ok(value))
-            ):
-                raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
+        _number("temperature", self.temperature, "a finite number > 0", _finite_positive)
+        _number("beta", self.beta, "a finite number >= 0", _finite_nonnegative)
+        _number("epsilon", self.epsilon, "a finite number in [0, 1)", lambda v: 0 <= v < 1)
         for name in ("epsilon_high", "max_grad_norm"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise ValueError(f"{name} must be None or a finite number > 0, got {value!r}")
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), "None or a finite number > 0", _finite_positive)
         if self.loss_type not in GRPO_LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {GRPO_LOSS_TYPES}, got {self.loss_type!r}")
         if self.scale_rewards not in REWARD_SCALINGS:

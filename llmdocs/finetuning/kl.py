@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from llmdocs.finetuning.masked import _check_floating, _finite_nonnegative, _number
+from llmdocs.finetuning.masked import _check_floating, _finite_nonnegative, _finite_positive, _number
 from llmdocs.finetuning.sft_labels import _check_count
 
 __all__ = ["KL_ESTIMATORS", "AdaptiveKLController", "FixedKLController", "kl_penalty"]
@@ -168,13 +168,9 @@ class AdaptiveKLController:
 
     def __init__(self, init_kl_coef: float, target: float, horizon: float) -> None:
         positive = "a finite number > 0"
-
-        def ok(v: float) -> bool:
-            return math.isfinite(v) and v > 0
-
-        self.value = _number("init_kl_coef", init_kl_coef, positive, ok)
-        self.target = _number("target", target, positive, ok)
-        self.horizon = _number("horizon", horizon, positive, ok)
+        self.value = _number("init_kl_coef", init_kl_coef, positive, _finite_positive)
+        self.target = _number("target", target, positive, _finite_positive)
+        self.horizon = _number("horizon", horizon, positive, _finite_positive)
 
     def update(self, current_kl: float, n_steps: int) -> float:
         """Move beta towards the target KL after a batch of ``n_steps`` episodes; returns the new beta.

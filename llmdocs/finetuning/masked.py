@@ -50,6 +50,11 @@ def _finite_nonnegative(v: float) -> bool:
     return math.isfinite(v) and v >= 0
 
 
+def _finite_positive(v: float) -> bool:
+    """The test of ``_number`` for "a finite number > 0" (temperatures, targets, horizons)."""
+    return math.isfinite(v) and v > 0
+
+
 def _check_floating(name: str, value: object, shape: str = "", dim: int | None = None) -> Tensor:
     """``value`` must be a floating tensor, of ``dim`` dimensions if given (``shape`` describes them: "(B, T)")."""
     if not isinstance(value, Tensor) or not value.is_floating_point() or (dim is not None and value.dim() != dim):

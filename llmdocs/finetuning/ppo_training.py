@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from llmdocs.finetuning.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
 from llmdocs.finetuning.logprobs import token_log_probs
 from llmdocs.finetuning.lora import disable_adapters
-from llmdocs.finetuning.masked import masked_mean, masked_whiten
+from llmdocs.finetuning.masked import _finite_nonnegative, _finite_positive, _number, masked_mean, masked_whiten
 from llmdocs.finetuning.ppo import (
     entropy_from_logits,
     gae_advantages,
@@ -137,30 +137,22 @@ class PPOConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        rules: tuple[tuple[str, Callable[[float], bool], str], ...] = (
-            ("temperature", lambda v: v > 0, "> 0"),
-            ("kl_coef", lambda v: v >= 0, ">= 0"),
-            ("horizon", lambda v: v > 0, "> 0"),
-            ("cliprange", lambda v: v > 0, "> 0"),
-            ("cliprange_value", lambda v: v > 0, "> 0"),
-            ("vf_coef", lambda v: v >= 0, ">= 0"),
-            ("ent_coef", lambda v: v >= 0, ">= 0"),
-            ("gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
-            ("lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
-        )
-        for name, ok, expected in rules:
-            value = getattr(self, name)
-            finite = name == "cliprange_value" or (isinstance(value, int | float) and math.isfinite(value))
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (finite and ok(value)):
-                raise ValueError(f"{name} must be a number {expected}, got {value!r}")
+        in_unit = lambda v: 0 <= v <= 1  # noqa: E731
+        for name, requirement, ok in (
+            ("temperature", "a number > 0", _finite_positive),
+            ("kl_coef", "a number >= 0", _finite_nonnegative),
+            ("horizon", "a number > 0", _finite_positive),
+            ("cliprange", "a number > 0", _finite_positive),
+            ("cliprange_value", "a number > 0", lambda v: v > 0),  # math.inf: no value clipping
+            ("vf_coef", "a number >= 0", _finite_nonnegative),
+            ("ent_coef", "a number >= 0", _finite_nonnegative),
+            ("gamma", "a number in [0, 1]", in_unit),
+            ("lam", "a number in [0, 1]", in_unit),
+        ):
+            _number(name, getattr(self, name), requirement, ok)
         for name in ("target_kl", "max_grad_norm"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise ValueError(f"{name} must be None or a finite number > 0, got {value!r}")
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), "None or a finite number > 0", _finite_positive)
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
 
@@ -258,13 +250,11 @@ def ppo_step(
     positions = torch.arange(mask.size(1), device=mask.device)[None]  # (1, T - 1)
     columns = (mask.argmax(dim=1, keepdim=True) + positions).clamp(max=mask.size(1) - 1)  # (B, T - 1)
     inside = positions < mask.sum(dim=1, keepdim=True)  # (B, T - 1): the completion, right-padded
-
-    def shift(x: Tensor) -> Tensor:
-        return x.gather(1, columns)  # (B, T - 1), the completion first
-
-    penalized = kl_penalized_rewards(scores.to(old_logprobs.dtype), shift(old_logprobs), shift(ref_logprobs),
+    # (B, T - 1) each, the completion first
+    old_logprobs, ref_logprobs, old_values = (x.gather(1, columns) for x in (old_logprobs, ref_logprobs, old_values))
+    penalized = kl_penalized_rewards(scores.to(old_logprobs.dtype), old_logprobs, ref_logprobs,
                                      inside, beta, config.kl_estimator)  # fmt: skip
-    advantages, returns = gae_advantages(penalized.rewards, shift(old_values), inside, config.gamma, config.lam)
+    advantages, returns = gae_advantages(penalized.rewards, old_values, inside, config.gamma, config.lam)
     advantages = masked_whiten(advantages, inside)  # (B, T - 1)
     model.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -280,9 +270,9 @@ def ppo_step(
             logits, values = model(ids[rows], attention_mask=attention[rows])  # (b, T, V), (b, T)
             logprobs, _ = token_log_probs(logits, labels[rows])  # (b, T - 1)
             cols = columns[rows]
-            policy = ppo_policy_loss(logprobs.gather(1, cols), shift(old_logprobs)[rows], advantages[rows],
+            policy = ppo_policy_loss(logprobs.gather(1, cols), old_logprobs[rows], advantages[rows],
                                      inside[rows], config.cliprange)  # fmt: skip
-            value = ppo_value_loss(values[:, :-1].gather(1, cols), shift(old_values)[rows], returns[rows],
+            value = ppo_value_loss(values[:, :-1].gather(1, cols), old_values[rows], returns[rows],
                                    inside[rows], config.cliprange_value)  # fmt: skip
             entropy = masked_mean(entropy_from_logits(logits[:, :-1]).gather(1, cols), inside[rows])
             loss = policy.loss + config.vf_coef * value.loss - config.ent_coef * entropy

@@ -42,7 +42,7 @@ from llmdocs.finetuning.bradley_terry import bradley_terry_loss
 from llmdocs.finetuning.dpo import DPOLoss, check_dpo_settings, dpo_loss
 from llmdocs.finetuning.logprobs import response_log_probs
 from llmdocs.finetuning.lora import disable_adapters
-from llmdocs.finetuning.packing import collate_padded
+from llmdocs.finetuning.packing import _check_examples, _check_pad_id, collate_padded
 from llmdocs.finetuning.reward_model import RewardModel
 from llmdocs.finetuning.sft import tokenize_sft_examples
 
@@ -137,9 +137,9 @@ class PreferenceBatches:
                 raise TypeError(
                     f"examples[{i}] must be a dict with 'chosen' and 'rejected' (tokenize_preference_pairs)"
                 )
+        _check_examples([side for e in examples for side in (e["chosen"], e["rejected"])])  # ids, labels, lengths
         self.examples = list(examples)
-        self.pad_id = pad_id
-        collate_padded([side for e in self.examples for side in (e["chosen"], e["rejected"])], pad_id)  # checks all
+        self.pad_id = _check_pad_id(pad_id)
         index = torch.arange(len(self.examples))[:, None]  # (N, 1): IndexedBatches picks the rows
         self._order = IndexedBatches(
             index, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, shuffle=shuffle
