@@ -99,6 +99,11 @@ class DatePreferencePair:
         pair: The pair: `prompt` the SFT chat turns without the answer, `chosen` the ISO date, `rejected` a mistake.
         kind: The kind of mistake `rejected` is, a key of `MISTAKE_KINDS`.
         example: The task example (its `date`, surface `form`, `template`).
+
+    Examples:
+        >>> first = make_date_preference_pairs(2, 0, 0)["train"][0]
+        >>> first.pair.chosen == first.example.output, first.kind in MISTAKE_KINDS
+        (True, True)
     """
 
     pair: PreferencePair

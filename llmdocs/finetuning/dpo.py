@@ -86,7 +86,15 @@ class DPOLoss:
 
 def check_dpo_settings(beta: object, loss_type: object, label_smoothing: object) -> None:
     """Check DPO's settings before any work: ``beta`` > 0 finite, ``loss_type`` known, ``label_smoothing`` in
-    [0, 0.5) and only with ``"sigmoid"``; a ValueError naming the argument otherwise."""
+    [0, 0.5) and only with ``"sigmoid"``; a ValueError naming the argument otherwise.
+
+    Examples:
+        >>> check_dpo_settings(0.1, "ipo", 0.0)  # fine: returns None
+        >>> check_dpo_settings(0.1, "ipo", 0.1)
+        Traceback (most recent call last):
+        ...
+        ValueError: label_smoothing applies to the sigmoid (DPO) loss only, not to 'ipo'
+    """
     if isinstance(beta, bool) or not isinstance(beta, int | float) or not (math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a positive finite number, got {beta!r}")
     if loss_type not in DPO_LOSS_TYPES:

@@ -57,6 +57,14 @@ class GRPOConfig:
         scale_rewards: ``"group"``, ``"batch"`` or ``"none"`` (see ``group_relative_advantages``).
         num_iterations: Updates per batch of samples (mu of DeepSeekMath; 1 = on-policy, nothing clipped).
         max_grad_norm: Gradient clipping (> 0, or None for none).
+
+    Examples:
+        >>> GRPOConfig(num_generations=4, beta=0.0).loss_type
+        'grpo'
+        >>> GRPOConfig(num_generations=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_generations must be >= 2 (a group of one has no baseline), got 1
     """
 
     num_generations: int = 8
@@ -126,6 +134,23 @@ def grpo_step(
         ValueError: If ``references`` does not have one answer per prompt, ``reward_fn`` does not return one finite
             number per completion, or the policy has no LoRA adapters (no reference); as ``sample_rollouts`` for the
             prompts.
+
+    Examples:
+        >>> from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS
+        >>> from llmdocs.finetuning.lora import apply_lora
+        >>> from llmdocs.models.llama import Llama, LlamaConfig
+        >>> from llmdocs.tokenizers.bpe import BPETokenizer
+        >>> tok = BPETokenizer.train("", vocab_size=260, special_tokens=CHAT_SPECIAL_TOKENS)
+        >>> _ = torch.manual_seed(0)
+        >>> policy = Llama(LlamaConfig.tiny(260, context_length=64))
+        >>> _ = apply_lora(policy, ["q_proj", "v_proj"], r=2, lora_alpha=4)
+        >>> prompts, references = [[{"role": "user", "content": "Say a"}]], ["a"]
+        >>> exact = lambda completions, refs: [float(c == r) for c, r in zip(completions, refs)]
+        >>> optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-3)
+        >>> config = GRPOConfig(num_generations=4, max_completion_length=3)
+        >>> metrics = grpo_step(policy, optimizer, tok, prompts, references, exact, config, seed=0)
+        >>> metrics["kl"], metrics["completion_tokens"] <= 4 * 3  # B = 0 at first: the policy is its reference
+        (0.0, True)
     """
     if not isinstance(config, GRPOConfig):
         raise TypeError(f"config must be a GRPOConfig, got {type(config).__name__}")

@@ -240,6 +240,12 @@ class PPOPolicyLoss:
         clip_fraction: The fraction of tokens where the clipped term is the larger one (those get no gradient).
         approx_kl: 1/2 mean_t (log pi - log pi_old)^2, the k2 estimate of KL(pi_old || pi) that TRL 0.x
             logged as ``approxkl``; 0 until the policy has moved from the rollout's.
+
+    Examples:
+        >>> logprobs = torch.log(torch.tensor([[0.5, 0.5]]))
+        >>> out = ppo_policy_loss(logprobs, logprobs, torch.tensor([[1.0, -1.0]]), torch.ones(1, 2))  # on-policy
+        >>> out.loss.item(), out.clip_fraction, out.approx_kl  # -mean(A); nothing clipped; not moved
+        (0.0, 0.0, 0.0)
     """
 
     loss: Tensor
@@ -303,6 +309,12 @@ class PPOValueLoss:
     Attributes:
         loss: 0-d, half the masked mean of the larger squared error, with gradients.
         clip_fraction: The fraction of tokens where the clipped error is the larger one (those get no gradient).
+
+    Examples:
+        >>> values = torch.tensor([[0.0, 1.0]])
+        >>> out = ppo_value_loss(values, values, torch.tensor([[1.0, 1.0]]), torch.ones(1, 2))
+        >>> out.loss.item(), out.clip_fraction  # 1/2 mean((0 - 1)^2, (1 - 1)^2)
+        (0.25, 0.0)
     """
 
     loss: Tensor

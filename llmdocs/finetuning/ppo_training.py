@@ -114,6 +114,12 @@ class PPOConfig:
         gamma: Discount in [0, 1] (1: the episode is one response).
         lam: GAE lambda in [0, 1].
         max_grad_norm: Gradient clipping (> 0, or None for none).
+
+    Examples:
+        >>> PPOConfig(target_kl=6.0).kl_controller()  # Ziegler et al.'s adaptive beta
+        AdaptiveKLController(value=0.05, target=6.0, horizon=10000.0)
+        >>> PPOConfig().kl_controller()
+        FixedKLController(kl_coef=0.05)
     """
 
     max_completion_length: int = 16
@@ -212,6 +218,24 @@ def ppo_step(
         ValueError: If not exactly one of ``reward_fn`` and ``reward_model`` is given, ``references`` does not match
             the prompts, ``num_mini_batches`` does not divide the prompts, a reward is not finite, or the policy has
             no LoRA adapters.
+
+    Examples:
+        >>> from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS
+        >>> from llmdocs.finetuning.lora import apply_lora
+        >>> from llmdocs.models.llama import Llama, LlamaConfig
+        >>> from llmdocs.tokenizers.bpe import BPETokenizer
+        >>> tok = BPETokenizer.train("", vocab_size=260, special_tokens=CHAT_SPECIAL_TOKENS)
+        >>> _ = torch.manual_seed(0)
+        >>> policy = Llama(LlamaConfig.tiny(260, context_length=64))
+        >>> _ = apply_lora(policy, ["q_proj", "v_proj"], r=2, lora_alpha=4)
+        >>> prompts, references = [[{"role": "user", "content": "Say a"}]], ["a"]
+        >>> exact = lambda completions, refs: [float(c == r) for c, r in zip(completions, refs)]
+        >>> model = CausalLMWithValueHead(policy)
+        >>> optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        >>> config = PPOConfig(max_completion_length=3, num_ppo_epochs=2)
+        >>> metrics = ppo_step(model, optimizer, tok, prompts, references, exact, config=config, seed=0)
+        >>> metrics["kl"], metrics["kl_coef"]  # B = 0 at first: the policy is its reference
+        (0.0, 0.05)
     """
     if not isinstance(model, CausalLMWithValueHead):
         raise TypeError(f"model must be a CausalLMWithValueHead, got {type(model).__name__}")

@@ -187,6 +187,16 @@ def reward_loss_fn(
     Raises:
         TypeError: If ``model`` is not a RewardModel or the batch is not a dict of integer (2B, T) tensors.
         ValueError: If the batch does not have an even, non-zero number of rows, or its shapes differ.
+
+    Examples:
+        >>> from llmdocs.models.llama import Llama, LlamaConfig
+        >>> _ = torch.manual_seed(0)
+        >>> reward_model = RewardModel(Llama(LlamaConfig.tiny()))
+        >>> examples = [{"chosen": {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+        ...              "rejected": {"input_ids": [5, 8], "labels": [-100, 8]}}]
+        >>> loss, n_tokens = reward_loss_fn(reward_model, PreferenceBatches(examples, batch_size=1)(0))
+        >>> loss.shape, n_tokens  # -log sigmoid(r_w - r_l), over 3 + 2 real tokens
+        (torch.Size([]), 5)
     """
     if not isinstance(model, RewardModel):
         raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
@@ -228,6 +238,17 @@ def dpo_loss_fn(
         TypeError: If the batch is not a dict of integer (2B, T) tensors.
         ValueError: If the batch's rows are odd or its shapes differ, ``model`` has no adapters and no
             ``reference_model`` is given, or a DPO setting is out of range.
+
+    Examples:
+        >>> from llmdocs.finetuning.lora import apply_lora
+        >>> from llmdocs.models.llama import Llama, LlamaConfig
+        >>> policy = Llama(LlamaConfig.tiny())
+        >>> _ = apply_lora(policy, ["q_proj", "v_proj"], r=2, lora_alpha=4)
+        >>> examples = [{"chosen": {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+        ...              "rejected": {"input_ids": [5, 8], "labels": [-100, 8]}}]
+        >>> out, _ = dpo_loss_fn(policy, PreferenceBatches(examples, batch_size=1)(0), beta=0.1)
+        >>> round(out.loss.item(), 6), out.accuracy  # LoRA's B = 0: the policy is its reference, log 2
+        (0.693147, 0.0)
     """
     B = _check_pair_batch(batch)
     check_dpo_settings(beta, loss_type, label_smoothing)  # before the forward passes

@@ -50,6 +50,13 @@ class Rollouts:
         prompt_index: N ints, the prompt each row answers (``[0] * G + [1] * G + ...``).
         truncated: N bools, True where the completion hit ``max_new_tokens`` without ending its turn.
         num_generations: G.
+
+    Examples:
+        >>> ids = torch.tensor([[7, 8, 2, 0], [7, 9, 9, 2]])  # prompt 7, then two completions ending with 2
+        >>> labels = torch.tensor([[-100, 8, 2, -100], [-100, 9, 9, 2]])
+        >>> out = Rollouts(ids, (labels != -100) | (ids == 7), labels, ["a", "bb"], [0, 0], [False, False], 2)
+        >>> out.completion_lengths.tolist()
+        [2, 3]
     """
 
     input_ids: Tensor
