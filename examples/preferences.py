@@ -546,8 +546,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = trainable_parameters_summary(model)
     results: dict[str, Any] = {"method": args.method, "start": args.start}
     clock = TrainingClock()
-    first_step = checkpoint_info(Path(args.out_dir) / "checkpoints")["step"] if args.resume and latest_checkpoint(
-        Path(args.out_dir) / "checkpoints") else 0  # fmt: skip
+    resumed_from = latest_checkpoint(Path(args.out_dir) / "checkpoints") if args.resume else None
+    first_step = checkpoint_info(resumed_from)["step"] if resumed_from is not None else 0
     if not args.resume:
         save_run_settings(args.out_dir, settings)
     wall, cpu = time.perf_counter(), time.process_time()
