@@ -158,6 +158,33 @@ def test_dpo_loss_fn_equals_dpo_loss_of_rows_alone_and_trains_only_the_adapters(
     assert_equivalent(separate.losses.detach(), out.losses.detach(), depth=3)
 
 
+@pytest.mark.numerics
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_rpo_adds_the_chosen_answers_nll_per_token(tokenizer: BPETokenizer, loss_type: str) -> None:
+    model = policy()
+    batch = PreferenceBatches(tokenize_preference_pairs(PAIRS, tokenizer), batch_size=3, shuffle=False)(0)
+    dpo, _ = dpo_loss_fn(model, batch, beta=0.1, loss_type=loss_type)
+    rpo, _ = dpo_loss_fn(model, batch, beta=0.1, loss_type=loss_type, rpo_alpha=0.5)
+    # by hand: every chosen token's log-probability, each row alone, summed, over the number of chosen tokens
+    logps, counts = [], []
+    with torch.no_grad():
+        for i in range(3):
+            keep = batch["attention_mask"][i].bool()
+            ids, labels = batch["input_ids"][i][keep][None], batch["labels"][i][keep][None]
+            logps.append(response_log_probs(model, ids, labels))
+            counts.append(int((labels[:, 1:] != -100).sum()))
+    nll = -torch.cat(logps).sum() / sum(counts)
+    assert dpo.nll is None and rpo.nll is not None
+    assert_equivalent(rpo.nll, nll, depth=2)
+    assert_equivalent(rpo.loss.detach(), dpo.loss.detach() + 0.5 * nll, depth=2)
+    assert_equivalent(rpo.losses, dpo.losses, depth=2)  # the pairs' own losses are DPO's: the term is the batch's
+    zero, _ = dpo_loss_fn(model, batch, beta=0.1, loss_type=loss_type, rpo_alpha=0.0)
+    assert zero.loss.item() == dpo.loss.item()
+    for bad in (-0.1, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="rpo_alpha must be None or a finite number >= 0"):
+            dpo_loss_fn(model, batch, rpo_alpha=bad)  # type: ignore[arg-type]
+
+
 def test_dpo_starts_at_log_2_and_a_few_steps_separate_the_answers(tokenizer: BPETokenizer) -> None:
     model = policy()
     batch = PreferenceBatches(tokenize_preference_pairs(PAIRS, tokenizer), batch_size=3, shuffle=False)(0)

@@ -60,6 +60,8 @@ class DPOLoss:
         losses: (B,) each pair's loss.
         chosen_rewards: (B,) beta (log pi(y_w) - log pi_ref(y_w)), detached.
         rejected_rewards: (B,) beta (log pi(y_l) - log pi_ref(y_l)), detached.
+        nll: 0-d, detached: the chosen answers' negative log-likelihood per token when an NLL term was added to the
+            loss (``dpo_loss_fn``'s ``rpo_alpha``), else None.
 
     Examples:
         >>> out = dpo_loss(torch.tensor([-1.0, -4.0]), torch.tensor([-3.0, -2.0]), torch.full((2,), -2.0),
@@ -72,6 +74,7 @@ class DPOLoss:
     losses: Tensor
     chosen_rewards: Tensor
     rejected_rewards: Tensor
+    nll: Tensor | None = None
 
     @property
     def margins(self) -> Tensor:

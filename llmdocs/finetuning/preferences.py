@@ -30,6 +30,8 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +47,7 @@ from llmdocs.finetuning.lora import disable_adapters
 from llmdocs.finetuning.packing import _check_examples, _check_pad_id, collate_padded
 from llmdocs.finetuning.reward_model import RewardModel
 from llmdocs.finetuning.sft import tokenize_sft_examples
+from llmdocs.finetuning.sft_labels import IGNORE_INDEX
 
 __all__ = ["PreferenceBatches", "dpo_loss_fn", "reward_loss_fn", "tokenize_preference_pairs"]
 
@@ -213,6 +216,7 @@ def dpo_loss_fn(
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
     reference_model: nn.Module | None = None,
+    rpo_alpha: float | None = None,
 ) -> tuple[DPOLoss, int]:
     """DPO on a preference batch: the policy's and the reference's log pi(y | x) of the 2B answers, then ``dpo_loss``.
 
@@ -229,6 +233,11 @@ def dpo_loss_fn(
         loss_type: ``"sigmoid"`` (DPO) or ``"ipo"``; IPO uses per-token mean log-probabilities, as TRL.
         label_smoothing: Conservative DPO's epsilon.
         reference_model: A frozen reference policy; None = ``model`` with its adapters off.
+        rpo_alpha: If given (>= 0), add ``rpo_alpha`` times the negative log-likelihood of the chosen answers,
+            per token (the mean over every chosen token of the batch): RPO (Pang et al., 2024, "Iterative
+            Reasoning Preference Optimization", section 2, alpha = 1); Llama 3 adds it with 0.2 (Dubey et al.,
+            2024, section 4.1.4); TRL's ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, rpo_alpha]``.
+            It keeps the chosen answers likely while the margin grows. The term is returned as ``nll``.
 
     Returns:
         The [DPOLoss][llmdocs.finetuning.dpo.DPOLoss] (loss, per-pair losses, implicit rewards) and the number of
@@ -252,6 +261,10 @@ def dpo_loss_fn(
     """
     B = _check_pair_batch(batch)
     check_dpo_settings(beta, loss_type, label_smoothing)  # before the forward passes
+    if rpo_alpha is not None and (
+        isinstance(rpo_alpha, bool) or not isinstance(rpo_alpha, int | float) or not 0 <= rpo_alpha < math.inf
+    ):
+        raise ValueError(f"rpo_alpha must be None or a finite number >= 0, got {rpo_alpha!r}")
     average = loss_type == "ipo"
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     with torch.no_grad():
@@ -270,4 +283,9 @@ def dpo_loss_fn(
         loss_type=loss_type,  # type: ignore[arg-type]
         label_smoothing=label_smoothing,
     )
+    if rpo_alpha is not None:
+        counts = (labels[:B, 1:] != IGNORE_INDEX).sum(dim=1)  # (B,) chosen tokens predicted (labels shift by one)
+        chosen_sums = policy[:B] * counts if average else policy[:B]  # (B,) log pi(y_w | x)
+        nll = -chosen_sums.sum() / counts.sum().clamp(min=1)
+        out = dataclasses.replace(out, loss=out.loss + rpo_alpha * nll, nll=nll.detach())
     return out, int(mask.sum())
