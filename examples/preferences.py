@@ -12,8 +12,9 @@ Methods (``--method``):
                   ``dpo-en`` / ``dpo-zh`` (LLaMA-Factory's 300 demo pairs, split 80/20 by prompt); scored by the
                   held-out pairwise accuracy (per kind of mistake on the dates). Its folder is PPO's
                   ``--reward-model``.
-    dpo           DPO on the date task's training pairs (beta ``--beta``); the implicit reward margin and accuracy
-                  on the validation pairs are logged.
+    dpo           DPO on the date task's training pairs (beta ``--beta``; ``--rpo-alpha`` adds the chosen
+                  answers' NLL, RPO); the implicit reward margin and accuracy on the validation pairs are logged,
+                  and each side's implicit reward.
     ppo           RLHF's PPO: one completion per prompt, a value head, a per-token KL penalty against the start,
                   GAE, clipped policy and value losses; the reward is the verifiable date reward (exact match
                   plus format) or, with ``--reward-model DIR``, a trained reward model's score.
@@ -29,8 +30,10 @@ minutes of learning.
 
 Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/`` (safetensors + JSON, every
 ``--checkpoint-every`` steps and at the end: ``--resume`` continues a run exactly), ``adapter/`` (the new LoRA in
-peft's format; its base is the start model, merged) for the policy methods, and ``results.json`` (also written to
-``--json``).
+peft's format; its base is the start model, merged) for the policy methods, ``before.json`` (the start's scores on
+the test and validation splits, read back by ``--resume``) and ``results.json`` (also written to ``--json``): the
+scores ``before`` and ``after`` training on the test split, ``start_validation`` (the validation scores at step 0,
+where the curve of the ``eval_*`` rows starts), the history, steps, seconds, memory and commands.
 
 Usage:
     python examples/preferences.py --method grpo --minutes 10               # ~12 min on 2 cores with the scoring
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dpo: beta of the implicit reward (default 0.1); grpo: KL coefficient (default 0.04)",
     )
+    p.add_argument("--rpo-alpha", type=float, default=None,
+                   help="dpo: add this times the chosen answers' NLL per token (RPO; Llama 3 uses 0.2)")  # fmt: skip
     p.add_argument("--num-generations", type=int, default=8, help="grpo: completions per prompt (G)")
     p.add_argument("--kl-coef", type=float, default=0.05, help="ppo: initial KL coefficient of the penalty")
     p.add_argument(
@@ -191,6 +196,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
             parser.error(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+    rpo_alpha = args.rpo_alpha
+    if rpo_alpha is not None and not (args.method == "dpo" and math.isfinite(rpo_alpha) and rpo_alpha >= 0):
+        parser.error(f"--rpo-alpha is DPO's NLL weight: a number >= 0 with --method dpo, got {args.rpo_alpha}")
     if args.method == "dpo" and args.beta == 0:
         parser.error("--beta must be > 0 for dpo (it divides the log-ratio's scale), got 0")
     if args.target_kl is not None and not (math.isfinite(args.target_kl) and args.target_kl > 0):
@@ -363,9 +371,10 @@ def pair_scores(
     """Held-out pairwise accuracy (chosen scored above rejected) and mean margin; per kind of mistake if known.
 
     Every pair is scored (8 at a time, the last chunk shorter). For a reward model the scores are its rewards;
-    for DPO the implicit rewards beta log pi / pi_ref.
+    for DPO the implicit rewards beta log pi / pi_ref, and the chosen side's mean (``chosen_reward``) and the
+    rejected side's (``rejected_reward``).
     """
-    margins = []
+    margins, chosen = [], []
     with torch.no_grad():
         for i in range(0, len(examples), 8):
             chunk = examples[i : i + 8]
@@ -376,8 +385,12 @@ def pair_scores(
             else:
                 out, _ = dpo_loss_fn(model, batch, beta=beta)
                 margins.append(out.chosen_rewards - out.rejected_rewards)
+                chosen.append(out.chosen_rewards)
     margin = torch.cat(margins)  # (n_pairs,)
     scores: dict[str, Any] = {"pair_accuracy": float((margin > 0).float().mean()), "margin": float(margin.mean())}
+    if chosen:  # DPO: beta log pi(y_w) / pi_ref(y_w); below 0 when the right answers became less likely
+        scores["chosen_reward"] = float(torch.cat(chosen).mean())
+        scores["rejected_reward"] = scores["chosen_reward"] - scores["margin"]
     if kinds is not None:
         by_kind: dict[str, list[bool]] = {}
         for kind, m in zip(kinds, margin.tolist(), strict=True):
@@ -413,7 +426,7 @@ def train_on_pairs(model: nn.Module, split: dict[str, list[Any]], tokenizer: Any
     else:
 
         def loss_fn(m: nn.Module, b: dict) -> tuple[torch.Tensor, int]:
-            out, n = dpo_loss_fn(m, b, beta=args.beta)
+            out, n = dpo_loss_fn(m, b, beta=args.beta, rpo_alpha=args.rpo_alpha)
             return out.loss, n
 
     began = clock() - _trained_seconds(args)
@@ -578,11 +591,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     before_file = Path(args.out_dir) / "before.json"  # scored once: a resumed run reads it
     if args.resume and before_file.is_file():
-        results["before"] = json.loads(before_file.read_text(encoding="utf-8"))
+        saved = json.loads(before_file.read_text(encoding="utf-8"))
+        results["before"], results["start_validation"] = saved["test"], saved["validation"]
     else:
         model.eval()
         results["before"] = score("test")
-        write_record(before_file, results["before"])
+        results["start_validation"] = score("validation")  # where the validation curve starts (step 0)
+        write_record(before_file, {"test": results["before"], "validation": results["start_validation"]})
     if args.method in ("reward-model", "dpo"):
         history = train_on_pairs(model, split, tokenizer, args, lambda m: score("validation"), clock)
     else:

@@ -64,12 +64,14 @@ def test_a_policy_run_scores_the_test_prompts_before_and_after_and_saves_its_ada
         assert {"exact_match", "reward", "sampled_reward", "kl", "completion_length"} <= set(scores)
         assert len(scores["answers"]) == 4  # the smoke test split
     assert before["kl"] == 0.0  # the new adapters start at B = 0: the policy is the start model, bit for bit
+    assert results["start_validation"]["kl"] == 0.0  # the validation curve's step 0
     assert results["finished"] and [row["step"] for row in results["history"]] == [1, 2]
     assert "eval_exact_match" in results["history"][-1]  # the last step is scored on the validation prompts
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
     if method == "dpo":
-        assert {"pair_accuracy", "margin"} <= set(after)
+        assert {"pair_accuracy", "margin", "chosen_reward", "rejected_reward"} <= set(after)
+        assert after["chosen_reward"] - after["rejected_reward"] == pytest.approx(after["margin"])
 
 
 def test_ppo_can_take_its_reward_from_a_trained_reward_model(script, reward_model_run, tmp_path, capsys) -> None:
@@ -93,6 +95,7 @@ def test_resume_continues_a_stopped_run_exactly(script, tmp_path, method) -> Non
         smoke(script, tmp_path / "stopped", method, *flags, "--resume", "--r", "4")
     resumed = smoke(script, tmp_path / "stopped", method, *flags, "--resume")
     assert resumed["finished"] and resumed["first_step"] == 1
+    assert resumed["start_validation"] == unbroken["start_validation"]  # read back from before.json
     assert len(resumed["commands"]) == 2
     key = "reward" if method == "grpo" else "loss"
     assert [row[key] for row in resumed["history"]] == [row[key] for row in unbroken["history"]]
@@ -106,6 +109,8 @@ def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
         (["--method", "grpo", "--r", "0"], "--r must be >= 1"),
         (["--method", "grpo", "--num-generations", "1"], "--num-generations must be >= 2"),
         (["--method", "dpo", "--beta", "0"], "--beta must be > 0 for dpo"),
+        (["--method", "dpo", "--rpo-alpha", "-1"], "--rpo-alpha is DPO's NLL weight"),
+        (["--method", "grpo", "--rpo-alpha", "1"], "--rpo-alpha is DPO's NLL weight"),
         (["--method", "grpo", "--beta", "-1"], "--beta must be a number >= 0"),
         (["--method", "ppo", "--target-kl", "0"], "--target-kl must be a positive number"),
         (["--method", "ppo", "--batch-size", "3", "--mini-batches", "2"], "must be a multiple of --mini-batches"),
