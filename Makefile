@@ -67,6 +67,7 @@ bench: install  ## benchmark scripts (timings and ratios); nsp_ablation.py needs
 	  case $$script in *nsp_ablation.py) echo "== $$script: skipped, it fine-tunes two pre-training runs"; continue;; esac; \
 	  case $$script in *llama_ladder.py) echo "== $$script: skipped, ten training runs (over an hour)"; continue;; esac; \
 	  case $$script in *sft_trl.py) echo "== $$script: skipped, an hour of SFT, and TRL from the bench extra: pip install -e '.[bench]'"; continue;; esac; \
+	  case $$script in *preferences_trl.py) echo "== $$script: skipped, over an hour of DPO and GRPO, and TRL from the bench extra: pip install -e '.[bench]'"; continue;; esac; \
 	  echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:  ## remove build outputs (keeps .venv)
