@@ -33,6 +33,11 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``lora_review_sentiment`` | ``python examples/benchmarks/lora_classification.py --task review-sentiment ...`` |
 | ``sft_iso_dates`` | ``python examples/sft.py --baseline --json ...`` |
 | ``sft_iso_dates_unmasked`` | ``python examples/sft.py --no-mask-prompt --json ...`` |
+| ``preferences_start`` | ``python examples/sft.py --n-train 192 ...`` (its ``results.json``, copied) |
+| ``preferences_ppo`` | ``python examples/preferences.py --method ppo --minutes 8 ...`` (``results.json``, copied) |
+| ``preferences_grpo`` | ``python examples/preferences.py --method grpo --minutes 8 ...`` (``results.json``, copied) |
+| ``preferences_dpo`` | ``python examples/preferences.py --method dpo --minutes 8 ...`` (``results.json``, copied) |
+| ``preferences_reward_model_dates`` | ``python examples/preferences.py --method reward-model ...`` (copied) |
 """
 
 from __future__ import annotations
