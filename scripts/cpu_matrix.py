@@ -50,13 +50,18 @@ class LevelResult:
     output: str = ""
 
 
-def level_env(level: str) -> dict[str, str]:
-    """The environment of a run at ``level``: ours, with the kernel level forced and one thread per process."""
-    return {**os.environ, "ATEN_CPU_CAPABILITY": level, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+def level_env(level: str | None) -> dict[str, str]:
+    """The environment of a run at ``level``: ours, with the kernel level forced (None: torch's own choice, the
+    best the CPU has) and one thread per process."""
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    if level is not None:
+        env["ATEN_CPU_CAPABILITY"] = level
+    return {**env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
-def probe_capability(level: str, python: str = sys.executable) -> str:
-    """The capability a fresh Python process reports when started with ``ATEN_CPU_CAPABILITY=level``."""
+def probe_capability(level: str | None, python: str = sys.executable) -> str:
+    """The capability a fresh Python process reports when started with ``ATEN_CPU_CAPABILITY=level`` (None: without
+    it, the level torch picks for this CPU)."""
     done = subprocess.run(
         [python, "-c", PROBE], env=level_env(level), capture_output=True, text=True, timeout=120, check=False
     )
@@ -66,12 +71,16 @@ def probe_capability(level: str, python: str = sys.executable) -> str:
     return lines[-1].strip()
 
 
-def skip_reason(level: str, reported: str) -> str | None:
+def skip_reason(level: str, reported: str, native: str | None = None) -> str | None:
     """None if a process asked for ``level`` runs it; otherwise why the level is skipped.
 
-    torch falls back silently to the best level the CPU has when asked for a higher one, so a level counts as
-    supported only when the process reports exactly that level.
+    Some torch builds fall back silently to the best level the CPU has when asked for a higher one, so a level
+    counts as supported only when the process reports exactly that level. Others report the level asked for even
+    where the CPU lacks its instructions (torch 2.13 reports AVX512 on an AVX2-only CPU, then dies of an illegal
+    instruction): a level above ``native``, the level torch picks by itself, is skipped too.
     """
+    if native is not None and native.lower() in LEVELS and LEVELS.index(level) > LEVELS.index(native.lower()):
+        return f"CPU lacks {level}: torch picks {native} by itself"
     if reported.lower() == level.lower():
         return None
     return f"CPU lacks {level}: torch runs {reported} instead"
@@ -100,7 +109,7 @@ def run_level(
     """Probe ``level``, then run the tests of ``files`` that ``selection`` picks under it (or report why not)."""
     start = time.perf_counter()
     try:
-        reason = skip_reason(level, probe_capability(level, python))
+        reason = skip_reason(level, probe_capability(level, python), probe_capability(None, python))
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         return LevelResult(level, "error", note=str(error), seconds=time.perf_counter() - start)
     if reason is not None:

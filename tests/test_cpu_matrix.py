@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cpu_matrix.py"
 
@@ -29,10 +31,17 @@ def test_a_level_counts_only_when_the_process_really_runs_it(matrix: ModuleType)
     # asked for AVX-512 on an AVX2 CPU, torch silently runs AVX2: that level is skipped, with the reason
     assert matrix.skip_reason("avx512", "AVX2") == "CPU lacks avx512: torch runs AVX2 instead"
     assert matrix.skip_reason("avx2", "DEFAULT") == "CPU lacks avx2: torch runs DEFAULT instead"  # e.g. an ARM Mac
+    # torch 2.13 on an AVX2-only CPU reports AVX512 when asked for it, then dies of an illegal instruction: the level
+    # torch picks by itself (native) bounds the levels that run
+    assert matrix.skip_reason("avx512", "AVX512", native="AVX2") == "CPU lacks avx512: torch picks AVX2 by itself"
+    assert matrix.skip_reason("avx2", "AVX2", native="AVX512") is None
+    assert matrix.skip_reason("default", "DEFAULT", native="SVE256") is None  # an unknown native level: as reported
 
 
 def test_probe_starts_torch_at_the_requested_level(matrix: ModuleType) -> None:
     assert matrix.probe_capability("default") == "DEFAULT"  # every CPU has the portable kernels (one process)
+    if "ATEN_CPU_CAPABILITY" not in os.environ:  # this process runs at torch's own choice too
+        assert matrix.probe_capability(None) == torch.backends.cpu.get_cpu_capability()
 
 
 def test_a_level_the_cpu_lacks_is_skipped_without_running_pytest(
@@ -41,7 +50,11 @@ def test_a_level_the_cpu_lacks_is_skipped_without_running_pytest(
     monkeypatch.setattr(matrix, "probe_capability", lambda level, python=sys.executable: "AVX2")
     monkeypatch.setattr(matrix.subprocess, "run", lambda *a, **k: pytest.fail("pytest must not run"))
     result = matrix.run_level("avx512", [], [])
-    assert (result.status, result.passed, result.note) == ("skipped", 0, "CPU lacks avx512: torch runs AVX2 instead")
+    assert (result.status, result.passed, result.note) == ("skipped", 0, "CPU lacks avx512: torch picks AVX2 by itself")
+    # a torch that claims the level it is asked for, on a CPU without it
+    claims = {None: "AVX2", "avx512": "AVX512"}
+    monkeypatch.setattr(matrix, "probe_capability", lambda level, python=sys.executable: claims[level])
+    assert matrix.run_level("avx512", [], []).status == "skipped"
 
 
 def test_only_modules_with_marked_tests_are_collected(matrix: ModuleType) -> None:
