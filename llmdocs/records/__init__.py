@@ -37,6 +37,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``preferences_ppo`` | ``python examples/preferences.py --method ppo --minutes 8 ...`` (``results.json``, copied) |
 | ``preferences_grpo`` | ``python examples/preferences.py --method grpo --minutes 8 ...`` (``results.json``, copied) |
 | ``preferences_dpo`` | ``python examples/preferences.py --method dpo --minutes 8 ...`` (``results.json``, copied) |
+| ``preferences_dpo_rpo`` | ``python examples/preferences.py --method dpo --rpo-alpha 1 ...`` (copied) |
 | ``preferences_reward_model_dates`` | ``python examples/preferences.py --method reward-model ...`` (copied) |
 """
 
