@@ -592,7 +592,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     before_file = Path(args.out_dir) / "before.json"  # scored once: a resumed run reads it
     if args.resume and before_file.is_file():
         saved = json.loads(before_file.read_text(encoding="utf-8"))
-        results["before"], results["start_validation"] = saved["test"], saved["validation"]
+        results["before"] = saved.get("test", saved)  # an older preferences.py kept the test scores alone
+        results["start_validation"] = saved.get("validation")
     else:
         model.eval()
         results["before"] = score("test")
