@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import importlib.metadata
 import importlib.util
 import os
 import shlex
@@ -66,17 +65,31 @@ from llmdocs.interop.peft_lora import load_peft_adapter
 from llmdocs.profiling import machine_description
 from llmdocs.records import write_record
 
-TRL_REQUIREMENT = "trl>=1.16"
-INSTALL_COMMAND = f'pip install "{TRL_REQUIREMENT}"'
+
+@functools.cache
+def load_example(relative: str) -> ModuleType:
+    """``examples/<relative>`` as a module (loaded once, registered under its file's stem): the benchmark runs
+    preferences.py's recipe and shares sft_trl.py's TRL settings, not copies of them."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+SFT_TRL = load_example("benchmarks/sft_trl.py")  # the SFT chapter's TRL benchmark (imports no TRL itself)
+INSTALL_COMMAND = SFT_TRL.INSTALL_COMMAND
+HF_TARGETS: list[str] = SFT_TRL.HF_TARGETS
+"""Hugging Face's names of preferences.py's ``ALL_LINEAR`` (our ``out_proj`` is their ``o_proj``)."""
+versions = SFT_TRL.versions  # installed versions of torch, transformers, peft, trl, datasets, accelerate
 MISSING_TRL = (
     "TRL is not installed. This benchmark runs TRL's DPOTrainer and GRPOTrainer as the peers of our methods; TRL "
     f"is a benchmark-only dependency (the 'bench' extra), install it into this environment with: {INSTALL_COMMAND}"
 )
 METHODS = ("dpo", "grpo")
 RUNS = ("ours", "trl")
-HF_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-"""Hugging Face's names of preferences.py's ``ALL_LINEAR`` (our ``out_proj`` is their ``o_proj``)."""
-VERSIONED = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
 RECORDED_ARGS = (
     "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "per_device_train_batch_size",
     "gradient_accumulation_steps", "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "seed", "beta",
@@ -85,20 +98,6 @@ RECORDED_ARGS = (
     "bf16", "fp16", "gradient_checkpointing", "activation_checkpointing", "disable_dropout", "use_cpu",
 )  # fmt: skip
 """TRL's settings kept in the record, as the trainer resolved them."""
-SCORES = ("exact_match", "reward", "sampled_reward", "kl", "completion_length")
-"""The figures of ``policy_scores`` the record's summary compares."""
-
-
-@functools.cache
-def load_preferences_script() -> ModuleType:
-    """``examples/preferences.py`` as a module (loaded once): the benchmark runs its recipe, not a copy of it."""
-    path = Path(__file__).resolve().parents[1] / "preferences.py"
-    spec = importlib.util.spec_from_file_location("preferences", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["preferences"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,9 +238,7 @@ def run_trl(script: ModuleType, method: str, pargs: argparse.Namespace, out_dir:
     if not progress:
         datasets.disable_progress_bars()  # TRL's tokenising maps
     start, tokenizer = script.load_start(pargs.start, pargs.smoke)
-    hf_model = to_hf(start).train()
-    for p in hf_model.parameters():
-        p.requires_grad_(True)  # peft freezes the base itself; to_hf copies our frozen flags
+    hf_model = to_hf(start).train()  # frozen like the start; peft adds the trainable adapters
     del start
     lora = LoraConfig(r=pargs.r, lora_alpha=pargs.lora_alpha, lora_dropout=0.0, target_modules=HF_TARGETS,
                       task_type="CAUSAL_LM")  # fmt: skip
@@ -278,17 +275,6 @@ def run_trl(script: ModuleType, method: str, pargs: argparse.Namespace, out_dir:
     }  # fmt: skip
 
 
-def versions() -> dict[str, str | None]:
-    """Installed versions of the libraries both runs depend on."""
-    out: dict[str, str | None] = {}
-    for name in VERSIONED:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def report_line(method: str, name: str, run: dict[str, Any]) -> str:
     after = run["after"]
     per_step = f"{run['seconds_per_step']:.2f}" if run["seconds_per_step"] is not None else "-"
@@ -301,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    script = load_preferences_script()
+    script = load_example("preferences.py")
     with tempfile.TemporaryDirectory(prefix="preferences-trl-") as scratch:
         root = Path(args.out_dir) if args.out_dir is not None else Path(scratch)
         command = "python examples/benchmarks/preferences_trl.py " + shlex.join(sys.argv[1:] if argv is None else argv)
