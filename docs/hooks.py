@@ -22,6 +22,8 @@ Pages whose results are not cached yet run in parallel, one process per core, so
 slowest page rather than the sum of all of them. A page that another process is running at the same time (a
 test worker during the test suite, which shares this cache) is waited for, not run twice.
 
+The API pages' source listings are left out of the search index (`data-search-exclude`, Material's search plugin).
+
 Also keys mkdocs-jupyter's execution cache on the llmdocs sources, so a lab is re-executed when the library
 it imports changes (its own cache key only covers the notebook).
 """
@@ -214,6 +216,15 @@ def on_nav(nav: Navigation, config: MkDocsConfig, files: Files) -> Navigation:
 MATH_SCRIPTS = ("assets/javascripts/mathjax.js", "assets/vendor/mathjax/tex-mml-chtml.js")
 MERMAID_SCRIPTS = ("assets/vendor/mermaid/mermaid.min.js",)
 _BUNDLE = '<script src="'
+
+
+SOURCE_LISTING = '<details class="mkdocstrings-source">'  # mkdocstrings' "Source code in ..." (show_source)
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    """Keep the source listings of the API pages out of the search index (half of their text): a search for a name
+    finds where it is documented, not every line of code that mentions it."""
+    return html.replace(SOURCE_LISTING, SOURCE_LISTING.removesuffix(">") + " data-search-exclude>")
 
 
 def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
