@@ -1,15 +1,17 @@
 """Open every page of the built site in headless Chromium and check what a reader would see.
 
-For each page: it loads; no request fails or gets an HTTP error; nothing is requested from any host but the
-local server (the site must work offline: MathJax and mermaid are vendored, fonts are the system's); no console
-error; math is typeset (`mjx-container`, no raw `\\(`, no MathJax error); every mermaid diagram is drawn as
-an SVG; no display equation or output area is wider than the content column (wide ones scroll inside it), at
-the default width and at a phone's; at a phone's width (375 and 400 px; the API pages, generated from one
-template, at 400 px only) nothing makes the page wider than the screen. Chapter pages show the output areas of
+For each page: it loads; no request fails or gets an HTTP error; nothing is requested from any host but the local
+server (the site must work offline: MathJax and mermaid are vendored, fonts are the system's); no console error;
+math is typeset (`mjx-container`, no raw `\\(`, no MathJax error); every mermaid diagram is drawn as an SVG; no
+display equation or output area is wider than the content column (wide ones scroll inside it), at the default width
+and at a phone's; at a phone's width (375 and 400 px) nothing makes the page wider than the screen. The API pages
+(most of the site), generated from one template, are loaded last, one after the other, at 400 px only: the narrower
+layout, where a wide signature or table shows first (with JavaScript on: Material's script wraps wide tables in a
+box that scrolls, and without it they push the page wider). Chapter pages show the output areas of
 their code and link a notebook that the server delivers as nbformat 4 JSON. Also checks the built HTML and CSS
 statically for resources on other hosts.
 
-Every page's search worker fetches the same search index (2.3 MB) and indexes it: the first page gets the
+Every page's search worker fetches the same search index (2 MB) and indexes it: the first page gets the
 whole index, the others the same config with no documents (indexing 1,200 sections on every page load was half
 of Chromium's work in this test, 0.6 s of CPU a page, for the same file and the same code every time).
 
@@ -143,6 +145,15 @@ def test_built_site_loads_resources_only_from_itself(site_dir: Path) -> None:
     for css in sorted(site_dir.rglob("*.css")):
         problems += [f"{css.relative_to(site_dir)}: {u}" for u in _CSS_REMOTE.findall(css.read_text())]
     assert not problems, "resources loaded from another host:\n" + "\n".join(problems)
+
+
+def test_api_pages_show_their_source_but_search_skips_it(site_dir: Path) -> None:
+    page = (site_dir / "reference" / "finetuning" / "grpo" / "index.html").read_text(encoding="utf-8")
+    assert page.count('<details class="mkdocstrings-source" data-search-exclude>') >= 2  # docs/hooks.py
+    assert "def group_relative_advantages(" in unescape(re.sub(r"<[^>]+>", "", page))
+    index = json.loads((site_dir / SEARCH_INDEX).read_text(encoding="utf-8"))
+    text = " ".join(doc["text"] for doc in index["docs"])
+    assert "group_relative_advantages" in text and "def group_relative_advantages(" not in unescape(text)
 
 
 # -- the real browser ------------------------------------------------------------------------------------
@@ -319,6 +330,12 @@ _PAGE_WIDTH = """
 """
 
 
+def _is_api_page(rel: str) -> bool:
+    """An API page (``reference/``), generated from one template: checked at a phone's width only, where a wide
+    signature or table would show first."""
+    return rel.startswith("reference/")
+
+
 def test_every_page_renders_offline_without_errors(
     site_dir: Path, site_server: _SiteServer, browser_page: object
 ) -> None:
@@ -327,11 +344,22 @@ def test_every_page_renders_offline_without_errors(
     pages = html_pages(site_dir)
     assert len(pages) >= 4, f"only {len(pages)} pages in {site_dir}"
     events: list[str] = []
+    # Leaving a page (to about:blank or the next page, after checking it) aborts its late requests, e.g. the
+    # favicon that Chromium fetches after "load": not an error.
+    leaving = [False]
+    # In-flight requests, to wait until the page (MathJax fonts, search index) has stopped loading; cheaper
+    # than Playwright's "networkidle", which always waits 500 ms.
+    pending: set[object] = set()
+
+    def check_host(request: object) -> None:
+        url = urlparse(request.url)
+        if url.scheme in {"data", "blob", "about"}:
+            return
+        if url.hostname != LOCAL_HOST:
+            events.append(f"request to another host: {request.url}")
+
     page.on("console", lambda m: events.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: events.append(f"page error: {e}"))
-    # Leaving a page (to about:blank, after checking it) aborts its late requests, e.g. the favicon that
-    # Chromium fetches after "load": not an error.
-    leaving = [False]
     page.on(
         "requestfailed",
         lambda r: (
@@ -341,40 +369,36 @@ def test_every_page_renders_offline_without_errors(
         ),
     )
     page.on("response", lambda r: events.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-
-    def check_host(request: object) -> None:
-        url = urlparse(request.url)
-        if url.scheme in {"data", "blob", "about"}:
-            return
-        if url.hostname != LOCAL_HOST:
-            events.append(f"request to another host: {request.url}")
-
     page.on("request", check_host)
-    # In-flight requests, to wait until the page (MathJax fonts, search index) has stopped loading; cheaper
-    # than Playwright's "networkidle", which always waits 500 ms.
-    pending: set[object] = set()
     page.on("request", lambda r: pending.add(r))
     page.on("requestfinished", lambda r: pending.discard(r))
     page.on("requestfailed", lambda r: pending.discard(r))
 
     problems: list[str] = []
     stats = {"math": 0, "mermaid": 0, "chapters": 0}
-    for html in pages:
+    desktop = page.viewport_size
+    for html in sorted(pages, key=lambda path: _is_api_page(path.relative_to(site_dir).as_posix())):
         rel = html.relative_to(site_dir).as_posix()
+        api = _is_api_page(rel)
         source = html.read_text(encoding="utf-8")
+        if api and page.viewport_size != NARROW:
+            page.set_viewport_size(NARROW)  # the API pages come last, all at a phone's width: no resizing
         events.clear()
-        leaving[0] = False
+        leaving[0] = True  # this navigation aborts the previous page's late requests
         response = page.goto(base_url + rel, wait_until="load", timeout=30_000)
+        leaving[0] = False
         if response is None or not response.ok:
             problems.append(f"{rel}: did not load ({response and response.status})")
             continue
         seen = page.evaluate(_INSPECT)
-        too_wide = page.evaluate(_TOO_WIDE)
-        if rel.startswith("chapters/"):
-            too_wide += [f"at {page.viewport_size['width']} px: {p}" for p in page.evaluate(_MATH_SCROLLS)]
-        wide = page.viewport_size
-        for width in PHONE_WIDTHS if not rel.startswith("reference/") else (NARROW["width"],):
-            page.set_viewport_size({**NARROW, "width": width})
+        too_wide = []
+        if not api:
+            too_wide += page.evaluate(_TOO_WIDE)
+            if rel.startswith("chapters/"):
+                too_wide += [f"at {desktop['width']} px: {p}" for p in page.evaluate(_MATH_SCROLLS)]
+        for width in PHONE_WIDTHS if not api else (NARROW["width"],):
+            if page.viewport_size["width"] != width:
+                page.set_viewport_size({**NARROW, "width": width})
             if width == NARROW["width"] and ('class="arithmatex"' in source or "llmdocs-output" in source):
                 too_wide += [f"at {width} px: {problem}" for problem in page.evaluate(_TOO_WIDE)]
             size = page.evaluate(_PAGE_WIDTH)
@@ -388,9 +412,10 @@ def test_every_page_renders_offline_without_errors(
             page.wait_for_timeout(20)
         else:
             events.append(f"requests still pending after 5 s: {[r.url for r in pending]}")
-        leaving[0] = True
-        page.goto("about:blank")
-        page.set_viewport_size(wide)  # for the next page (resizing the blank page costs no layout)
+        if not api:
+            leaving[0] = True
+            page.goto("about:blank")
+            page.set_viewport_size(desktop)  # for the next page (resizing the blank page costs no layout)
         pending.clear()
         found = [f"{rel}: {event}" for event in events]
         if rel != "404.html" and not seen["title"]:
