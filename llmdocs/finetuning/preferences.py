@@ -59,6 +59,11 @@ def tokenize_preference_pairs(
 ) -> list[dict[str, Example]]:
     """Tokenize each pair's two conversations: ``{"chosen": {"input_ids", "labels"}, "rejected": {...}}``.
 
+    Each side ends at its answer's end-of-turn token, as a completion sampled from the policy does (generation stops
+    there): what the chat template writes after it (SmolLM2's ``"\\n"`` after ``<|im_end|>``) is cut. A reward
+    model reads its score at a row's last token, so it is trained at the very position where PPO will read it on
+    the policy's samples; the log-probabilities of DPO do not change (the cut tokens are after every scored one).
+
     Args:
         pairs: [PreferencePair][llmdocs.data.llamafactory.PreferencePair]s (LLaMA-Factory's demo sets, or the date
             task's pairs).
@@ -67,7 +72,8 @@ def tokenize_preference_pairs(
         max_length: Refuse a pair whose longer conversation exceeds this many tokens (None: no limit).
 
     Returns:
-        One dict per pair; each side's ``labels`` are -100 except on the answer (and its end-of-turn token).
+        One dict per pair; each side's ``labels`` are -100 except on the answer and its end-of-turn token, the last
+        token of the side.
 
     Raises:
         TypeError: If ``pairs`` is not a sequence of PreferencePair.
@@ -91,7 +97,14 @@ def tokenize_preference_pairs(
             raise ValueError(f"pairs[{i}] has the same chosen and rejected answer: it states no preference")
     chosen = tokenize_sft_examples([p.chosen_messages() for p in pairs], tokenizer, max_length=max_length)
     rejected = tokenize_sft_examples([p.rejected_messages() for p in pairs], tokenizer, max_length=max_length)
-    return [{"chosen": c, "rejected": r} for c, r in zip(chosen, rejected, strict=True)]
+    return [{"chosen": _end_at_answer(c), "rejected": _end_at_answer(r)} for c, r in zip(chosen, rejected, strict=True)]
+
+
+def _end_at_answer(example: Example) -> Example:
+    """An SFT example cut after its last labelled token (the answer's end-of-turn token)."""
+    labels = example["labels"]
+    end = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX) + 1  # the answer is never empty
+    return {"input_ids": example["input_ids"][:end], "labels": labels[:end]}
 
 
 class PreferenceBatches:
