@@ -12,7 +12,18 @@ import importlib
 
 __all__ = ["DEMO_MODULES"]
 
-DEMO_MODULES = ("word_embeddings", "attention", "tokenization", "gpt", "bert", "vit", "llama", "lora", "sft")
+DEMO_MODULES = (
+    "word_embeddings",
+    "attention",
+    "tokenization",
+    "gpt",
+    "bert",
+    "vit",
+    "llama",
+    "lora",
+    "sft",
+    "preferences",
+)
 """Modules of this package that register a demo, in the order of the course's chapters."""
 
 for _module in DEMO_MODULES:
