@@ -8,6 +8,7 @@ date pairs or prompts: seconds.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -56,18 +57,36 @@ def test_the_reward_model_is_scored_by_pairwise_accuracy_per_kind_of_mistake(rew
     assert not (out / "adapter").exists()  # a reward model is no policy
 
 
+RUN = ("--steps", "3", "--lr", "1e-2", "--eval-every", "0")
+"""A policy run's flags: 3 steps, scored on the validation prompts at the last one only."""
+
+
+@pytest.fixture(scope="module")
+def policy_run(script: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, dict]]:
+    """``method -> (out_dir, results)`` of one unbroken run per method, made once for the tests that read it."""
+    made: dict[str, tuple[Path, dict[str, Any]]] = {}
+
+    def run(method: str) -> tuple[Path, dict[str, Any]]:
+        if method not in made:
+            out = tmp_path_factory.mktemp(method)
+            made[method] = out, smoke(script, out, method, *RUN)
+        return made[method]
+
+    return run
+
+
 @pytest.mark.parametrize("method", ["dpo", "grpo", "ppo"])
-def test_a_policy_run_scores_the_test_prompts_before_and_after_and_saves_its_adapter(script, tmp_path, method):
-    results = smoke(script, tmp_path, method, "--lr", "1e-2")
+def test_a_policy_run_scores_the_test_prompts_before_and_after_and_saves_its_adapter(policy_run, method):
+    out, results = policy_run(method)
     before, after = results["before"], results["after"]
     for scores in (before, after):
         assert {"exact_match", "reward", "sampled_reward", "kl", "completion_length"} <= set(scores)
         assert len(scores["answers"]) == 4  # the smoke test split
     assert before["kl"] == 0.0  # the new adapters start at B = 0: the policy is the start model, bit for bit
     assert results["start_validation"]["kl"] == 0.0  # the validation curve's step 0
-    assert results["finished"] and [row["step"] for row in results["history"]] == [1, 2]
+    assert results["finished"] and [row["step"] for row in results["history"]] == [1, 2, 3]
     assert "eval_exact_match" in results["history"][-1]  # the last step is scored on the validation prompts
-    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    saved = load_file(out / "adapter" / "adapter_model.safetensors")
     assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
     if method == "dpo":
         assert {"pair_accuracy", "margin", "chosen_reward", "rejected_reward"} <= set(after)
@@ -86,20 +105,19 @@ def test_ppo_can_take_its_reward_from_a_trained_reward_model(script, reward_mode
 
 
 @pytest.mark.parametrize("method", ["grpo", "dpo"])
-def test_resume_continues_a_stopped_run_exactly(script, tmp_path, method) -> None:
-    flags = ("--steps", "3", "--lr", "1e-2", "--eval-every", "0")
-    unbroken = smoke(script, tmp_path / "unbroken", method, *flags)
-    stopped = smoke(script, tmp_path / "stopped", method, *flags, "--minutes", "1e-6")  # stops after a step
+def test_resume_continues_a_stopped_run_exactly(script, policy_run, tmp_path, method) -> None:
+    unbroken_dir, unbroken = policy_run(method)
+    stopped = smoke(script, tmp_path / "stopped", method, *RUN, "--minutes", "1e-6")  # stops after a step
     assert stopped["steps_done"] == 1 and not stopped["finished"]
     with pytest.raises(SystemExit, match="these flags differ"):
-        smoke(script, tmp_path / "stopped", method, *flags, "--resume", "--r", "4")
-    resumed = smoke(script, tmp_path / "stopped", method, *flags, "--resume")
+        smoke(script, tmp_path / "stopped", method, *RUN, "--resume", "--r", "4")
+    resumed = smoke(script, tmp_path / "stopped", method, *RUN, "--resume")
     assert resumed["finished"] and resumed["first_step"] == 1
     assert resumed["start_validation"] == unbroken["start_validation"]  # read back from before.json
     assert len(resumed["commands"]) == 2
     key = "reward" if method == "grpo" else "loss"
     assert [row[key] for row in resumed["history"]] == [row[key] for row in unbroken["history"]]
-    a, b = (load_file(tmp_path / d / "adapter" / "adapter_model.safetensors") for d in ("unbroken", "stopped"))
+    a, b = (load_file(d / "adapter" / "adapter_model.safetensors") for d in (unbroken_dir, tmp_path / "stopped"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical
 
 
