@@ -33,7 +33,9 @@ Outputs in ``--out-dir``: ``metrics.jsonl``/``metrics.csv``, ``checkpoints/`` (s
 peft's format; its base is the start model, merged) for the policy methods, ``before.json`` (the start's scores on
 the test and validation splits, read back by ``--resume``) and ``results.json`` (also written to ``--json``): the
 scores ``before`` and ``after`` training on the test split, ``start_validation`` (the validation scores at step 0,
-where the curve of the ``eval_*`` rows starts), the history, steps, seconds, memory and commands.
+where the curve of the ``eval_*`` rows starts), the history, steps, seconds (``train_seconds`` and
+``train_cpu_seconds``: training only, the scoring not counted; ``wall_seconds`` and ``cpu_seconds``: the whole
+run), memory and commands.
 
 Usage:
     python examples/preferences.py --method grpo --minutes 10               # ~12 min on 2 cores with the scoring
@@ -51,12 +53,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -404,16 +407,28 @@ def pair_scores(
 
 class TrainingClock:
     """Seconds of training: a monotonic clock that stops while the model is scored, so ``--minutes`` buys every
-    method the same learning time however long its evaluations take."""
+    method the same learning time however long its evaluations take; ``cpu()`` is the process's CPU seconds (all
+    threads), stopped likewise."""
 
     def __init__(self) -> None:
         self.paused = 0.0
+        self.paused_cpu = 0.0
 
     def __call__(self) -> float:
         return time.perf_counter() - self.paused
 
-    def pause(self, seconds: float) -> None:
-        self.paused += seconds
+    def cpu(self) -> float:
+        return time.process_time() - self.paused_cpu
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Neither clock counts what runs inside (the scoring)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.paused += time.perf_counter() - wall
+            self.paused_cpu += time.process_time() - cpu
 
 
 def train_on_pairs(model: nn.Module, split: dict[str, list[Any]], tokenizer: Any, args: argparse.Namespace,
@@ -433,9 +448,8 @@ def train_on_pairs(model: nn.Module, split: dict[str, list[Any]], tokenizer: Any
 
     def timed_evaluate(m: nn.Module, step: int) -> dict:
         trained = round(clock() - began, 2)
-        t0 = time.perf_counter()
-        scores = evaluate(m)
-        clock.pause(time.perf_counter() - t0)
+        with clock.stopped():
+            scores = evaluate(m)
         return {
             "train_seconds": trained,
             **{f"eval_{k}": v for k, v in scores.items() if not isinstance(v, list | dict)},
@@ -509,9 +523,8 @@ def train_with_rollouts(model: nn.Module, prompts: tuple[list[Any], list[str]], 
         row["train_seconds"] = round(clock() - began, 2)
         out_of_time = args.minutes is not None and clock() - began >= 60 * args.minutes and done < args.steps
         if (args.eval_every and done % args.eval_every == 0) or done == args.steps or out_of_time:
-            t0 = time.perf_counter()
-            row |= {f"eval_{k}": v for k, v in evaluate(model).items() if not isinstance(v, list | dict)}
-            clock.pause(time.perf_counter() - t0)
+            with clock.stopped():
+                row |= {f"eval_{k}": v for k, v in evaluate(model).items() if not isinstance(v, list | dict)}
         history.append(row)
         append_jsonl(metrics_path, row)
         bar.update(1)
@@ -599,11 +612,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["before"] = score("test")
         results["start_validation"] = score("validation")  # where the validation curve starts (step 0)
         write_record(before_file, {"test": results["before"], "validation": results["start_validation"]})
+    cpu_began = clock.cpu()
     if args.method in ("reward-model", "dpo"):
         history = train_on_pairs(model, split, tokenizer, args, lambda m: score("validation"), clock)
     else:
         history = train_with_rollouts(model, prompts["train"], tokenizer, args, lambda m: score("validation"), clock,
                                       reward_model)  # fmt: skip
+    train_cpu_seconds = clock.cpu() - cpu_began
     model.eval()
     results["after"] = score("test")
     wall_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
@@ -616,7 +631,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps, "first_step": first_step, "steps_done": last_step, "finished": last_step >= args.steps,
         "trainable_params": summary.trainable, "total_params": summary.total,
         "wall_seconds": round(wall_seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-        "train_seconds": train_seconds, "peak_rss_gib": None if peak is None else round(peak / 2**30, 2),
+        "train_seconds": train_seconds, "train_cpu_seconds": round(train_cpu_seconds, 2),
+        "peak_rss_gib": None if peak is None else round(peak / 2**30, 2),
         "history": history, "command": command, "commands": [*earlier_commands(args), command],
         "args": vars(args), "machine": machine_description(),
     })  # fmt: skip

@@ -85,6 +85,7 @@ def test_a_policy_run_scores_the_test_prompts_before_and_after_and_saves_its_ada
     assert before["kl"] == 0.0  # the new adapters start at B = 0: the policy is the start model, bit for bit
     assert results["start_validation"]["kl"] == 0.0  # the validation curve's step 0
     assert results["finished"] and [row["step"] for row in results["history"]] == [1, 2, 3]
+    assert 0 < results["train_cpu_seconds"] < results["cpu_seconds"]  # the scoring is not training
     assert "eval_exact_match" in results["history"][-1]  # the last step is scored on the validation prompts
     saved = load_file(out / "adapter" / "adapter_model.safetensors")
     assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)

@@ -220,7 +220,7 @@ def run_ours(script: ModuleType, flags: list[str]) -> dict[str, Any]:
     results = script.main(flags)
     steps = results["steps_done"]
     return {
-        "steps": steps, "train_seconds": results["train_seconds"], "cpu_seconds": results["cpu_seconds"],
+        "steps": steps, "train_seconds": results["train_seconds"], "cpu_seconds": results["train_cpu_seconds"],
         "seconds_per_step": results["train_seconds"] / steps if steps else None, "before": results["before"],
         "after": results["after"], "trainable_params": results["trainable_params"], "history": results["history"],
     }  # fmt: skip
