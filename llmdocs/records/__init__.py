@@ -39,6 +39,7 @@ the run wrote, and shows the command that wrote it beside the numbers. Each reco
 | ``preferences_dpo`` | ``python examples/preferences.py --method dpo --minutes 8 ...`` (``results.json``, copied) |
 | ``preferences_dpo_rpo`` | ``python examples/preferences.py --method dpo --rpo-alpha 1 ...`` (copied) |
 | ``preferences_reward_model_dates`` | ``python examples/preferences.py --method reward-model ...`` (copied) |
+| ``preferences_trl`` | ``python examples/benchmarks/preferences_trl.py ...`` (ours' ``cpu_seconds``: whole run) |
 """
 
 from __future__ import annotations
