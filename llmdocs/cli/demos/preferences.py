@@ -73,7 +73,7 @@ def preferences_demo(out_dir: Path, fast: bool) -> list[Path]:
     """
     import torch
 
-    from llmdocs.cli.demos.sft import ADAPTER, _pad
+    from llmdocs.cli.demos.sft import ADAPTER, _pad, _shorten
     from llmdocs.data.iso_date_preferences import (
         date_mistakes,
         date_prompts,
@@ -170,12 +170,6 @@ def preferences_demo(out_dir: Path, fast: bool) -> list[Path]:
         "  and loses exact match, which DPO+NLL (the chosen answers' likelihood kept) avoids."
     )
     return [save_demo_figure(_figure(runs), out_dir, "preferences-runs")]
-
-
-def _shorten(text: str, width: int) -> str:
-    """One line of at most ``width`` characters, with ``...`` where it was cut."""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def _figure(runs: dict[str, dict[str, Any]]) -> CourseFigure:
