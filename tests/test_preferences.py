@@ -122,7 +122,7 @@ def test_reward_loss_fn_is_bradley_terry_of_each_row_alone(tokenizer: BPETokeniz
     expected = -torch.nn.functional.logsigmoid(rewards[:3] - rewards[3:]).mean()
     assert_equivalent(loss.detach(), expected, depth=3)
     assert n_tokens == int(batch["attention_mask"].sum())
-    with pytest.raises(TypeError, match="model must be a RewardModel, got Llama"):
+    with pytest.raises(TypeError, match="model must be a RewardModel or a BertForSequenceClassification, got Llama"):
         reward_loss_fn(model.backbone, batch)  # type: ignore[arg-type]
 
 

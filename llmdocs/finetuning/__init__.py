@@ -92,7 +92,9 @@ from llmdocs.finetuning.ppo_training import CausalLMWithValueHead, PPOConfig, pp
 from llmdocs.finetuning.preferences import (
     PreferenceBatches,
     dpo_loss_fn,
+    encode_preference_pairs,
     reward_loss_fn,
+    sequence_rewards,
     tokenize_preference_pairs,
 )
 from llmdocs.finetuning.qlora import (
@@ -146,6 +148,7 @@ __all__ = [
     "dpo_loss",
     "dpo_loss_fn",
     "encode_chat",
+    "encode_preference_pairs",
     "entropy_from_logits",
     "exact_match_rate",
     "few_shot_messages",
@@ -185,6 +188,7 @@ __all__ = [
     "save_finetuned",
     "score_rollouts",
     "sequence_log_probs",
+    "sequence_rewards",
     "sft_labels",
     "sft_loss",
     "sft_loss_fn",

@@ -11,8 +11,9 @@ both halves (TRL's ``concatenated_forward``):
 
 Two losses read such a batch:
 
-- [reward_loss_fn][llmdocs.finetuning.preferences.reward_loss_fn]: a [RewardModel][llmdocs.finetuning.reward_model]
-  scores the 2B rows, and the [Bradley-Terry loss][llmdocs.finetuning.bradley_terry] compares the halves;
+- [reward_loss_fn][llmdocs.finetuning.preferences.reward_loss_fn]: a reward model scores the 2B rows
+  ([sequence_rewards][llmdocs.finetuning.preferences.sequence_rewards]), and the
+  [Bradley-Terry loss][llmdocs.finetuning.bradley_terry] compares the halves;
 - [dpo_loss_fn][llmdocs.finetuning.preferences.dpo_loss_fn]: the policy's and the reference's log-probabilities
   of each answer ([response_log_probs][llmdocs.finetuning.logprobs.response_log_probs]) go into the
   [DPO loss][llmdocs.finetuning.dpo]. The reference is the policy with its LoRA adapters switched off
@@ -21,6 +22,12 @@ Two losses read such a batch:
 
 Both follow the training loop's ``loss_fn(model, batch) -> (loss, n_tokens)`` convention
 ([train][llmdocs.training.loop.train]).
+
+A reward model can also be an encoder: a BERT classifier with one output read on [CLS] (the issue's and
+InstructGPT's alternative to a decoder's last token; Hugging Face's ``BertForSequenceClassification(num_labels=1)``,
+which TRL's ``RewardTrainer`` would train). Its pairs are encoded as sentence pairs ``[CLS] prompt [SEP] answer
+[SEP]`` ([encode_preference_pairs][llmdocs.finetuning.preferences.encode_preference_pairs]) and batched by the same
+``PreferenceBatches``: the labelled tokens (the answer and its [SEP]) are segment B.
 
 References:
     Ouyang et al., "Training language models to follow instructions with human feedback", NeurIPS 2022, section
@@ -48,8 +55,18 @@ from llmdocs.finetuning.packing import _check_examples, _check_pad_id, collate_p
 from llmdocs.finetuning.reward_model import RewardModel
 from llmdocs.finetuning.sft import tokenize_sft_examples
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX
+from llmdocs.models.bert import BertForSequenceClassification
+from llmdocs.tokenizers.truncation import truncate_longest_first
+from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
 
-__all__ = ["PreferenceBatches", "dpo_loss_fn", "reward_loss_fn", "tokenize_preference_pairs"]
+__all__ = [
+    "PreferenceBatches",
+    "dpo_loss_fn",
+    "encode_preference_pairs",
+    "reward_loss_fn",
+    "sequence_rewards",
+    "tokenize_preference_pairs",
+]
 
 Example = dict[str, list[int]]
 
@@ -88,13 +105,7 @@ def tokenize_preference_pairs(
         >>> [tok.decode([t]) for t, y in zip(example["chosen"]["input_ids"], example["chosen"]["labels"]) if y >= 0]
         ['4', '<|end|>']
     """
-    if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
-        raise TypeError(f"pairs must be a list of PreferencePair, got {type(pairs).__name__}")
-    for i, pair in enumerate(pairs):
-        if not isinstance(pair, PreferencePair):
-            raise TypeError(f"pairs[{i}] must be a PreferencePair, got {type(pair).__name__}")
-        if pair.chosen == pair.rejected:
-            raise ValueError(f"pairs[{i}] has the same chosen and rejected answer: it states no preference")
+    _check_pairs(pairs)
     chosen = tokenize_sft_examples([p.chosen_messages() for p in pairs], tokenizer, max_length=max_length)
     rejected = tokenize_sft_examples([p.rejected_messages() for p in pairs], tokenizer, max_length=max_length)
     return [{"chosen": _end_at_answer(c), "rejected": _end_at_answer(r)} for c, r in zip(chosen, rejected, strict=True)]
@@ -105,6 +116,74 @@ def _end_at_answer(example: Example) -> Example:
     labels = example["labels"]
     end = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX) + 1  # the answer is never empty
     return {"input_ids": example["input_ids"][:end], "labels": labels[:end]}
+
+
+def encode_preference_pairs(
+    pairs: Sequence[PreferencePair], tokenizer: WordPieceTokenizer, max_length: int = 512
+) -> list[dict[str, Example]]:
+    """Encode each pair for a BERT reward model: ``[CLS] prompt [SEP] answer [SEP]`` per side, at most ``max_length``.
+
+    The prompt is its turns as ``"role: content"`` lines (segment A), the answer is segment B (BERT's sentence-pair
+    input, Devlin et al., 2019, section 3). A side too long is cut longest first
+    ([truncate_longest_first][llmdocs.tokenizers.truncation.truncate_longest_first]), the prompt from its *start*
+    (the latest turns, which the answer replies to, stay) and the answer from its end.
+
+    Args:
+        pairs: [PreferencePair][llmdocs.data.llamafactory.PreferencePair]s.
+        tokenizer: The encoder's [WordPieceTokenizer][llmdocs.tokenizers.wordpiece.WordPieceTokenizer].
+        max_length: Tokens per side, special tokens included (BERT's position table has 512).
+
+    Returns:
+        One ``{"chosen": {"input_ids", "labels"}, "rejected": {...}}`` dict per pair, as ``tokenize_preference_pairs``;
+        ``labels`` are -100 on ``[CLS] prompt [SEP]`` and the ids on ``answer [SEP]``, so that
+        [sequence_rewards][llmdocs.finetuning.preferences.sequence_rewards] reads them as BERT's segments.
+
+    Raises:
+        TypeError: If ``pairs`` is not a sequence of PreferencePair or ``tokenizer`` is not a WordPieceTokenizer.
+        ValueError: If ``max_length`` leaves no room for one prompt and one answer token, or the two answers of a
+            pair are identical.
+
+    Examples:
+        >>> tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "user", ":", "a", "b", "yes", "no"])
+        >>> pair = PreferencePair(({"role": "user", "content": "a b a b"},), chosen="yes yes yes", rejected="no")
+        >>> chosen = encode_preference_pairs([pair], tok, max_length=8)[0]["chosen"]
+        >>> tok.convert_ids_to_tokens(chosen["input_ids"])  # 6 + 3 into 5: the prompt's start, the answer's end cut
+        ['[CLS]', 'b', 'a', 'b', '[SEP]', 'yes', 'yes', '[SEP]']
+        >>> chosen["labels"][:5]  # segment A; the answer and its [SEP] are labelled (segment B)
+        [-100, -100, -100, -100, -100]
+    """
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise TypeError(f"tokenizer must be a WordPieceTokenizer (the encoder's), got {type(tokenizer).__name__}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 5:
+        raise ValueError(f"max_length must be an integer >= 5 ([CLS], [SEP] twice, a prompt and an answer token), "
+                         f"got {max_length!r}")  # fmt: skip
+    _check_pairs(pairs)
+    cls_id, sep_id = tokenizer.convert_tokens_to_ids([tokenizer.cls_token, tokenizer.sep_token])
+
+    def side(prompt_ids: list[int], answer: str) -> Example:
+        answer_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(answer))
+        reversed_prompt, answer_ids = truncate_longest_first(prompt_ids[::-1], answer_ids, max_length - 3)
+        first = [cls_id, *reversed_prompt[::-1], sep_id]
+        second = [*answer_ids, sep_id]
+        return {"input_ids": first + second, "labels": [IGNORE_INDEX] * len(first) + second}
+
+    out = []
+    for pair in pairs:
+        prompt = "\n".join(f"{turn['role']}: {turn['content']}" for turn in pair.prompt)
+        prompt_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(prompt))
+        out.append({"chosen": side(prompt_ids, pair.chosen), "rejected": side(prompt_ids, pair.rejected)})
+    return out
+
+
+def _check_pairs(pairs: object) -> None:
+    """A sequence of PreferencePair, each with two different answers."""
+    if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a list of PreferencePair, got {type(pairs).__name__}")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, PreferencePair):
+            raise TypeError(f"pairs[{i}] must be a PreferencePair, got {type(pair).__name__}")
+        if pair.chosen == pair.rejected:
+            raise ValueError(f"pairs[{i}] has the same chosen and rejected answer: it states no preference")
 
 
 class PreferenceBatches:
@@ -187,13 +266,54 @@ def _check_pair_batch(batch: object) -> int:
     return rows // 2
 
 
+def sequence_rewards(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    """A reward model's rewards of a preference batch's rows: (2B, T) batch -> (2B,).
+
+    A [RewardModel][llmdocs.finetuning.reward_model.RewardModel] (a decoder) reads its score at each row's last
+    real token; a ``BertForSequenceClassification`` with one output reads its [CLS] (its pooled vector), with the
+    labelled tokens as segment B (``encode_preference_pairs``' rows).
+
+    Args:
+        model: A ``RewardModel`` or a [BertForSequenceClassification][llmdocs.models.bert.BertForSequenceClassification]
+            with ``n_classes == 1``.
+        batch: A [PreferenceBatches][llmdocs.finetuning.preferences.PreferenceBatches] batch (2B rows).
+
+    Returns:
+        Rewards (2B,): the B chosen rows, then the B rejected rows.
+
+    Raises:
+        TypeError: If ``model`` is neither, or the batch is not a dict of integer (2B, T) tensors.
+        ValueError: If the BERT classifier has more than one output, or the batch's rows are odd or its shapes differ.
+
+    Examples:
+        >>> from llmdocs.models.bert import BertConfig
+        >>> _ = torch.manual_seed(0)
+        >>> encoder_rm = BertForSequenceClassification(BertConfig.tiny(), n_classes=1).eval()
+        >>> examples = [{"chosen": {"input_ids": [2, 5, 3, 6, 3], "labels": [-100, -100, -100, 6, 3]},
+        ...              "rejected": {"input_ids": [2, 5, 3, 7, 3], "labels": [-100, -100, -100, 7, 3]}}]
+        >>> sequence_rewards(encoder_rm, PreferenceBatches(examples, batch_size=1)(0)).shape
+        torch.Size([2])
+    """
+    _check_pair_batch(batch)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    if isinstance(model, RewardModel):
+        return model(ids, attention_mask=mask)  # (2B,)
+    if isinstance(model, BertForSequenceClassification):
+        if model.n_classes != 1:
+            raise ValueError(f"a BERT reward model has n_classes=1 (one score), got {model.n_classes}")
+        segments = (batch["labels"] != IGNORE_INDEX).long()  # (2B, T): 1 on answer [SEP], 0 on prompt and padding
+        return model(ids, token_type_ids=segments, attention_mask=mask).squeeze(-1)  # (2B,)
+    raise TypeError(f"model must be a RewardModel or a BertForSequenceClassification, got {type(model).__name__}")
+
+
 def reward_loss_fn(
-    model: RewardModel, batch: Mapping[str, Tensor], center_rewards_coefficient: float = 0.0
+    model: nn.Module, batch: Mapping[str, Tensor], center_rewards_coefficient: float = 0.0
 ) -> tuple[Tensor, int]:
     """The loop's ``loss_fn`` for a reward model: Bradley-Terry on the rewards of the chosen and rejected rows.
 
     Args:
-        model: A [RewardModel][llmdocs.finetuning.reward_model.RewardModel].
+        model: A [RewardModel][llmdocs.finetuning.reward_model.RewardModel], or a BERT classifier with one output
+            (as [sequence_rewards][llmdocs.finetuning.preferences.sequence_rewards]).
         batch: A [PreferenceBatches][llmdocs.finetuning.preferences.PreferenceBatches] batch (2B rows).
         center_rewards_coefficient: As [bradley_terry_loss][llmdocs.finetuning.bradley_terry.bradley_terry_loss].
 
@@ -201,7 +321,7 @@ def reward_loss_fn(
         The loss (0-d) and the number of real tokens in the batch.
 
     Raises:
-        TypeError: If ``model`` is not a RewardModel or the batch is not a dict of integer (2B, T) tensors.
+        TypeError: If ``model`` is not a reward model or the batch is not a dict of integer (2B, T) tensors.
         ValueError: If the batch does not have an even, non-zero number of rows, or its shapes differ.
 
     Examples:
@@ -214,10 +334,8 @@ def reward_loss_fn(
         >>> loss.shape, n_tokens  # -log sigmoid(r_w - r_l), over 3 + 2 real tokens
         (torch.Size([]), 5)
     """
-    if not isinstance(model, RewardModel):
-        raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
-    B = _check_pair_batch(batch)
-    rewards = model(batch["input_ids"], attention_mask=batch["attention_mask"])  # (2B,)
+    rewards = sequence_rewards(model, batch)  # (2B,)
+    B = rewards.size(0) // 2
     loss = bradley_terry_loss(rewards[:B], rewards[B:], center_rewards_coefficient=center_rewards_coefficient)
     return loss, int(batch["attention_mask"].sum())
 
