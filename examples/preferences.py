@@ -404,8 +404,11 @@ def prompt_data(args: argparse.Namespace) -> dict[str, tuple[list[Any], list[str
 # --- scoring ---------------------------------------------------------------------------------------------------
 
 
-def policy_scores(policy: Llama, tokenizer: Any, prompts: list[Any], references: list[str], seed: int) -> dict:
-    """Greedy exact match and reward, and the reward and KL to the start (adapters off) of one sample per prompt.
+def policy_scores(policy: Llama, tokenizer: Any, prompts: list[Any], references: list[str], seed: int,
+                  reward_model: RewardModel | None = None) -> dict:  # fmt: skip
+    """Greedy exact match and reward, and the reward and KL to the start (adapters off) of one sample per prompt;
+    with ``reward_model`` (PPO's learned reward), also its mean score of the same samples (``sampled_rm_score``):
+    the score the policy is trained to raise, next to the date reward it stands for.
 
     The KL of a sampled completion y is sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)]: its mean over
     prompts estimates KL(pi || pi_ref) per completion, in nats (the k1 estimator, unbiased).
@@ -417,7 +420,7 @@ def policy_scores(policy: Llama, tokenizer: Any, prompts: list[Any], references:
                                batch_size=32)  # fmt: skip
     sampled = score_rollouts(date_reward_fn, rollouts, references)  # (N,)
     batch = rollouts.batch()
-    kls = []
+    kls, rm_scores = [], []
     with torch.no_grad():
         for i in range(0, len(prompts), 32):  # (32, T, V) logits at a time: 500 rows at once would take GBs
             ids, mask, labels = (batch[k][i : i + 32] for k in ("input_ids", "attention_mask", "labels"))
@@ -425,9 +428,13 @@ def policy_scores(policy: Llama, tokenizer: Any, prompts: list[Any], references:
             with disable_adapters(policy):
                 ref, _ = token_log_probs(policy(ids, attention_mask=mask), labels)
             kls.append(((logp - ref) * token_mask).sum(dim=1))  # (n,)
+            if reward_model is not None:
+                rm_scores.append(reward_model(ids, attention_mask=mask).float())  # (n,), as ppo_step reads it
     policy.train(was_training)
     greedy_rewards = date_reward_fn(greedy, references)
+    extra = {"sampled_rm_score": float(torch.cat(rm_scores).mean())} if rm_scores else {}
     return {
+        **extra,
         "exact_match": exact_match_rate(greedy, references, exact_match),
         "reward": sum(greedy_rewards) / len(greedy_rewards),
         "sampled_reward": float(sampled.mean()),
@@ -670,7 +677,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.method in ("reward-model", "dpo"):
             scores |= pair_scores(model, held_out[part], pad_id, args.method, kinds[part], beta)
         if prompts is not None:
-            scores |= policy_scores(policy, tokenizer, *prompts[part], seed=args.seed)
+            scores |= policy_scores(policy, tokenizer, *prompts[part], seed=args.seed, reward_model=reward_model)
         return scores
 
     before_file = Path(args.out_dir) / "before.json"  # scored once: a resumed run reads it

@@ -112,6 +112,8 @@ def test_ppo_can_take_its_reward_from_a_trained_reward_model(script, reward_mode
     out, _ = reward_model_run
     results = smoke(script, tmp_path, "ppo", "--reward-model", str(out))
     assert all("score" in row for row in results["history"])  # the reward model's scores of the rollouts
+    for part in ("before", "after"):  # its score of the test samples, beside their date reward
+        assert {"sampled_rm_score", "sampled_reward"} <= set(results[part])
     with pytest.raises(SystemExit):
         script.parse_args(["--method", "ppo", "--smoke", "--reward-model", str(tmp_path / "nothing")])
     assert "is not a folder of a --method reward-model run" in capsys.readouterr().err
