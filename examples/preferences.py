@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-length",
         type=int,
-        default=512,
-        help="reward-model with --backbone minilm: tokens per side, [CLS] and [SEP]s included",
+        default=None,
+        help="reward-model with --backbone minilm: tokens per side, [CLS] and [SEP]s included (default 512)",
     )
     p.add_argument("--start", default="shipped",
                    help="the SFT adapter (a peft folder, e.g. runs/sft/adapter) the policy starts from and the "
@@ -194,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
     p.add_argument("--json", default=None, help="also write results.json's content to this file")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    p.add_argument("--smoke", action="store_true", help="a tiny random Llama and a few examples: seconds (tests)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny random Llama (BERT with --backbone minilm) and a few examples: seconds (tests)",
+    )
     return p
 
 
@@ -206,8 +210,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.lr is None:
         args.lr = ENCODER_LR if args.backbone == "minilm" else DEFAULT_LR[args.method]
-    if args.batch_size is None:  # LLaMA-Factory's chats run to 2,000 tokens: 4 pairs at a time (8 rows)
-        args.batch_size = 4 if args.data != "dates" else DEFAULT_BATCH[args.method]
+    if args.batch_size is None:  # LLaMA-Factory's chats run to 2,000 tokens: 4 pairs at a time (8 rows) in SmolLM2
+        args.batch_size = 4 if args.data != "dates" and args.backbone == "start" else DEFAULT_BATCH[args.method]
     args.steps = DEFAULT_STEPS[args.method] if args.steps is None else args.steps
     args.beta = {"dpo": 0.1, "grpo": 0.04}.get(args.method) if args.beta is None else args.beta
     args.out_dir = f"runs/{args.method}" if args.out_dir is None else args.out_dir
@@ -243,14 +247,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.data == "dpo-zh":
             parser.error("--backbone minilm reads English only (its uncased WordPiece vocabulary turns most Chinese "
                          "characters into [UNK]): use --backbone start for --data dpo-zh")  # fmt: skip
+        if args.start != "shipped":
+            parser.error("--start is the decoder's SFT adapter; --backbone minilm starts from all-MiniLM-L6-v2")
+        args.max_length = 512 if args.max_length is None else args.max_length
         if not 5 <= args.max_length <= 512:
             parser.error(f"--max-length must be between 5 and 512 (BERT's positions), got {args.max_length}")
+    elif args.max_length is not None:
+        parser.error("--max-length is the BERT reward model's (--backbone minilm); the decoder reads whole chats")
     if args.reward_model is not None:
         if args.method != "ppo":
             parser.error("--reward-model is PPO's reward (GRPO and DPO use the date reward or the pairs)")
         if not (Path(args.reward_model) / "run_args.json").is_file():
             parser.error(f"--reward-model {args.reward_model} is not a folder of a --method reward-model run "
                          "(it has no run_args.json)")  # fmt: skip
+        saved = json.loads((Path(args.reward_model) / "run_args.json").read_text(encoding="utf-8"))
+        if saved.get("backbone", "start") != "start":
+            parser.error(f"--reward-model {args.reward_model} is a --backbone {saved['backbone']} reward model, "
+                         "which reads another tokenizer's ids: PPO needs one of --backbone start")  # fmt: skip
     if args.method == "ppo" and args.batch_size % args.mini_batches:
         parser.error(f"--batch-size ({args.batch_size}) must be a multiple of --mini-batches ({args.mini_batches})")
     if args.start != "shipped" and not (Path(args.start) / "adapter_config.json").is_file():
@@ -327,11 +340,6 @@ def load_reward_model(folder: str, start: Llama, smoke: bool) -> RewardModel:
         raise SystemExit(f"--reward-model {folder} was a --method {saved.get('method')} run, not a reward model")
     if bool(saved.get("smoke")) != smoke:
         raise SystemExit(f"--reward-model {folder} was trained {'with' if saved.get('smoke') else 'without'} --smoke")
-    if saved.get("backbone", "start") != "start":
-        raise SystemExit(
-            f"--reward-model {folder} is a --backbone {saved['backbone']} reward model, which reads "
-            "another tokenizer's ids than the policy's: PPO needs one trained with --backbone start"
-        )
     backbone = copy.deepcopy(start)
     rm_args = argparse.Namespace(seed=saved["seed"], r=saved["r"], lora_alpha=saved["lora_alpha"])
     add_lora(backbone, rm_args)
@@ -651,7 +659,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if reward_model is not None:
         reward_model.to(device)
     summary = trainable_parameters_summary(model)
-    results: dict[str, Any] = {"method": args.method, "start": args.start}
+    start_name = "all-MiniLM-L6-v2" if args.backbone == "minilm" else args.start
+    results: dict[str, Any] = {"method": args.method, "start": start_name}
     clock = TrainingClock()
     resumed_from = latest_checkpoint(Path(args.out_dir) / "checkpoints") if args.resume else None
     first_step = checkpoint_info(resumed_from)["step"] if resumed_from is not None else 0

