@@ -31,6 +31,7 @@ __all__ = ["METHODS", "preferences_demo"]
 
 METHODS = {
     "PPO": "preferences_ppo",
+    "PPO+RM": "preferences_ppo_reward_model",
     "GRPO": "preferences_grpo",
     "DPO": "preferences_dpo",
     "DPO+NLL": "preferences_dpo_rpo",
@@ -54,8 +55,8 @@ GROUP_SIZE = 8
     description=(
         "The date task as DPO and GRPO see it, on SmolLM2-135M-Instruct with the shipped SFT adapter off and on: "
         "a right date against one mistake of each kind with its reward and log-probability, groups of 8 sampled "
-        "answers with their rewards and group-relative advantages; then the chapter's runs (PPO, GRPO, DPO, "
-        "DPO+NLL, 8 minutes each on 2 cores) from their records."
+        "answers with their rewards and group-relative advantages; then the chapter's runs (PPO, PPO with the "
+        "reward model, GRPO, DPO, DPO+NLL, 8 minutes each on 2 cores) from their records."
     ),
 )
 def preferences_demo(out_dir: Path, fast: bool) -> list[Path]:
@@ -166,8 +167,9 @@ def preferences_demo(out_dir: Path, fast: bool) -> list[Path]:
             f"  sampled reward {b['sampled_reward']:.3f} -> {a['sampled_reward']:.3f}  KL {a['kl']:.2f} nats"
         )
     print(
-        "  PPO and GRPO learn from the policy's own answers and the real reward; plain DPO learns its pairs' contrast\n"
-        "  and loses exact match, which DPO+NLL (the chosen answers' likelihood kept) avoids."
+        "  PPO and GRPO learn from the policy's own answers and the real reward; PPO+RM's learned reward is noisier\n"
+        "  and on a scale of its own, and it drifts; plain DPO learns its pairs' contrast and loses exact match,\n"
+        "  which DPO+NLL (the chosen answers' likelihood kept) avoids."
     )
     return [save_demo_figure(_figure(runs), out_dir, "preferences-runs")]
 
@@ -176,7 +178,7 @@ def _figure(runs: dict[str, dict[str, Any]]) -> CourseFigure:
     """Test exact match of the start and after each method; each policy's sampled reward against its KL."""
     from llmdocs.viz import CourseFigure
 
-    fig = CourseFigure(figsize=(9, 3.4), layout="constrained")
+    fig = CourseFigure(figsize=(10.5, 3.6), layout="constrained")
     bar_ax, kl_ax = fig.subplots(1, 2)
     before = next(iter(runs.values()))["before"]
     labels = ["start", *runs]
