@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length",
         type=int,
         default=None,
-        help="reward-model with --backbone minilm: tokens per side, [CLS] and [SEP]s included (default 512)",
+        help="reward-model with --backbone minilm: tokens per side, [CLS] and [SEP]s included (unset: 512)",
     )
     p.add_argument("--start", default="shipped",
                    help="the SFT adapter (a peft folder, e.g. runs/sft/adapter) the policy starts from and the "
@@ -261,9 +261,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--reward-model {args.reward_model} is not a folder of a --method reward-model run "
                          "(it has no run_args.json)")  # fmt: skip
         saved = json.loads((Path(args.reward_model) / "run_args.json").read_text(encoding="utf-8"))
+        if saved.get("method") != "reward-model":
+            parser.error(f"--reward-model {args.reward_model} was a --method {saved.get('method')} run, "
+                         "not a reward model")  # fmt: skip
+        if bool(saved.get("smoke")) != args.smoke:
+            parser.error(f"--reward-model {args.reward_model} was trained {'with' if saved.get('smoke') else 'without'}"
+                         " --smoke")  # fmt: skip
         if saved.get("backbone", "start") != "start":
             parser.error(f"--reward-model {args.reward_model} is a --backbone {saved['backbone']} reward model, "
                          "which reads another tokenizer's ids: PPO needs one of --backbone start")  # fmt: skip
+    if args.method in ("reward-model", "dpo") and args.data == "dates" and args.n_train < args.batch_size:
+        parser.error(f"--n-train ({args.n_train} pairs) must be at least --batch-size ({args.batch_size} pairs)")
     if args.method == "ppo" and args.batch_size % args.mini_batches:
         parser.error(f"--batch-size ({args.batch_size}) must be a multiple of --mini-batches ({args.mini_batches})")
     if args.start != "shipped" and not (Path(args.start) / "adapter_config.json").is_file():
@@ -391,7 +399,10 @@ def encode_pairs(items: list[Any], tokenizer: Any, args: argparse.Namespace) -> 
     """The pairs as token ids: the chat template for the decoder, ``[CLS] prompt [SEP] answer [SEP]`` for BERT."""
     pairs = [pair_of(item) for item in items]
     if args.backbone == "minilm":
-        return encode_preference_pairs(pairs, tokenizer, max_length=args.max_length)
+        try:
+            return encode_preference_pairs(pairs, tokenizer, max_length=args.max_length)
+        except ValueError as error:  # a --max-length so short that both answers of a pair read the same
+            raise SystemExit(f"--max-length {args.max_length} is too short for these pairs: {error}") from error
     return tokenize_preference_pairs(pairs, tokenizer)
 
 

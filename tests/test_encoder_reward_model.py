@@ -174,3 +174,7 @@ def test_sequence_rewards_errors() -> None:
         reward_loss_fn(torch.nn.Linear(2, 1), batch)
     with pytest.raises(ValueError, match="2B rows"):
         sequence_rewards(encoder_reward_model(), {k: v[:3] for k, v in batch.items()})
+    with pytest.raises(ValueError, match="rows without a real token"):
+        sequence_rewards(encoder_reward_model(), {**batch, "attention_mask": torch.zeros_like(batch["attention_mask"])})
+    with pytest.raises(ValueError, match="every row needs an answer"):
+        sequence_rewards(encoder_reward_model(), {**batch, "labels": torch.full_like(batch["labels"], IGNORE_INDEX)})

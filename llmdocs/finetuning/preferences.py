@@ -53,7 +53,7 @@ from llmdocs.finetuning.dpo import DPOLoss, check_dpo_settings, dpo_loss
 from llmdocs.finetuning.logprobs import response_log_probs
 from llmdocs.finetuning.lora import disable_adapters
 from llmdocs.finetuning.packing import _check_examples, _check_pad_id, collate_padded
-from llmdocs.finetuning.reward_model import RewardModel
+from llmdocs.finetuning.reward_model import RewardModel, last_token_index
 from llmdocs.finetuning.sft import tokenize_sft_examples
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX
 from llmdocs.models.bert import BertForSequenceClassification
@@ -303,7 +303,8 @@ def sequence_rewards(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
 
     Raises:
         TypeError: If ``model`` is neither, or the batch is not a dict of integer (2B, T) tensors.
-        ValueError: If the BERT classifier has more than one output, or the batch's rows are odd or its shapes differ.
+        ValueError: If the BERT classifier has more than one output, the batch's rows are odd or its shapes differ,
+            the attention mask is not 0/1 with a real token in every row, or a row has no answer (labelled tokens).
 
     Examples:
         >>> from llmdocs.models.bert import BertConfig
@@ -322,7 +323,10 @@ def sequence_rewards(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
     if isinstance(inner, BertForSequenceClassification):
         if inner.n_classes != 1:
             raise ValueError(f"a BERT reward model has n_classes=1 (one score), got {inner.n_classes}")
+        last_token_index(mask)  # the checks a decoder's reading makes: 0/1 values, a real token in every row
         segments = (batch["labels"] != IGNORE_INDEX).long()  # (2B, T): 1 on answer [SEP], 0 on prompt and padding
+        if not bool(segments.any(dim=1).all()):
+            raise ValueError("every row needs an answer: labelled tokens (segment B), as encode_preference_pairs makes")
         return model(ids, token_type_ids=segments, attention_mask=mask).squeeze(-1)  # (2B,)
     raise TypeError(f"model must be a RewardModel or a BertForSequenceClassification, got {type(inner).__name__}")
 
