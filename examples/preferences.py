@@ -270,6 +270,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if saved.get("backbone", "start") != "start":
             parser.error(f"--reward-model {args.reward_model} is a --backbone {saved['backbone']} reward model, "
                          "which reads another tokenizer's ids: PPO needs one of --backbone start")  # fmt: skip
+        if latest_checkpoint(Path(args.reward_model) / "checkpoints") is None:
+            parser.error(f"--reward-model {args.reward_model} holds no checkpoint: train it first")
     if args.method in ("reward-model", "dpo") and args.data == "dates" and args.n_train < args.batch_size:
         parser.error(f"--n-train ({args.n_train} pairs) must be at least --batch-size ({args.batch_size} pairs)")
     if args.method == "ppo" and args.batch_size % args.mini_batches:
@@ -320,13 +322,14 @@ def load_start(start: str, smoke: bool) -> tuple[Llama, Any]:
 def load_encoder_reward_model(smoke: bool, seed: int) -> tuple[nn.Module, Any]:
     """A new BERT reward model on the packaged all-MiniLM-L6-v2 (one output on [CLS], N(0, 0.02) head seeded by
     ``seed``), and its WordPiece tokenizer. With ``smoke``, a tiny random BERT with MiniLM's vocabulary."""
-    from llmdocs.finetuning.classification import minilm_classifier, minilm_encoder
+    from llmdocs.finetuning.classification import minilm_classifier
 
     torch.manual_seed(seed)
     if smoke:
+        from llmdocs.data.minilm import minilm_dir
         from llmdocs.models.bert import BertConfig, BertForSequenceClassification
 
-        _, tokenizer = minilm_encoder()
+        tokenizer = WordPieceTokenizer.from_vocab_file(minilm_dir() / "vocab.txt", do_lower_case=True)
         return BertForSequenceClassification(BertConfig.tiny(tokenizer.vocab_size, context_length=512), 1), tokenizer
     return minilm_classifier(n_classes=1, dropout=0.1)
 
@@ -338,22 +341,16 @@ def add_lora(model: nn.Module, args: argparse.Namespace) -> None:
     apply_lora(model, targets=ALL_LINEAR, r=args.r, lora_alpha=args.lora_alpha, lora_dropout=0.0)
 
 
-def load_reward_model(folder: str, start: Llama, smoke: bool) -> RewardModel:
-    """The reward model of a ``--method reward-model`` run: rebuilt from its run_args.json on a copy of the start
-    model, then its newest checkpoint (safetensors) loaded into it."""
+def load_reward_model(folder: str, start: Llama) -> RewardModel:
+    """The reward model of a ``--method reward-model`` run (checked by ``parse_args``): rebuilt from its
+    run_args.json on a copy of the start model, then its newest checkpoint (safetensors) loaded into it."""
     import copy
 
     saved = json.loads((Path(folder) / "run_args.json").read_text(encoding="utf-8"))
-    if saved.get("method") != "reward-model":
-        raise SystemExit(f"--reward-model {folder} was a --method {saved.get('method')} run, not a reward model")
-    if bool(saved.get("smoke")) != smoke:
-        raise SystemExit(f"--reward-model {folder} was trained {'with' if saved.get('smoke') else 'without'} --smoke")
     backbone = copy.deepcopy(start)
     rm_args = argparse.Namespace(seed=saved["seed"], r=saved["r"], lora_alpha=saved["lora_alpha"])
     add_lora(backbone, rm_args)
     model = RewardModel(backbone)
-    if latest_checkpoint(Path(folder) / "checkpoints") is None:
-        raise SystemExit(f"--reward-model {folder} holds no checkpoint: train it first")
     load_checkpoint(Path(folder) / "checkpoints", model, restore_rng=False)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -657,7 +654,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         policy = None
     else:
         start_model, tokenizer = load_start(args.start, args.smoke)
-        reward_model = load_reward_model(args.reward_model, start_model, args.smoke) if args.reward_model else None
+        reward_model = load_reward_model(args.reward_model, start_model) if args.reward_model else None
         add_lora(start_model, args)
         policy = start_model
         if args.data != "dates":  # long chats: recompute each block in the backward pass instead of keeping it

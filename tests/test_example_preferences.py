@@ -122,6 +122,12 @@ def test_ppo_can_take_its_reward_from_a_trained_reward_model(script, reward_mode
     with pytest.raises(SystemExit):  # refused by the parser, before the start model is loaded
         script.parse_args(["--method", "ppo", "--smoke", "--reward-model", str(tmp_path)])
     assert "was a --method ppo run, not a reward model" in capsys.readouterr().err
+    untrained = tmp_path / "untrained"
+    untrained.mkdir()
+    (untrained / "run_args.json").write_text('{"method": "reward-model", "smoke": true}', encoding="utf-8")
+    with pytest.raises(SystemExit):
+        script.parse_args(["--method", "ppo", "--smoke", "--reward-model", str(untrained)])
+    assert "holds no checkpoint: train it first" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["grpo"])  # DPO resumes through the training loop, whose tests cover it
