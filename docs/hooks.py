@@ -22,7 +22,9 @@ Pages whose results are not cached yet run in parallel, one process per core, so
 slowest page rather than the sum of all of them. A page that another process is running at the same time (a
 test worker during the test suite, which shares this cache) is waited for, not run twice.
 
-The API pages' source listings are left out of the search index (`data-search-exclude`, Material's search plugin).
+The API pages' source listings are left out of the search index: while Material's search plugin reads a page, its
+listings are stood in for by placeholders, put back in the written page. (Marking them `data-search-exclude` kept
+them out of the index too, but the plugin still parsed every highlighted token of them: 40% of a warm build.)
 
 Also keys mkdocs-jupyter's execution cache on the llmdocs sources, so a lab is re-executed when the library
 it imports changes (its own cache key only covers the notebook).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import time
@@ -72,6 +75,7 @@ NOTEBOOK_BUTTON = (
 # Filled by on_files for on_page_markdown (reset at every build, so `mkdocs serve` sees edits).
 _OUTPUTS: dict[str, list[dict]] = {}  # page src_uri -> outputs.json records
 _NOTEBOOKS: dict[str, str] = {}  # page src_uri -> notebook file name, next to the page
+_LISTINGS: dict[str, list[str]] = {}  # page src_uri -> its source listings, out of page.content while it is indexed
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
@@ -218,16 +222,37 @@ MERMAID_SCRIPTS = ("assets/vendor/mermaid/mermaid.min.js",)
 _BUNDLE = '<script src="'
 
 
-SOURCE_LISTING = '<details class="mkdocstrings-source">'  # mkdocstrings' "Source code in ..." (show_source)
+SOURCE_LISTING = re.compile(r'<details class="mkdocstrings-source">.*?</details>', re.S)  # mkdocstrings' show_source
+_PLACEHOLDER = "<!--llmdocs-source-listing-{}-->"
+_PLACEHOLDERS = re.compile(r"<!--llmdocs-source-listing-(\d+)-->")
 
 
 def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
-    """Keep the source listings of the API pages out of the search index (half of their text): a search for a name
-    finds where it is documented, not every line of code that mentions it."""
-    return html.replace(SOURCE_LISTING, SOURCE_LISTING.removesuffix(">") + " data-search-exclude>")
+    """Keep the source listings ("Source code in ...") out of the search index, half of the API pages' text: a search
+    for a name finds where it is documented, not every line of code that mentions it. Each listing waits in
+    `_LISTINGS` behind a placeholder until `on_post_page` puts it back."""
+    listings = _LISTINGS[page.file.src_uri] = []
+
+    def stash(match: re.Match[str]) -> str:
+        listings.append(match.group(0))
+        return _PLACEHOLDER.format(len(listings) - 1)
+
+    return SOURCE_LISTING.sub(stash, html)
+
+
+def _restore_listings(output: str, page: Page) -> str:
+    listings = _LISTINGS.pop(page.file.src_uri, [])
+    found = [int(n) for n in _PLACEHOLDERS.findall(output)]
+    if sorted(found) != list(range(len(listings))):
+        raise PluginError(
+            f"{page.file.src_uri}: {len(listings)} source listings taken out for search, placeholders {found} "
+            "in the written page"
+        )
+    return _PLACEHOLDERS.sub(lambda match: listings[int(match.group(1))], output)
 
 
 def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
+    output = _restore_listings(output, page)
     scripts: list[str] = []
     if 'class="arithmatex"' in output or "jp-RenderedMarkdown" in output:
         scripts += MATH_SCRIPTS
