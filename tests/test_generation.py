@@ -187,6 +187,43 @@ def test_left_padded_batch_equals_each_prompt_alone(model: GPT) -> None:
     assert beam_search(model, prompts, 6, beam_size=3) == [beam_search(model, p, 6, beam_size=3)[0] for p in prompts]
 
 
+@pytest.mark.numerics
+def test_num_return_sequences_equals_the_prompts_repeated_and_runs_each_prompt_once(model: GPT) -> None:
+    prompts, n = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]], 4
+    repeated = [p for p in prompts for _ in range(n)]  # the n samples of a prompt are consecutive
+    for settings in (
+        dict(do_sample=True, seed=0),
+        dict(temperature=1.5, top_k=10, top_p=0.9, repetition_penalty=1.3, seed=1),
+        dict(do_sample=True, seed=2, use_cache=False),
+        dict(do_sample=True, seed=3, max_new_tokens=14),  # past the context of 16: the window slides
+    ):
+        kwargs = {"max_new_tokens": 8, **settings}
+        group = generate(model, prompts, num_return_sequences=n, **kwargs)  # type: ignore[arg-type]
+        assert len(group) == len(prompts) * n and group == generate(model, repeated, **kwargs)  # type: ignore[arg-type]
+        assert len({tuple(row) for row in group[:n]}) > 1 or not settings.get("do_sample")  # n draws, not n copies
+    greedy = generate(model, prompts, 8, num_return_sequences=3)
+    assert greedy == [row for row in generate(model, prompts, 8) for _ in range(3)]
+
+    fed: list[tuple[int, int]] = []  # (rows, tokens) of each forward call
+    forward = model.forward
+    model.forward = lambda ids, **kw: fed.append(tuple(ids.shape)) or forward(ids, **kw)  # type: ignore[method-assign]
+    generate(model, prompts, 5, do_sample=True, seed=0, num_return_sequences=n)
+    assert fed == [(3, 6)] + [(3 * n, 1)] * 4  # the prompts once, then one token per sample and step
+
+
+@pytest.mark.parametrize(
+    ("n", "error", "message"),
+    [
+        (0, ValueError, "num_return_sequences must be >= 1, got 0"),
+        (2.0, TypeError, "num_return_sequences must be an int, got float 2.0"),
+        (True, TypeError, "num_return_sequences must be an int, got bool True"),
+    ],
+)
+def test_num_return_sequences_must_be_a_positive_int(model: GPT, n: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        generate(model, [1, 2], 3, num_return_sequences=n)
+
+
 def test_generation_restores_training_mode(model: GPT) -> None:
     model.train()
     generate(model, [1, 2], 3)

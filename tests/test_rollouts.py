@@ -91,6 +91,12 @@ def test_seeded_rollouts_repeat_and_are_what_generate_samples(tokenizer: BPEToke
         assert got == (tokens if first.truncated[row] else [*tokens, StopsOften.eos])
     chunked = sample_rollouts(policy, tokenizer, PROMPTS, 3, max_new_tokens=5, seed=7, temperature=0.9, batch_size=4)
     assert chunked.labels.shape[0] == 6  # in batches of 4 sequences: the same prompts, one generator throughout
+    groups = sample_rollouts(policy, tokenizer, PROMPTS, 3, max_new_tokens=5, seed=7, temperature=0.9, batch_size=3)
+    generator = torch.Generator().manual_seed(7)  # one group per batch: each prompt runs once for its 3 samples
+    for i, prompt in enumerate(PROMPTS):
+        tokens = generate(policy, [generation_prompt(prompt, tokenizer)], 5, temperature=0.9, do_sample=True,
+                          stop_tokens=[StopsOften.eos], generator=generator, num_return_sequences=3)  # fmt: skip
+        assert groups.completions[3 * i : 3 * i + 3] == [tokenizer.decode(t) for t in tokens]
 
 
 @pytest.mark.parametrize(

@@ -110,9 +110,11 @@ def sample_rollouts(
 
     The prompts are rendered with the tokenizer's chat template and its generation prompt
     ([generation_prompt][llmdocs.finetuning.sft.generation_prompt]); sampling runs in eval mode (no dropout) and
-    stops a row at the tokenizer's ``eos_token_id`` (``<|im_end|>`` for SmolLM2-Instruct). Each prompt is repeated G
-    times in the generation batch, so one seeded generator draws all N completions: the same seed gives the same
-    rollouts.
+    stops a row at the tokenizer's ``eos_token_id`` (``<|im_end|>`` for SmolLM2-Instruct). Each prompt fills G
+    consecutive rows of the generation batch, so one seeded generator draws all N completions: the same seed gives
+    the same rollouts. When a batch holds whole groups (the default), a prompt runs through the model once and its
+    key/value cache is copied to its G rows (``num_return_sequences`` of
+    [generate][llmdocs.generation.decoder_only.generate]): the same draws, for 1/G of the prompt's work.
 
     Args:
         model: A causal language model ([Llama][llmdocs.models.llama.Llama]).
@@ -172,11 +174,15 @@ def sample_rollouts(
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         generator = torch.Generator(device=device).manual_seed(seed)
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, do_sample=True, stop_tokens=[eos], crop=False)
     sampled: list[list[int]] = []
-    for start in range(0, len(repeated), size):
-        chunk = repeated[start : start + size]
-        sampled += generate(model, chunk, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            do_sample=True, stop_tokens=[eos], generator=generator, crop=False)  # fmt: skip
+    if size % G == 0:  # whole groups per batch: a prompt runs through the model once, its cache serves its G samples
+        for start in range(0, len(encoded), size // G):
+            chunk = encoded[start : start + size // G]
+            sampled += generate(model, chunk, max_new_tokens, generator=generator, num_return_sequences=G, **settings)
+    else:  # the same draws, each sample of a prompt running it again
+        for start in range(0, len(repeated), size):
+            sampled += generate(model, repeated[start : start + size], max_new_tokens, generator=generator, **settings)
     truncated = [len(tokens) == max_new_tokens for tokens in sampled]  # no room left for the end of turn
     completions = [tokens if cut else [*tokens, eos] for tokens, cut in zip(sampled, truncated, strict=True)]
     examples = [

@@ -9,7 +9,9 @@ instead of re-running the O(T^2) forward on the whole sequence.
 Prompts of different lengths are batched with **left** padding, so every row's next token sits in the last
 column; the attention mask hides the padding and positions count real tokens only, which makes a padded batch
 generate exactly what each prompt generates alone. A sequence longer than ``context_length`` is cropped to its
-last ``context_length`` tokens (learned absolute positions then shift, so the cache is rebuilt).
+last ``context_length`` tokens (learned absolute positions then shift, so the cache is rebuilt). Several samples of
+one prompt (``num_return_sequences``, GRPO's group) share its forward pass: the prompt runs once and its cache is
+copied to each sample, as the rows of a beam are.
 
 Any model works that has ``config.vocab_size``, ``config.context_length``, ``new_cache()`` and
 ``model(ids, cache=..., attention_mask=...) -> logits``, such as [GPT][llmdocs.models.gpt.GPT]. Beam search over the
@@ -221,16 +223,26 @@ def _generate_steps(
     generator: torch.Generator | None,
     stop_tokens: Collection[int],
     use_cache: bool,
+    repeats: int = 1,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(token, alive)`` per step: next tokens (B,) and which rows had not stopped before it (B,)."""
+    """Yield ``(token, alive)`` per step: next tokens (B n,) and which rows had not stopped before it (B n,).
+
+    Row ``i n + j`` is the j-th of the ``n = repeats`` continuations of prompt i: the prompts (B rows) run through
+    the model once, then their logits, mask and cache are copied n times.
+    """
     was_training = model.training
     model.train(False)
     try:
         stepper = _Stepper(model, use_cache)
         stops = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=ids.device)  # (S,)
-        alive = torch.ones(ids.size(0), dtype=torch.bool, device=ids.device)  # (B,)
-        for _ in range(max_new_tokens):
-            logits = stepper.logits(ids, mask).float()  # (B, V)
+        alive = torch.ones(ids.size(0) * repeats, dtype=torch.bool, device=ids.device)  # (B n,)
+        for step in range(max_new_tokens):
+            logits = stepper.logits(ids, mask).float()  # (B, V), then (B n, V)
+            if step == 0 and repeats > 1:  # the prompts ran once: copy them and their cache to every sample
+                rows = torch.arange(ids.size(0), device=ids.device).repeat_interleave(repeats)  # (B n,)
+                logits, ids = logits[rows], ids[rows]  # (B n, V), (B n, L)
+                mask = mask[rows] if mask is not None else None  # (B n, L)
+                stepper.reorder(rows)
             if do_sample:
                 logits = process_logits(logits, ids, mask=mask, **settings)
                 probs = logits.softmax(dim=-1)  # (B, V)
@@ -337,6 +349,7 @@ def generate(
     attention_mask: Tensor | None = None,
     use_cache: bool = True,
     crop: bool = True,
+    num_return_sequences: int = 1,
 ) -> list[list[int]]:
     """Continue one prompt or a batch of prompts, token by token.
 
@@ -361,18 +374,23 @@ def generate(
             step: same tokens, quadratic cost; kept for teaching and tests).
         crop: condition on the last ``context_length`` tokens when the sequence grows longer; False raises
             ``ValueError`` if prompt + new tokens would not fit.
+        num_return_sequences: n continuations of each prompt (Hugging Face's name): the prompts run through the
+            model once and their key/value cache is copied n times. Equal to generating each prompt repeated n
+            times in the batch, the same draws from the same generator, without n times the prompt's work.
 
     Returns:
-        For each prompt, the generated ids (prompt and stop token excluded).
+        For each prompt, the generated ids (prompt and stop token excluded); with ``num_return_sequences=n``, B n
+        lists, the n continuations of prompt i at ``i n`` to ``i n + n - 1``.
 
     Raises:
-        ValueError: If a prompt is empty or holds an id outside [0, V), ``max_new_tokens`` or ``top_k`` is below 1,
-            ``top_p`` is outside (0, 1], ``temperature`` is not > 0 while sampling, ``repetition_penalty`` is not
-            > 0, a stop token is not an id, the attention mask is not a left-padding mask of the prompt's shape, or
-            ``crop=False`` and the tokens would not fit in the context.
+        ValueError: If a prompt is empty or holds an id outside [0, V), ``max_new_tokens``, ``top_k`` or
+            ``num_return_sequences`` is below 1, ``top_p`` is outside (0, 1], ``temperature`` is not > 0 while
+            sampling, ``repetition_penalty`` is not > 0, a stop token is not an id, the attention mask is not a
+            left-padding mask of the prompt's shape, or ``crop=False`` and the tokens would not fit in the context.
         TypeError: If ``model`` is not a language model, ``prompt_ids`` is not token ids (text, floats, nested
-            lists), ``max_new_tokens``, ``top_k``, ``seed`` or a stop token is not an int, ``temperature``, ``top_p``
-            or ``repetition_penalty`` is not a number, or ``generator`` is not a ``torch.Generator``.
+            lists), ``max_new_tokens``, ``top_k``, ``seed``, ``num_return_sequences`` or a stop token is not an
+            int, ``temperature``, ``top_p`` or ``repetition_penalty`` is not a number, or ``generator`` is not a
+            ``torch.Generator``.
 
     Examples:
         >>> from llmdocs.models.gpt import GPT, GPTConfig
@@ -385,16 +403,23 @@ def generate(
         >>> sampled = generate(model, [1, 2, 3], max_new_tokens=5, temperature=0.8, top_p=0.9, seed=0)
         >>> sampled == generate(model, [1, 2, 3], max_new_tokens=5, temperature=0.8, top_p=0.9, seed=0)
         True
+        >>> group = generate(model, [[1, 2, 3], [4]], max_new_tokens=5, seed=0, do_sample=True, num_return_sequences=3)
+        >>> repeated = generate(model, [[1, 2, 3]] * 3 + [[4]] * 3, max_new_tokens=5, seed=0, do_sample=True)
+        >>> len(group), group == repeated  # three samples of each prompt, the prompts run once
+        (6, True)
     """
     _check_model(model)
+    check_int(num_return_sequences, "num_return_sequences", minimum=1)
     ids, mask = _prepare_prompt(model, prompt_ids, attention_mask)
     generator, sample = _resolve(ids.device, generator, seed, do_sample, temperature, top_k, top_p)
     _check_settings(max_new_tokens, temperature, top_k, top_p, repetition_penalty, sample)
     _check_limits(model, ids.size(1), max_new_tokens, crop, stop_tokens)
     settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
-    out: list[list[int]] = [[] for _ in range(ids.size(0))]
+    out: list[list[int]] = [[] for _ in range(ids.size(0) * num_return_sequences)]
     stops = set(stop_tokens)
-    steps = _generate_steps(model, ids, mask, max_new_tokens, settings, sample, generator, stops, use_cache)
+    steps = _generate_steps(
+        model, ids, mask, max_new_tokens, settings, sample, generator, stops, use_cache, num_return_sequences
+    )
     for token, alive in steps:
         for row, (t, a) in enumerate(zip(token.tolist(), alive.tolist(), strict=True)):
             if a and t not in stops:
