@@ -2,7 +2,8 @@
 
 A cycle such as serialization -> models -> interop -> finetuning -> serialization only shows when the module in
 the middle of it is imported first, in a fresh process. Each module is imported first once, in one child process,
-with every ``llmdocs`` module forgotten in between (torch and the other libraries stay loaded, which keeps it fast).
+with every ``llmdocs`` module forgotten in between (torch and the other libraries stay loaded, and each file is
+compiled once, which keeps it fast).
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ import sys
 import llmdocs
 
 CHILD = """
-import importlib, sys, traceback
+import importlib, importlib.machinery, sys, traceback
+
+# Each source file is compiled once (no .pyc is written here: PYTHONDONTWRITEBYTECODE), then executed afresh at
+# every import, in the order the imports ask for: 10 s -> 4 s, the same cycles found.
+_get_code, _codes = importlib.machinery.SourceFileLoader.get_code, {}
+def get_code(self, fullname):
+    path = self.get_filename(fullname)
+    if path not in _codes:
+        _codes[path] = _get_code(self, fullname)
+    return _codes[path]
+importlib.machinery.SourceFileLoader.get_code = get_code
+
 failed = []
 for name in sys.argv[1:]:
     for loaded in [m for m in sys.modules if m == "llmdocs" or m.startswith("llmdocs.")]:
