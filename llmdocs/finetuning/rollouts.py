@@ -111,10 +111,11 @@ def sample_rollouts(
     The prompts are rendered with the tokenizer's chat template and its generation prompt
     ([generation_prompt][llmdocs.finetuning.sft.generation_prompt]); sampling runs in eval mode (no dropout) and
     stops a row at the tokenizer's ``eos_token_id`` (``<|im_end|>`` for SmolLM2-Instruct). Each prompt fills G
-    consecutive rows of the generation batch, so one seeded generator draws all N completions: the same seed gives
-    the same rollouts. When a batch holds whole groups (the default), a prompt runs through the model once and its
-    key/value cache is copied to its G rows (``num_return_sequences`` of
-    [generate][llmdocs.generation.decoder_only.generate]): the same draws, for 1/G of the prompt's work.
+    consecutive rows of the generation batch, so one seeded generator draws all N completions: the same seed and
+    ``batch_size`` give the same rollouts (another ``batch_size`` draws others). When a batch holds whole groups (the
+    default, one batch), a prompt runs through the model once and its key/value cache is copied to its G rows
+    (``num_return_sequences`` of [generate][llmdocs.generation.decoder_only.generate]): the same draws, for 1/G of
+    the prompt's work.
 
     Args:
         model: A causal language model ([Llama][llmdocs.models.llama.Llama]).

