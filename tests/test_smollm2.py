@@ -12,6 +12,7 @@ is compared token for token with ``generate`` of transformers.
 from __future__ import annotations
 
 import os
+import threading
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never touch the network
 
@@ -81,6 +82,14 @@ def test_loading_skips_the_random_initialisation_and_puts_torch_init_back(monkey
     assert torch.equal(torch.get_rng_state(), state)  # nothing random was drawn: every weight is the file's
     assert all(getattr(torch.nn.init, name) is f for name, f in initialisers.items())
     assert model.lm_head.weight is model.tok_embed.weight and torch.isfinite(model.norm.weight).all()
+
+    with smollm2_module._initialisation_skipped():  # paused for this thread only
+        mine, theirs = torch.zeros(3), torch.zeros(3)
+        torch.nn.init.ones_(mine)
+        other = threading.Thread(target=torch.nn.init.ones_, args=(theirs,))
+        other.start()
+        other.join()
+    assert mine.sum() == 0 and theirs.sum() == 3
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a model that cannot be built")

