@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import unittest.mock
 
 import pytest
 import torch
 from torch import nn
 
 from llmdocs.data.llamafactory import PreferencePair
-from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS
+from llmdocs.finetuning.chat import CHAT_SPECIAL_TOKENS, tokenize_conversation
 from llmdocs.finetuning.dpo import dpo_loss
 from llmdocs.finetuning.logprobs import response_log_probs
 from llmdocs.finetuning.lora import apply_lora, disable_adapters
@@ -30,6 +31,7 @@ from llmdocs.finetuning.preferences import (
     tokenize_preference_pairs,
 )
 from llmdocs.finetuning.reward_model import RewardModel
+from llmdocs.finetuning.sft_labels import sft_labels
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.testing import assert_equivalent
 from llmdocs.tokenizers.bpe import BPETokenizer
@@ -68,6 +70,31 @@ def test_pairs_share_their_prompt_and_score_only_the_answers(tokenizer: BPEToken
             assert tokenizer.decode(scored) == answer + "<|end|>"
         n_prompt = example["chosen"]["labels"].index(next(y for y in example["chosen"]["labels"] if y != -100))
         assert example["chosen"]["input_ids"][:n_prompt] == example["rejected"]["input_ids"][:n_prompt]
+
+
+def test_each_side_is_its_conversation_tokenized_alone_though_the_shared_turns_are_encoded_once(
+    tokenizer: BPETokenizer,
+) -> None:
+    history = ({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"})
+    pairs = [*PAIRS, PreferencePair((*history, {"role": "user", "content": "2+3?"}), chosen="5", rejected="6")]
+    calls: list[str] = []
+    encode = tokenizer.encode
+
+    def counting_encode(text: str, **kwargs: object) -> list[int]:
+        calls.append(text)
+        return encode(text, **kwargs)
+
+    with unittest.mock.patch.object(tokenizer, "encode", counting_encode):
+        examples = tokenize_preference_pairs(pairs, tokenizer)
+    for pair, example in zip(pairs, examples, strict=True):
+        for side, messages in (("chosen", pair.chosen_messages()), ("rejected", pair.rejected_messages())):
+            alone = tokenize_conversation(messages, tokenizer)  # the side's own conversation, nothing shared
+            end = len(alone["input_ids"])  # our template ends at <|end|>: nothing to cut after the answer
+            assert example[side]["input_ids"] == alone["input_ids"][:end]
+            assert example[side]["labels"] == sft_labels(alone["input_ids"], alone["assistant_mask"]).tolist()
+    # per pair: each side whole, and the turns before each answer once (the last pair has two answers per side:
+    # its first answer's prefix, that prefix with it, and the prompt before the last answer)
+    assert len(calls) == 3 * 3 + (2 + 3) and len(set(calls)) == len(calls)
 
 
 def test_tokenize_errors(tokenizer: BPETokenizer) -> None:

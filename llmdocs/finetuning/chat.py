@@ -348,7 +348,18 @@ def tokenize_conversation(
         tokenizer.decode([i for i, m in zip(out["input_ids"], out["assistant_mask"]) if m])  # '4<|im_end|>'
         ```
     """
-    checked = check_messages(messages)
+    return _tokenize_conversation(check_messages(messages), tokenizer, end_of_turn_id)
+
+
+_Prefixes = dict[tuple[tuple[tuple[str, str], ...], bool], list[int]]
+"""Token ids of conversation prefixes already encoded, keyed by their (role, content) pairs and the generation
+prompt flag: conversations that share turns (the two sides of a preference pair) encode them once."""
+
+
+def _tokenize_conversation(
+    checked: list[Message], tokenizer: Any, end_of_turn_id: int | None = None, prefixes: _Prefixes | None = None
+) -> TokenizedChat:
+    """``tokenize_conversation`` of checked messages, reusing (and filling) ``prefixes`` if given."""
     _check_chat_tokenizer(tokenizer)
     if _is_hf_tokenizer(tokenizer):  # render_chat checks ours
         _check_contents(checked, _hf_special_tokens(tokenizer))
@@ -356,11 +367,22 @@ def tokenize_conversation(
     answers = [i for i, message in enumerate(checked) if message["role"] == "assistant"]
     if not answers:
         raise ValueError("messages has no assistant message: there is nothing to train on")
+    turns = tuple((message["role"], message["content"]) for message in checked)
+
+    def encode(n: int, add_generation_prompt: bool) -> list[int]:  # the tokens of checked[:n]
+        if prefixes is None:
+            return _encode(checked[:n], tokenizer, add_generation_prompt)
+        key = (turns[:n], add_generation_prompt)
+        if key not in prefixes:
+            prefixes[key] = _encode(checked[:n], tokenizer, add_generation_prompt)
+        return prefixes[key]
+
     input_ids = _encode(checked, tokenizer, add_generation_prompt=False)
     assistant_mask = [0] * len(input_ids)
     for i in answers:
-        before = _encode(checked[:i], tokenizer, add_generation_prompt=True)  # ... + "<|im_start|>assistant\n"
-        through = _encode(checked[: i + 1], tokenizer, add_generation_prompt=False)  # ... + answer + "<|im_end|>\n"
+        before = encode(i, add_generation_prompt=True)  # ... + "<|im_start|>assistant\n"
+        # ... + answer + "<|im_end|>\n"; for the last message, the whole conversation
+        through = input_ids if i + 1 == len(checked) else encode(i + 1, add_generation_prompt=False)
         if not (_is_prefix(before, through) and _is_prefix(through, input_ids)):
             raise ValueError(
                 f"the chat template does not render this conversation incrementally: the tokens of messages[:{i}] "

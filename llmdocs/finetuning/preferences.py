@@ -48,13 +48,13 @@ from torch import Tensor, nn
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.data.llamafactory import PreferencePair
 from llmdocs.finetuning.bradley_terry import bradley_terry_loss
-from llmdocs.finetuning.chat import check_messages
+from llmdocs.finetuning.chat import _Prefixes, check_messages
 from llmdocs.finetuning.dpo import DPOLoss, check_dpo_settings, dpo_loss
 from llmdocs.finetuning.logprobs import response_log_probs
 from llmdocs.finetuning.lora import disable_adapters
 from llmdocs.finetuning.packing import _check_examples, _check_pad_id, collate_padded
 from llmdocs.finetuning.reward_model import RewardModel, last_token_index
-from llmdocs.finetuning.sft import tokenize_sft_examples
+from llmdocs.finetuning.sft import _check_max_length, _tokenize_sft_example
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX
 from llmdocs.models.bert import BertForSequenceClassification
 from llmdocs.tokenizers.truncation import truncate_longest_first
@@ -108,15 +108,22 @@ def tokenize_preference_pairs(
         ['4', '<|end|>']
     """
     _check_pairs(pairs)
-    chosen = tokenize_sft_examples([p.chosen_messages() for p in pairs], tokenizer, max_length=max_length)
-    rejected = tokenize_sft_examples([p.rejected_messages() for p in pairs], tokenizer, max_length=max_length)
-    return [{"chosen": _end_at_answer(c), "rejected": _end_at_answer(r)} for c, r in zip(chosen, rejected, strict=True)]
+    _check_max_length(max_length)
+    examples = []
+    for i, pair in enumerate(pairs):
+        prefixes: _Prefixes = {}  # the sides share every turn before the answer: each is encoded once
+        chosen, rejected = (
+            _tokenize_sft_example(messages, tokenizer, True, max_length, f"conversations[{i}]", prefixes)
+            for messages in (pair.chosen_messages(), pair.rejected_messages())
+        )
+        examples.append({"chosen": _end_at_answer(chosen), "rejected": _end_at_answer(rejected)})
+    return examples
 
 
 def _end_at_answer(example: Example) -> Example:
     """An SFT example cut after its last labelled token (the answer's end-of-turn token)."""
     labels = example["labels"]
-    end = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX) + 1  # the answer is never empty
+    end = len(labels) - next(i for i, label in enumerate(reversed(labels)) if label != IGNORE_INDEX)  # never empty
     return {"input_ids": example["input_ids"][:end], "labels": labels[:end]}
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmdocs.data.batches import IndexedBatches
-from llmdocs.finetuning.chat import check_messages, encode_chat, tokenize_conversation
+from llmdocs.finetuning.chat import _Prefixes, _tokenize_conversation, check_messages, encode_chat
 from llmdocs.finetuning.packing import balanced_row_length, collate_padded, pack_examples
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX, _check_count, sft_labels
 
@@ -85,17 +85,34 @@ def tokenize_sft_examples(
         raise TypeError(f"conversations must be a list of conversations, got {type(conversations).__name__}")
     if not isinstance(mask_prompt, bool):
         raise TypeError(f"mask_prompt must be a bool, got {type(mask_prompt).__name__}")
+    _check_max_length(max_length)
+    return [
+        _tokenize_sft_example(messages, tokenizer, mask_prompt, max_length, f"conversations[{i}]")
+        for i, messages in enumerate(conversations)
+    ]
+
+
+def _check_max_length(max_length: int | None) -> None:
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
         raise ValueError(f"max_length must be None or an int >= 2, got {max_length!r}")
-    examples = []
-    for i, messages in enumerate(conversations):
-        tokens = tokenize_conversation(check_messages(messages, name=f"conversations[{i}]"), tokenizer)
-        ids = tokens["input_ids"]
-        if max_length is not None and len(ids) > max_length:
-            raise ValueError(f"conversations[{i}] is {len(ids)} tokens, longer than max_length={max_length}")
-        labels = sft_labels(ids, tokens["assistant_mask"]).tolist() if mask_prompt else list(ids)
-        examples.append({"input_ids": list(ids), "labels": labels})
-    return examples
+
+
+def _tokenize_sft_example(
+    messages: Sequence[Mapping[str, str]],
+    tokenizer: Any,
+    mask_prompt: bool,
+    max_length: int | None,
+    name: str,
+    prefixes: _Prefixes | None = None,
+) -> dict[str, list[int]]:
+    """One example of ``tokenize_sft_examples`` (arguments checked), ``name`` in errors; ``prefixes`` as in
+    ``_tokenize_conversation``."""
+    tokens = _tokenize_conversation(check_messages(messages, name=name), tokenizer, prefixes=prefixes)
+    ids = tokens["input_ids"]
+    if max_length is not None and len(ids) > max_length:
+        raise ValueError(f"{name} is {len(ids)} tokens, longer than max_length={max_length}")
+    labels = sft_labels(ids, tokens["assistant_mask"]).tolist() if mask_prompt else list(ids)
+    return {"input_ids": list(ids), "labels": labels}
 
 
 class SFTBatches:
