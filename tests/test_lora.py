@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
 import math
 
 import pytest
@@ -23,6 +25,7 @@ from llmdocs.finetuning.lora import (
     lora_num_parameters,
     lora_state_dict,
     merge_lora,
+    module_name_matches,
     target_module_names,
     time_lora_orders,
 )
@@ -677,3 +680,13 @@ def test_budget_table_takes_one_value_for_each_argument_and_refuses_empty_ones()
         budget_table(models="MiniLM-L6", ranks=[True])
     with pytest.raises(ValueError, match="r must be an integer >= 1"):
         budget_table(models="MiniLM-L6", ranks=[8, 0])
+
+
+def test_module_name_matches_is_peft_s_glob_rule_for_plain_names_and_globs() -> None:
+    names = ["q_proj", "layers.0.self_attn.q_proj", "layers.10.self_attn.q_proj", "xq_proj", "q_proj.lora_A",
+             "layers.0.mlp.up_proj", ".q_proj", "a[1].q_proj"]  # fmt: skip
+    patterns = ["q_proj", "self_attn.q_proj", "0.self_attn.q_proj", "layers.1*.q_proj", "*proj", "q_pro?",
+                "mlp", "a[1].q_proj", "[ab][1].q_proj", "", "layers.0.mlp.up_proj"]  # fmt: skip
+    for name, pattern in itertools.product(names, patterns):
+        expected = fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
+        assert module_name_matches(name, pattern) == expected, (name, pattern)

@@ -566,7 +566,13 @@ def module_name_matches(name: str, pattern: str) -> bool:
         >>> module_name_matches("layers.0.self_attn.q_proj", "self_attn"), module_name_matches("q_proj_x", "q_proj")
         (False, False)
     """
+    if not _GLOB_CHARACTERS.intersection(pattern):  # a plain name: the same test, without compiling a glob
+        return name == pattern or name.endswith("." + pattern)
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
+
+
+_GLOB_CHARACTERS = frozenset("*?[")
+"""The characters with a meaning in an ``fnmatch`` pattern; a pattern without them matches only itself."""
 
 
 def _adapter_internals(model: nn.Module) -> set[str]:
@@ -650,13 +656,19 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name), child, module)
 
 
-def _shared_elsewhere(model: nn.Module, name: str) -> list[str]:
-    """Other parameter names of the tensors of module ``name`` (tied weights, e.g. lm_head and tok_embed)."""
+def _shared_elsewhere(model: nn.Module, name: str, names_of: dict[int, list[str]]) -> list[str]:
+    """Other parameter names of the tensors of module ``name`` (tied weights, e.g. lm_head and tok_embed);
+    ``names_of`` maps ``id(parameter)`` to its names in ``model``, all of them (``_parameter_names``)."""
     module = model.get_submodule(name)
-    own = {id(p) for p in module.parameters()}
-    return [
-        n for n, p in model.named_parameters(remove_duplicate=False) if id(p) in own and not n.startswith(f"{name}.")
-    ]
+    return [n for p in module.parameters() for n in names_of[id(p)] if not n.startswith(f"{name}.")]
+
+
+def _parameter_names(model: nn.Module) -> dict[int, list[str]]:
+    """``id(parameter) -> its names in model``, in ``named_parameters`` order (a tied tensor has several)."""
+    names_of: dict[int, list[str]] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(p), []).append(n)
+    return names_of
 
 
 _READ_DIRECTLY: tuple[tuple[type[nn.Module], tuple[str, ...]], ...] = (
@@ -670,6 +682,7 @@ def _check_replaceable(model: nn.Module, names: Iterable[str], replacement: str,
     """Refuse linear layers that cannot be swapped for ``replacement`` (a LoRALinear, a Linear4bit) by name:
     one whose parent reads its ``weight`` directly, or one whose weight is tied to another module's (``untying``
     says what swapping it would do to the other module)."""
+    names_of = _parameter_names(model)
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -679,7 +692,7 @@ def _check_replaceable(model: nn.Module, names: Iterable[str], replacement: str,
                 f"{child}.weight directly instead of calling the layer, and a {replacement} has no .weight; leave it "
                 "out of targets (or use an attention module that calls its projections, as llmdocs.models' do)"
             )
-        tied = _shared_elsewhere(model, name)
+        tied = _shared_elsewhere(model, name, names_of)
         if tied:
             raise ValueError(
                 f"{name} shares its weight with {tied[:2]} (tied embeddings): {untying}; leave it out of targets"
