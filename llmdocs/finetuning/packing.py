@@ -71,7 +71,7 @@ def _token_list(name: str, values: object) -> list[int]:
         return [int(v) for v in values.tolist()]
     if not isinstance(values, Sequence) or isinstance(values, str | bytes):
         raise TypeError(f"{name} must be a list of ints or a 1-D integer tensor, got {type(values).__name__}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if not all(issubclass(t, int) and not issubclass(t, bool) for t in set(map(type, values))):  # per type, not token
         raise TypeError(f"{name} must hold ints only")
     return list(values)
 
@@ -100,7 +100,7 @@ def _check_examples(examples: object) -> list[tuple[list[int], list[int]]]:
             raise ValueError(f"examples[{i}] has {len(ids)} input_ids but {len(labels)} labels")
         if max(labels) > INT64_MAX:
             raise ValueError(f"examples[{i}]['labels'] holds the id {max(labels)}, above the int64 maximum {INT64_MAX}")
-        if any(v < 0 and v != IGNORE_INDEX for v in labels):
+        if min(labels) < 0 and any(v < 0 and v != IGNORE_INDEX for v in set(labels)):
             raise ValueError(f"examples[{i}]['labels'] must be ids >= 0 or IGNORE_INDEX={IGNORE_INDEX}")
         checked.append((ids, labels))
     return checked
