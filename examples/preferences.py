@@ -73,7 +73,7 @@ from llmdocs.data.iso_date_preferences import date_prompts, date_reward_fn, make
 from llmdocs.data.iso_dates import exact_match
 from llmdocs.finetuning.freezing import trainable_parameters_summary
 from llmdocs.finetuning.grpo_training import GRPOConfig, grpo_step
-from llmdocs.finetuning.logprobs import token_log_probs
+from llmdocs.finetuning.logprobs import response_token_log_probs
 from llmdocs.finetuning.lora import apply_lora, disable_adapters, merge_lora
 from llmdocs.finetuning.lora_budget import TARGET_SETS
 from llmdocs.finetuning.packing import collate_padded
@@ -440,9 +440,9 @@ def policy_scores(policy: Llama, tokenizer: Any, prompts: list[Any], references:
     with torch.no_grad():
         for i in range(0, len(prompts), 32):  # (32, T, V) logits at a time: 500 rows at once would take GBs
             ids, mask, labels = (batch[k][i : i + 32] for k in ("input_ids", "attention_mask", "labels"))
-            logp, token_mask = token_log_probs(policy(ids, attention_mask=mask), labels)  # (n, T - 1) each
+            logp, token_mask = response_token_log_probs(policy, ids, labels, mask)  # (n, T - 1) each
             with disable_adapters(policy):
-                ref, _ = token_log_probs(policy(ids, attention_mask=mask), labels)
+                ref, _ = response_token_log_probs(policy, ids, labels, mask)
             kls.append(((logp - ref) * token_mask).sum(dim=1))  # (n,)
             if reward_model is not None:
                 rm_scores.append(reward_model(ids, attention_mask=mask).float())  # (n,), as ppo_step reads it

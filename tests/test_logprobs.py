@@ -4,6 +4,8 @@
 - A batch gives each row what the row alone gives (float64, a tiny random Llama, right-padded rows of several
   lengths), so a row's score never depends on its neighbours or its padding; the per-token mean is the sum over the
   count; gradients reach the model; half-precision logits are scored in float32.
+- A model that takes ``logits_mask`` (Llama) is asked for the scored positions' logits only, and the result equals
+  ``token_log_probs`` of its full logits (float64); a model without it (GPT) projects every position.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ import math
 import pytest
 import torch
 
-from llmdocs.finetuning.logprobs import response_log_probs, sequence_log_probs, token_log_probs
+from llmdocs.finetuning.logprobs import (
+    response_log_probs,
+    response_token_log_probs,
+    sequence_log_probs,
+    token_log_probs,
+)
+from llmdocs.models.gpt import GPT, GPTConfig
 from llmdocs.models.llama import Llama, LlamaConfig
 from llmdocs.testing import assert_equivalent
 
@@ -95,3 +103,51 @@ def test_log_probs_refuse_bad_input() -> None:
         response_log_probs(model, labels.clamp(min=0), labels, torch.ones(2, 3))
     with pytest.raises(TypeError, match="the model must return a logits tensor"):
         response_log_probs(lambda ids: (ids,), labels.clamp(min=0), labels)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("kind", ["llama", "gpt"])
+def test_response_token_log_probs_equal_token_log_probs_of_the_full_logits(kind: str) -> None:
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig.tiny(50)) if kind == "llama" else GPT(GPTConfig.tiny(vocab_size=50))
+    model = model.double().eval()
+    ids = torch.randint(1, 50, (3, 9))
+    attention_mask = torch.ones_like(ids)
+    attention_mask[2, 7:] = 0  # the last row right-padded
+    labels = ids.masked_fill(torch.arange(9) < torch.tensor([[4], [2], [6]]), IGNORE).masked_fill(
+        attention_mask == 0, IGNORE
+    )
+    head_rows: list[int] = []
+    head = model.lm_head
+    hook = head.register_forward_hook(
+        lambda module, args, out: head_rows.append(args[0].reshape(-1, args[0].size(-1)).size(0))
+    )
+    try:
+        log_probs, mask = response_token_log_probs(model, ids, labels, attention_mask)
+    finally:
+        hook.remove()
+    expected, expected_mask = token_log_probs(model(ids, attention_mask=attention_mask), labels)
+    assert torch.equal(mask, expected_mask) and log_probs.shape == (3, 8)
+    assert_equivalent(log_probs, expected, depth=2)
+    assert log_probs[mask == 0].abs().sum() == 0  # 0 where nothing is scored
+    scored = int((labels[:, 1:] != IGNORE).sum())
+    assert head_rows == ([scored] if kind == "llama" else [3 * 9])  # Llama projects the scored positions only
+    assert_equivalent(response_log_probs(model, ids, labels, attention_mask), expected.sum(dim=1), depth=2)
+
+
+def test_response_token_log_probs_refuse_bad_labels_and_a_model_that_ignores_logits_mask() -> None:
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig.tiny(50))
+    ids = torch.randint(0, 50, (2, 6))
+    labels = ids.masked_fill(torch.arange(6) < 3, IGNORE)
+    with pytest.raises(ValueError, match=r"labels must be ids in \[0, V=50\) or IGNORE_INDEX=-100, got 77"):
+        response_token_log_probs(model, ids, labels.masked_fill(labels == labels[0, 4], 77))
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        response_token_log_probs(model, ids, labels.float())
+
+    class IgnoresTheMask(torch.nn.Module):
+        def forward(self, ids: torch.Tensor, logits_mask: torch.Tensor | None = None) -> torch.Tensor:
+            return model(ids)  # (B, T, V): every position
+
+    with pytest.raises(ValueError, match=r"logits of shape \(2, 6, 50\) for 6 scored positions, expected \(6, V\)"):
+        response_token_log_probs(IgnoresTheMask(), ids, labels)

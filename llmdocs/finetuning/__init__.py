@@ -63,7 +63,12 @@ from llmdocs.finetuning.freezing import (
 from llmdocs.finetuning.grpo import GRPOLoss, group_relative_advantages, grpo_loss
 from llmdocs.finetuning.grpo_training import GRPOConfig, grpo_step
 from llmdocs.finetuning.kl import AdaptiveKLController, FixedKLController, kl_penalty
-from llmdocs.finetuning.logprobs import response_log_probs, sequence_log_probs, token_log_probs
+from llmdocs.finetuning.logprobs import (
+    response_log_probs,
+    response_token_log_probs,
+    sequence_log_probs,
+    token_log_probs,
+)
 from llmdocs.finetuning.lora import (
     LoRALinear,
     apply_lora,
@@ -183,6 +188,7 @@ __all__ = [
     "quantize_nf4",
     "render_chat",
     "response_log_probs",
+    "response_token_log_probs",
     "reward_loss_fn",
     "sample_rollouts",
     "save_finetuned",

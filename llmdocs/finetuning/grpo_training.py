@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from llmdocs.finetuning.grpo import GRPO_LOSS_TYPES, REWARD_SCALINGS, GRPOLoss, group_relative_advantages, grpo_loss
-from llmdocs.finetuning.logprobs import token_log_probs
+from llmdocs.finetuning.logprobs import response_token_log_probs
 from llmdocs.finetuning.lora import disable_adapters
 from llmdocs.finetuning.masked import _finite_nonnegative, _finite_positive, _number
 from llmdocs.finetuning.rollouts import sample_rollouts, score_rollouts
@@ -171,14 +171,14 @@ def grpo_step(
     batch = rollouts.batch()
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     with torch.no_grad(), disable_adapters(policy):
-        ref_logprobs, _ = token_log_probs(policy(ids, attention_mask=mask), labels)  # (N, T - 1)
+        ref_logprobs, _ = response_token_log_probs(policy, ids, labels, mask)  # (N, T - 1)
     policy.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     old_logprobs: Tensor | None = None
     first: GRPOLoss | None = None
     grad_norm = torch.tensor(0.0)
     for _ in range(config.num_iterations):
-        logprobs, token_mask = token_log_probs(policy(ids, attention_mask=mask), labels)  # (N, T - 1) each
+        logprobs, token_mask = response_token_log_probs(policy, ids, labels, mask)  # (N, T - 1) each
         if old_logprobs is None:  # the policy that sampled: this iteration's, before any update
             old_logprobs = logprobs.detach()
         out = grpo_loss(logprobs, old_logprobs, advantages.to(logprobs.dtype), token_mask, ref_logprobs=ref_logprobs,
