@@ -38,6 +38,10 @@ def test_wikitext_loader_checks_the_split_and_returns_the_raw_file() -> None:
         load_wikitext2("validation")
     with pytest.raises(ValueError, match="split must be one of"):
         wikitext2_documents("dev")
+    first, second = wikitext2_documents("valid"), wikitext2_documents("valid")  # parsed once, new lists each call
+    assert first == second and first is not second and first[0] is not second[0]
+    first[0].append("changed by the caller")
+    assert wikitext2_documents("valid") == second
     assert load_wikitext2("test").startswith(" \n = Robert Boulter = \n")
 
 
