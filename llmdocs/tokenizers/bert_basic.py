@@ -50,7 +50,11 @@ def is_cjk_char(char: str) -> bool:
         (True, False, False)
     """
     cp = ord(char)
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+    return cp >= _CJK_START and any(lo <= cp <= hi for lo, hi in _CJK_RANGES)  # most text stops at the first test
+
+
+_CJK_START = min(lo for lo, _ in _CJK_RANGES)
+"""The first code point of the CJK ranges (U+3400): nothing below it is an ideograph."""
 
 
 def is_punctuation(char: str) -> bool:
