@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from llmdocs.finetuning.sft_labels import (  # the SFT loss's checks
     IGNORE_INDEX,
     _check_integer_labels,
+    _check_label_ids,
     _check_logits_and_labels,
 )
 
@@ -174,10 +175,7 @@ def response_token_log_probs(
             f"the model returned logits of shape {tuple(logits.shape)} for {targets.numel()} scored positions, "
             f"expected ({targets.numel()}, V)"
         )
-    V = logits.size(-1)
-    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= V))]
-    if bad.numel():
-        raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
+    _check_label_ids(labels, logits.size(-1))
     picked = _label_log_probs(logits, targets)  # (N,)
     log_probs = picked.new_zeros(scored.shape).masked_scatter(scored, picked)  # (B, T - 1), 0 where not scored
     return log_probs, scored.to(log_probs.dtype)

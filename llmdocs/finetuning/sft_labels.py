@@ -132,7 +132,11 @@ def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
             f"logits must be (B, T, V) and labels (B, T) with the same B and T, got {tuple(logits.shape)} and "
             f"{tuple(labels.shape)}"
         )
-    V = logits.size(-1)
+    _check_label_ids(labels, logits.size(-1))
+
+
+def _check_label_ids(labels: Tensor, V: int) -> None:
+    """Refuse a scored label (not ``IGNORE_INDEX``) outside the vocabulary [0, V)."""
     bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= V))]
     if bad.numel():
         raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
