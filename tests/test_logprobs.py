@@ -151,3 +151,13 @@ def test_response_token_log_probs_refuse_bad_labels_and_a_model_that_ignores_log
 
     with pytest.raises(ValueError, match=r"logits of shape \(2, 6, 50\) for 6 scored positions, expected \(6, V\)"):
         response_token_log_probs(IgnoresTheMask(), ids, labels)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt"])
+def test_a_single_token_row_scores_nothing(kind: str) -> None:
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig.tiny(50)) if kind == "llama" else GPT(GPTConfig.tiny(vocab_size=50))
+    ids = torch.tensor([[5], [6]])  # T = 1: no position predicts a next token
+    log_probs, mask = response_token_log_probs(model, ids, ids.clone())
+    assert log_probs.shape == mask.shape == (2, 0)
+    assert response_log_probs(model, ids, ids.clone()).tolist() == [0.0, 0.0]

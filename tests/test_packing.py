@@ -331,3 +331,19 @@ def test_balanced_row_length_takes_numpy_and_tensor_lengths_and_names_a_bad_one(
             balanced_row_length([1], bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_length must be an int >= 1, got 0"):
         balanced_row_length([1], 0)
+
+
+class UnhashableInt(int):
+    """An int subclass with its own equality and therefore no hash, as some wrappers of ids are."""
+
+    def __eq__(self, other: object) -> bool:
+        return int(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_int_subclasses_are_ids_even_unhashable_ones() -> None:
+    labels = [UnhashableInt(IGNORE_INDEX), UnhashableInt(6)]
+    assert collate_padded([{"input_ids": [5, 6], "labels": labels}])["labels"].tolist() == [[IGNORE_INDEX, 6]]
+    with pytest.raises(ValueError, match="must be ids >= 0 or IGNORE_INDEX=-100"):
+        collate_padded([{"input_ids": [5, 6], "labels": [UnhashableInt(-3), UnhashableInt(6)]}])

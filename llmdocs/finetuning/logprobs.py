@@ -167,7 +167,8 @@ def response_token_log_probs(
         return token_log_probs(_logits(model(input_ids, **masked)), labels)
     _check_integer_labels(labels)
     scored = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1): position t scores the label t + 1
-    logits_mask = torch.cat([scored, torch.zeros_like(scored[:, :1])], dim=1)  # (B, T): the last scores nothing
+    logits_mask = torch.zeros_like(labels, dtype=torch.bool)  # (B, T): the last position scores nothing
+    logits_mask[:, :-1] = scored
     logits = _logits(model(input_ids, logits_mask=logits_mask, **masked))  # (N, V), row-major
     targets = labels[:, 1:][scored]  # (N,) in the same order
     if logits.dim() != 2 or logits.size(0) != targets.numel():

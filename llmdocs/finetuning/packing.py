@@ -100,7 +100,7 @@ def _check_examples(examples: object) -> list[tuple[list[int], list[int]]]:
             raise ValueError(f"examples[{i}] has {len(ids)} input_ids but {len(labels)} labels")
         if max(labels) > INT64_MAX:
             raise ValueError(f"examples[{i}]['labels'] holds the id {max(labels)}, above the int64 maximum {INT64_MAX}")
-        if min(labels) < 0 and any(v < 0 and v != IGNORE_INDEX for v in set(labels)):
+        if min(labels) < 0 and any(v < 0 and v != IGNORE_INDEX for v in set(map(int, labels))):
             raise ValueError(f"examples[{i}]['labels'] must be ids >= 0 or IGNORE_INDEX={IGNORE_INDEX}")
         checked.append((ids, labels))
     return checked
