@@ -166,20 +166,32 @@ def response_token_log_probs(
     if not _projects_selected_positions(model):
         return token_log_probs(_logits(model(input_ids, **masked)), labels)
     _check_integer_labels(labels)
-    scored = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1): position t scores the label t + 1
-    logits_mask = torch.zeros_like(labels, dtype=torch.bool)  # (B, T): the last position scores nothing
-    logits_mask[:, :-1] = scored
-    logits = _logits(model(input_ids, logits_mask=logits_mask, **masked))  # (N, V), row-major
-    targets = labels[:, 1:][scored]  # (N,) in the same order
-    if logits.dim() != 2 or logits.size(0) != targets.numel():
-        raise ValueError(
-            f"the model returned logits of shape {tuple(logits.shape)} for {targets.numel()} scored positions, "
-            f"expected ({targets.numel()}, V)"
-        )
-    _check_label_ids(labels, logits.size(-1))
+    logits, targets, scored = _scored_logits(model, input_ids, labels, "scored", "labels", **masked)
     picked = _label_log_probs(logits, targets)  # (N,)
     log_probs = picked.new_zeros(scored.shape).masked_scatter(scored, picked)  # (B, T - 1), 0 where not scored
     return log_probs, scored.to(log_probs.dtype)
+
+
+def _scored_logits(
+    model: nn.Module, input_ids: Tensor, labels: Tensor, what: str, labels_name: str, **inputs: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The logits (N, V) of the N positions whose next label is scored, asked of a model that takes ``logits_mask``
+    (the others are never projected), the N labels they predict in the same row-major order, and the (B, T - 1)
+    mask of those positions. ``what`` names the positions and ``labels_name`` the labels in errors; ``inputs`` go
+    to the model (``attention_mask``, or the packed ``position_ids`` and ``document_ids``)."""
+    scored = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1): position t predicts the label t + 1
+    logits_mask = torch.zeros_like(labels, dtype=torch.bool)  # (B, T): the last position predicts nothing here
+    logits_mask[:, :-1] = scored
+    logits = _logits(model(input_ids, logits_mask=logits_mask, **inputs))  # (N, V), row-major
+    targets = labels[:, 1:][scored]  # (N,) in the same order
+    N = targets.numel()
+    if logits.dim() != 2 or logits.size(0) != N:
+        raise ValueError(
+            f"the model returned logits of shape {tuple(logits.shape)} for {N} {what} positions, expected ({N}, V): "
+            "does it take logits_mask (and project only the masked positions)?"
+        )
+    _check_label_ids(labels, logits.size(-1), labels_name)
+    return logits, targets, scored
 
 
 def _projects_selected_positions(model: nn.Module) -> bool:

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from llmdocs.data.batches import IndexedBatches
 from llmdocs.finetuning.chat import _Prefixes, _tokenize_conversation, check_messages, encode_chat
+from llmdocs.finetuning.logprobs import _scored_logits
 from llmdocs.finetuning.packing import balanced_row_length, collate_padded, pack_examples
 from llmdocs.finetuning.sft_labels import IGNORE_INDEX, _check_count, sft_labels
 
@@ -318,25 +319,12 @@ def sft_loss_fn(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, 
                 f"batch['num_items_in_batch']={num_items} is smaller than this micro-batch's own {own} trained "
                 "tokens: it must count the trained tokens of the whole step, this micro-batch's included"
             )
-    logits_mask = torch.cat([trained, torch.zeros_like(trained[:, :1])], dim=1)  # (B, T)
     if "document_ids" in batch:  # packed: attention stays inside each example, positions restart per example
-        logits = model(batch["input_ids"], position_ids=batch["position_ids"], document_ids=batch["document_ids"],
-                       logits_mask=logits_mask)  # fmt: skip
+        inputs = {"position_ids": batch["position_ids"], "document_ids": batch["document_ids"]}
     else:
-        logits = model(batch["input_ids"], attention_mask=batch["attention_mask"], logits_mask=logits_mask)
-    targets = labels[:, 1:][trained]  # (N,) in the row-major order of the logits
-    N = targets.numel()
-    if logits.dim() != 2 or logits.size(0) != N:
-        raise ValueError(
-            f"the model returned logits of shape {tuple(logits.shape)} for {N} trained positions, expected ({N}, V): "
-            "does it take logits_mask (and project only the masked positions)?"
-        )
-    V = logits.size(1)
-    bad = targets[(targets < 0) | (targets >= V)]
-    if bad.numel():
-        raise ValueError(
-            f"batch['labels'] must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}"
-        )
+        inputs = {"attention_mask": batch["attention_mask"]}
+    # the logits of the trained positions only: (N, V), and their N targets
+    logits, targets, _ = _scored_logits(model, batch["input_ids"], labels, "trained", "batch['labels']", **inputs)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # score half-precision logits in float32, as sft_loss does
     if "num_items_in_batch" in batch:  # one of grad_accum micro-batches: normalise by the whole step's tokens

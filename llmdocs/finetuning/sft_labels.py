@@ -135,11 +135,11 @@ def _check_logits_and_labels(logits: Tensor, labels: Tensor) -> None:
     _check_label_ids(labels, logits.size(-1))
 
 
-def _check_label_ids(labels: Tensor, V: int) -> None:
-    """Refuse a scored label (not ``IGNORE_INDEX``) outside the vocabulary [0, V)."""
+def _check_label_ids(labels: Tensor, V: int, name: str = "labels") -> None:
+    """Refuse a scored label (not ``IGNORE_INDEX``) outside the vocabulary [0, V); ``name`` in the error."""
     bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= V))]
     if bad.numel():
-        raise ValueError(f"labels must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
+        raise ValueError(f"{name} must be ids in [0, V={V}) or IGNORE_INDEX={IGNORE_INDEX}, got {bad[0].item()}")
 
 
 def _check_count(value: object, name: str = "num_items_in_batch") -> int:
