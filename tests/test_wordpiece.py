@@ -169,6 +169,43 @@ def test_wordpiece_split_rules() -> None:
     assert basic_tokenize("Ångström", do_lower_case=True, strip_accents=False) == ["ångström"]
 
 
+def test_the_basic_tokenizers_shortcuts_follow_its_character_rules() -> None:
+    """ASCII text and letters-and-digits words take shortcuts (tables, no per-character loop): the same results."""
+    import random
+    import sys
+    import unicodedata
+
+    from llmdocs.tokenizers import bert_basic
+
+    def clean_by_rule(text: str) -> str:
+        kept = (c for c in text if not (c == "\x00" or c == "\ufffd" or bert_basic._is_control(c)))
+        return "".join(" " if bert_basic._is_whitespace(c) else c for c in kept)
+
+    def split_by_rule(word: str) -> list[str]:  # each punctuation character alone, the runs between them kept
+        pieces: list[str] = []
+        for i, char in enumerate(word):
+            if bert_basic.is_punctuation(char) or i == 0 or bert_basic.is_punctuation(word[i - 1]):
+                pieces.append(char)
+            else:
+                pieces[-1] += char
+        return pieces
+
+    ascii_chars = [chr(cp) for cp in range(128)]
+    assert [bert_basic.clean_text(c) for c in ascii_chars] == [clean_by_rule(c) for c in ascii_chars]
+    assert [bert_basic.remove_accents(c) for c in ascii_chars] == ascii_chars  # NFD changes no ASCII character
+    assert not any(bert_basic.is_cjk_char(c) for c in ascii_chars)
+    alnum = [chr(cp) for cp in range(sys.maxunicode + 1) if chr(cp).isalnum()]  # letters and digits of any script
+    assert not any(bert_basic.is_punctuation(c) for c in alnum) and len(alnum) > 100_000
+    assert all(unicodedata.category(c)[0] in "LN" for c in alnum)
+    rng = random.Random(0)
+    pool = [*ascii_chars, "é", "Ω", "中", "\u0301", "\u00a0", "\u200b", "²", "٣", "—"]
+    for _ in range(2000):  # random ASCII and mixed strings: each shortcut against the rule it stands for
+        text = "".join(rng.choice(ascii_chars if rng.random() < 0.5 else pool) for _ in range(rng.randint(0, 12)))
+        assert bert_basic.clean_text(text) == clean_by_rule(text), repr(text)
+        assert bert_basic.split_on_punctuation(text) == split_by_rule(text), repr(text)
+    assert bert_basic.split_on_punctuation("naïve²") == ["naïve²"] and basic_tokenize("a\tb\x7fc!") == ["a", "bc", "!"]
+
+
 def test_truncate_longest_first() -> None:
     assert truncate_longest_first([1, 2, 3], None, 2) == ([1, 2], [])
     assert truncate_longest_first([1, 2], [3], 5) == ([1, 2], [3])
