@@ -3,15 +3,48 @@
 Run by mkdocs-gen-files at every build (nothing is written under docs/). The module list comes from walking
 llmdocs/ on disk (docs_support.public_modules), so a new module gets its page without anyone editing a list;
 tests/test_docs_api.py imports every one of them.
+
+Each object is documented once, on the page of the module that defines it. A package's page is its overview: its
+docstring (which walks through its modules) and a table of the names it exports (`__all__`, what
+`from llmdocs.<package> import ...` offers), each linked to its documentation with the first paragraph of its
+docstring. (Rendering the exported objects again in full made the package pages a third of the API's HTML, and
+put every object twice in the search results.)
 """
 
 import sys
 from pathlib import Path
 
+import griffe
 import mkdocs_gen_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_support import REPO_ROOT, public_modules
+
+LLMDOCS = griffe.load("llmdocs", search_paths=[str(REPO_ROOT)], resolve_aliases=False)  # static: nothing is imported
+
+
+def package_node(package: str) -> griffe.Module:
+    """Griffe's view of a package of llmdocs: `llmdocs`, `llmdocs.nn`, `llmdocs.cli.demos`."""
+    return LLMDOCS if package == "llmdocs" else LLMDOCS[package.removeprefix("llmdocs.")]
+
+
+def exports_table(package: str) -> str:
+    """Markdown table of the names `package` exports: each linked to where it is documented, its kind, its summary."""
+    node = package_node(package)
+    rows = []
+    for name in map(str, node.exports or ()):
+        member = node[name]
+        target = member.final_target if member.is_alias else member
+        summary = target.docstring.value.split("\n\n")[0] if target.docstring else ""
+        summary = " ".join(summary.split()).replace("|", "\\|")  # one line; a | would end the table cell
+        documented = target.docstring is not None and not any(part.startswith("_") for part in target.path.split("."))
+        label = f"[`{name}`][{target.path}]" if documented else f"`{name}`"  # only documented objects get a page
+        rows.append(f"| {label} | {target.kind.value} | {summary} |\n")
+    if not rows:
+        return ""
+    head = f"## Exported names\n\n`from {package} import ...`, each documented on the page of its module:\n\n"
+    return head + "| name | kind | summary |\n| --- | --- | --- |\n" + "".join(rows)
+
 
 nav = mkdocs_gen_files.Nav()
 for module in public_modules():
@@ -22,7 +55,17 @@ for module in public_modules():
     stem = Path(*parts[1:], "index") if is_package else Path(*parts[1:])
     doc_path = Path("reference") / stem.with_suffix(".md")
     with mkdocs_gen_files.open(doc_path, "w") as page:
-        page.write(f"---\ntitle: {module}\n---\n\n::: {module}\n")
+        if is_package:  # an overview: the docstring, what the package itself defines, the names it exports
+            own = [  # public, documented (the filters, show_if_no_docstring), defined here (not imported, no submodule)
+                name
+                for name, member in package_node(module).members.items()
+                if not name.startswith("_") and not member.is_alias and not member.is_module and member.has_docstrings
+            ]
+            members = "[" + ", ".join(own) + "]" if own else "false"  # not the imported ones: each has its own page
+            page.write(f"---\ntitle: {module}\n---\n\n::: {module}\n    options:\n      members: {members}\n\n")
+            page.write(exports_table(module))
+        else:
+            page.write(f"---\ntitle: {module}\n---\n\n::: {module}\n")
     titles = tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
     nav[titles] = doc_path.relative_to("reference").as_posix()
 

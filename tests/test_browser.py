@@ -5,14 +5,14 @@ server (the site must work offline: MathJax and mermaid are vendored, fonts are 
 math is typeset (`mjx-container`, no raw `\\(`, no MathJax error); every mermaid diagram is drawn as an SVG; no
 display equation or output area is wider than the content column (wide ones scroll inside it), at the default width
 and at a phone's; at a phone's width (375 and 400 px) nothing makes the page wider than the screen. Every page is
-opened but the API pages of single modules: the API pages (148 of the site's 163) come from one template, and the
-browser opens those that can differ, last, one after the other, at 400 px only (the narrower layout, where a wide
-signature or table shows first, with JavaScript on: Material's script wraps wide tables in a box that scrolls, and
-without it they push the page wider): the API's home page, each package's page (the longest, showing the members the
-package exports, most of its modules' content again) and every API page with math (MathJax must typeset it). Opening
-the other 120 took half a minute of a 2-core machine for every test run. Chapter pages show the output areas of
-their code and link a notebook that the server delivers as nbformat 4 JSON. Also checks the built HTML and CSS
-statically for resources on other hosts.
+opened but most API pages of single modules: the API pages (148 of the site's 163) come from one template, and the
+browser opens a sample that covers what can differ, last, one after the other, at 400 px only (the narrower layout,
+where a wide signature or table shows first, with JavaScript on: Material's script wraps wide tables in a box that
+scrolls, and without it they push the page wider): the API's home page, each package's page (its overview and its
+table of exported names), the longest module page of each package (the most signatures, tables and source listings)
+and every API page with math (MathJax must typeset it). Opening all 148 took half a minute of a 2-core machine for
+every test run. Chapter pages show the output areas of their code and link a notebook that the server delivers as
+nbformat 4 JSON. Also checks the built HTML and CSS statically for resources on other hosts.
 
 Every page's search worker fetches the same search index (2 MB) and indexes it: the first page gets the
 whole index, the others the same config with no documents (indexing 1,200 sections on every page load was half
@@ -150,6 +150,23 @@ def test_api_pages_show_their_source_but_search_skips_it(site_dir: Path) -> None
     index = json.loads((site_dir / SEARCH_INDEX).read_text(encoding="utf-8"))
     text = " ".join(doc["text"] for doc in index["docs"])
     assert "group_relative_advantages" in text and "def group_relative_advantages(" not in unescape(text)
+
+
+def test_package_pages_list_their_exports_and_document_each_object_once(site_dir: Path) -> None:
+    """A package's page is an overview (docs/gen_api.py): the objects it exports are documented on their modules'
+    pages and linked from its table, and what the package defines itself (``llmdocs.cli.main``) stays on it."""
+    page = (site_dir / "reference" / "finetuning" / "index.html").read_text(encoding="utf-8")
+    assert 'id="exported-names"' in page and 'href="lora/#llmdocs.finetuning.lora.apply_lora"' in page
+    assert 'id="llmdocs.finetuning.apply_lora"' not in page  # not rendered a second time here
+    cli = (site_dir / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert 'id="llmdocs.cli.main"' in cli and 'id="llmdocs.cli._HelpFormatter"' not in cli  # its own, public only
+    anchors = re.findall(
+        r'<h[1-6] id="(llmdocs\.[^"]+)"', "".join(p.read_text() for p in (site_dir / "reference").rglob("*.html"))
+    )
+    assert len(anchors) == len(set(anchors)) and "llmdocs.finetuning.lora.apply_lora" in anchors
+    index = json.loads((site_dir / SEARCH_INDEX).read_text(encoding="utf-8"))
+    locations = [doc["location"] for doc in index["docs"] if doc["location"].endswith("apply_lora")]
+    assert locations == ["reference/finetuning/lora/#llmdocs.finetuning.lora.apply_lora"], locations
 
 
 # -- the real browser ------------------------------------------------------------------------------------
@@ -332,11 +349,56 @@ def _is_api_page(rel: str) -> bool:
     return rel.startswith("reference/")
 
 
-def _opened_in_the_browser(rel: str, html: str) -> bool:
-    """Every page but the API pages of single modules without math (see the module's docstring)."""
-    parts = rel.split("/")  # reference/index.html, reference/nn/index.html, reference/nn/rmsnorm/index.html
-    is_package = len(parts) == 3 and (REPO_ROOT / "llmdocs" / parts[1] / "__init__.py").is_file()
-    return not _is_api_page(rel) or len(parts) == 2 or is_package or 'class="arithmatex"' in html
+def _api_package(rel: str) -> tuple[str, bool]:
+    """The package an API page belongs to (``nn``, ``cli/demos``; ``""`` for llmdocs itself), and whether the page
+    is that package's own page: reference/index.html, reference/nn/index.html, reference/nn/rmsnorm/index.html."""
+    folder = rel.removeprefix("reference/").removesuffix("index.html").strip("/")
+    if not folder or (REPO_ROOT / "llmdocs" / folder / "__init__.py").is_file():
+        return folder, True
+    return folder.rpartition("/")[0], False
+
+
+def _opened_in_the_browser(pages: dict[str, str]) -> list[str]:
+    """The pages the browser opens, from ``{path relative to the site: HTML}``: every page but the API pages of
+    single modules, except the longest one of each package and those with math (see the module's docstring)."""
+    longest: dict[str, str] = {}  # package -> its longest module page
+    for rel, html in pages.items():
+        if not _is_api_page(rel):
+            continue
+        package, is_package_page = _api_package(rel)
+        if not is_package_page and len(html) > len(pages.get(longest.get(package, ""), "")):
+            longest[package] = rel
+    return [
+        rel
+        for rel, html in pages.items()
+        if not _is_api_page(rel) or _api_package(rel)[1] or rel in longest.values() or 'class="arithmatex"' in html
+    ]
+
+
+def test_the_browser_opens_each_package_page_and_its_longest_module_page() -> None:
+    pages = {
+        "index.html": "",
+        "reference/index.html": "",
+        "reference/nn/index.html": "",
+        "reference/nn/rmsnorm/index.html": "x" * 10,
+        "reference/nn/rotary/index.html": "x" * 40,  # the longest of its package
+        "reference/nn/swiglu/index.html": 'x <span class="arithmatex">',  # math
+        "reference/cli/demos/index.html": "",  # a package inside a package
+        "reference/cli/demos/gpt/index.html": "x",
+        "reference/testing/index.html": "x",  # a module of llmdocs itself
+    }
+    assert _api_package("reference/cli/demos/gpt/index.html") == ("cli/demos", False)
+    assert _api_package("reference/testing/index.html") == ("", False)
+    assert sorted(_opened_in_the_browser(pages)) == [
+        "index.html",
+        "reference/cli/demos/gpt/index.html",
+        "reference/cli/demos/index.html",
+        "reference/index.html",
+        "reference/nn/index.html",
+        "reference/nn/rotary/index.html",
+        "reference/nn/swiglu/index.html",
+        "reference/testing/index.html",
+    ]
 
 
 def test_every_page_renders_offline_without_errors(
@@ -345,7 +407,8 @@ def test_every_page_renders_offline_without_errors(
     page = browser_page
     base_url = site_server.url
     every = html_pages(site_dir)
-    pages = [html for html in every if _opened_in_the_browser(html.relative_to(site_dir).as_posix(), html.read_text())]
+    opened = set(_opened_in_the_browser({html.relative_to(site_dir).as_posix(): html.read_text() for html in every}))
+    pages = [html for html in every if html.relative_to(site_dir).as_posix() in opened]
     assert len(pages) >= 4, f"only {len(pages)} pages in {site_dir}"
     events: list[str] = []
     # Leaving a page (to about:blank or the next page, after checking it) aborts its late requests, e.g. the
