@@ -368,7 +368,9 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
 
 
 def test_smollm2_metadata_and_tensor_list() -> None:
-    assert lg.gguf_metadata() == {  # parsed once per process: gguf_tensors below reuses the parse
+    with unittest.mock.patch.object(lg, "_reader", _smollm2_reader_for):  # the module's one parse of the file
+        metadata = lg.gguf_metadata()
+    assert metadata == {  # read once per process: gguf_tensors below reuses it
         "architecture": "llama",
         "name": "Smollm2 135M 8k Lc100K Mix1 Ep2",
         "n_layers": 30,
@@ -445,11 +447,12 @@ def hf_smollm2() -> Any:
             hf_logging.enable_progress_bar()
 
 
-@pytest.mark.slow  # ~11 s: transformers dequantizes the file itself, then ours (~3 s)
+@pytest.mark.slow  # ~8 s: transformers dequantizes the file itself, then ours (~1 s)
 @pytest.mark.numerics
 def test_smollm2_state_dict_and_metadata_equal_hugging_faces() -> None:
     pytest.importorskip("transformers")
-    ours, meta = lg.load_gguf_state_dict(cache=False)
+    with unittest.mock.patch.object(lg, "_reader", _smollm2_reader_for):  # the module's parse: ours reads it too
+        ours, meta = lg.load_gguf_state_dict(cache=False)  # dequantized from the file, not from the cache
     model = hf_smollm2()
     theirs = model.state_dict()
     assert meta["tie_embeddings"] and torch.equal(theirs["lm_head.weight"], theirs["model.embed_tokens.weight"])
