@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as dt
+import functools
 from collections import Counter
 
 import pytest
@@ -81,13 +82,20 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
 EDGES = [dt.date(1000, 1, 1), dt.date(1900, 1, 1), dt.date(1900, 2, 28), dt.date(2099, 12, 31), dt.date(9999, 12, 31)]
 
 
+@functools.cache
+def _every_days_mistakes() -> list[tuple[dt.date, dict[str, tuple[str, ...]]]]:
+    """Each day of the test below with its mistakes of every kind: computed once for the six kinds' tests."""
+    days = [*_days(dt.date(1996, 1, 1), dt.date(2004, 12, 31)), *EDGES]
+    return [(day, date_mistakes(day, f"{day.day}.{day.month}.{day.year}")) for day in days]
+
+
 @pytest.mark.parametrize("kind", list(MISTAKE_KINDS))
 def test_every_rejected_answer_scores_below_the_chosen_one_on_every_date(kind: str) -> None:
     """Every day of 1996..2004 (leap years, 2000-02-29, the century change) and the ends of the range."""
     applies = 0
-    for day in [*_days(dt.date(1996, 1, 1), dt.date(2004, 12, 31)), *EDGES]:
+    for day, mistakes in _every_days_mistakes():
         iso = day.isoformat()
-        answers = date_mistakes(day, f"{day.day}.{day.month}.{day.year}")[kind]
+        answers = mistakes[kind]
         applies += bool(answers)
         assert len(set(answers)) == len(answers)
         for answer in answers:
