@@ -11,6 +11,7 @@ docstring. (Rendering the exported objects again in full made the package pages 
 put every object twice in the search results.)
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +29,15 @@ def package_node(package: str) -> griffe.Module:
     return LLMDOCS if package == "llmdocs" else LLMDOCS[package.removeprefix("llmdocs.")]
 
 
+def _escape_pipes(text: str) -> str:
+    """Escape each ``|`` outside code spans (`x`, ``x``): in a table it would end the cell; inside code it is kept."""
+    out, end = [], 0
+    for span in re.finditer(r"(`+).*?\1", text):
+        out += [text[end : span.start()].replace("|", "\\|"), span.group()]
+        end = span.end()
+    return "".join([*out, text[end:].replace("|", "\\|")])
+
+
 def exports_table(package: str) -> str:
     """Markdown table of the names `package` exports: each linked to where it is documented, its kind, its summary."""
     node = package_node(package)
@@ -36,7 +46,8 @@ def exports_table(package: str) -> str:
         member = node[name]
         target = member.final_target if member.is_alias else member
         summary = target.docstring.value.split("\n\n")[0] if target.docstring else ""
-        summary = " ".join(summary.split()).replace("|", "\\|")  # one line; a | would end the table cell
+        summary = " ".join(summary.split())  # one line
+        summary = _escape_pipes(summary)
         documented = target.docstring is not None and not any(part.startswith("_") for part in target.path.split("."))
         label = f"[`{name}`][{target.path}]" if documented else f"`{name}`"  # only documented objects get a page
         rows.append(f"| {label} | {target.kind.value} | {summary} |\n")

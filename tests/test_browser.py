@@ -158,6 +158,7 @@ def test_package_pages_list_their_exports_and_document_each_object_once(site_dir
     page = (site_dir / "reference" / "finetuning" / "index.html").read_text(encoding="utf-8")
     assert 'id="exported-names"' in page and 'href="lora/#llmdocs.finetuning.lora.apply_lora"' in page
     assert 'id="llmdocs.finetuning.apply_lora"' not in page  # not rendered a second time here
+    assert "<code>&lt;|role|&gt;content&lt;|end|&gt;</code>" in page and "\\|" not in page  # a | in code, unescaped
     cli = (site_dir / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert 'id="llmdocs.cli.main"' in cli and 'id="llmdocs.cli._HelpFormatter"' not in cli  # its own, public only
     anchors = re.findall(
