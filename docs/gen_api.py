@@ -43,7 +43,8 @@ def exports_table(package: str) -> str:
     node = package_node(package)
     rows = []
     for name in map(str, node.exports or ()):
-        member = node[name]
+        imported = node.imports.get(name)  # `from .lora_budget import lora_budget`: the function, not the module
+        member = LLMDOCS.modules_collection[imported] if imported else node[name]
         target = member.final_target if member.is_alias else member
         summary = target.docstring.value.split("\n\n")[0] if target.docstring else ""
         summary = " ".join(summary.split())  # one line
@@ -54,7 +55,8 @@ def exports_table(package: str) -> str:
     if not rows:
         return ""
     head = f"## Exported names\n\n`from {package} import ...`, each documented on the page of its module:\n\n"
-    return head + "| name | kind | summary |\n| --- | --- | --- |\n" + "".join(rows)
+    table = "| name | kind | summary |\n| --- | --- | --- |\n" + "".join(rows)
+    return f'{head}<div class="llmdocs-exports" markdown>\n\n{table}\n</div>\n'  # names unbroken (extra.css)
 
 
 nav = mkdocs_gen_files.Nav()

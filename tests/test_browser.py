@@ -159,6 +159,10 @@ def test_package_pages_list_their_exports_and_document_each_object_once(site_dir
     assert 'id="exported-names"' in page and 'href="lora/#llmdocs.finetuning.lora.apply_lora"' in page
     assert 'id="llmdocs.finetuning.apply_lora"' not in page  # not rendered a second time here
     assert "<code>&lt;|role|&gt;content&lt;|end|&gt;</code>" in page and "\\|" not in page  # a | in code, unescaped
+    # a function exported under its module's name is the function (`from .lora_budget import lora_budget`)
+    assert (
+        'href="lora_budget/#llmdocs.finetuning.lora_budget.lora_budget"' in page and 'class="llmdocs-exports"' in page
+    )
     cli = (site_dir / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert 'id="llmdocs.cli.main"' in cli and 'id="llmdocs.cli._HelpFormatter"' not in cli  # its own, public only
     anchors = re.findall(

@@ -15,6 +15,8 @@ import torch
 __all__ = ["SPECIAL_TOKENS", "CharVocab", "encode_pairs"]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+"""Padding, start and end of a sequence, unknown character: ids 0 to 3 of every
+[CharVocab][llmdocs.data.vocab.CharVocab]."""
 
 
 class CharVocab:
