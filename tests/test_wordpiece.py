@@ -204,6 +204,10 @@ def test_the_basic_tokenizers_shortcuts_follow_its_character_rules() -> None:
         assert bert_basic.clean_text(text) == clean_by_rule(text), repr(text)
         assert bert_basic.split_on_punctuation(text) == split_by_rule(text), repr(text)
     assert bert_basic.split_on_punctuation("naïve²") == ["naïve²"] and basic_tokenize("a\tb\x7fc!") == ["a", "bc", "!"]
+    for helper in (bert_basic.clean_text, bert_basic.remove_accents, bert_basic.split_on_punctuation):
+        for not_text in (b"abc", None, 3):  # bytes have .isascii() too: refused before any shortcut
+            with pytest.raises(TypeError, match="must be str"):
+                helper(not_text)  # type: ignore[arg-type]
 
 
 def test_truncate_longest_first() -> None:

@@ -82,10 +82,14 @@ def _is_control(char: str) -> bool:
 def clean_text(text: str) -> str:
     """Drop NUL, U+FFFD and control characters; turn every whitespace character into a space.
 
+    Raises:
+        TypeError: If `text` is not a string.
+
     Examples:
         >>> clean_text("a\\tb\\u00a0c\\x00d\\ufffde\\u200bf")  # tab, no-break space, NUL, U+FFFD, zero-width space
         'a b cdef'
     """
+    _check_str(text, "text")
     if text.isascii():  # the same rules, by table: ASCII's controls are 0-31 and 127, its whitespace " \t\n\r"
         return text.translate(_ASCII_CLEAN)
     return "".join(
@@ -100,10 +104,14 @@ _ASCII_CLEAN = {cp: (" " if chr(cp) in " \t\n\r" else None) for cp in [*range(32
 def remove_accents(word: str) -> str:
     """Decompose with NFD and drop the combining marks (category `Mn`).
 
+    Raises:
+        TypeError: If `word` is not a string.
+
     Examples:
         >>> remove_accents("Zoë Ångström São Dvořák")
         'Zoe Angstrom Sao Dvorak'
     """
+    _check_str(word, "word")
     if word.isascii():  # nothing to decompose, no combining mark
         return word
     return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
@@ -112,24 +120,32 @@ def remove_accents(word: str) -> str:
 def split_on_punctuation(word: str) -> list[str]:
     """Cut `word` before and after every punctuation character.
 
+    Raises:
+        TypeError: If `word` is not a string.
+
     Examples:
         >>> split_on_punctuation("don't!!")
         ['don', "'", 't', '!', '!']
     """
+    _check_str(word, "word")
     if word.isalnum():  # letters and digits only (categories L* and N*): no punctuation to split off
         return [word]
     pieces: list[str] = []
-    start_new_word = True
-    for char in word:
+    start = 0  # where the current run of non-punctuation characters began
+    for i, char in enumerate(word):
         if is_punctuation(char):
+            if start < i:
+                pieces.append(word[start:i])
             pieces.append(char)
-            start_new_word = True
-        else:
-            if start_new_word:
-                pieces.append("")
-            start_new_word = False
-            pieces[-1] += char
+            start = i + 1
+    if start < len(word):
+        pieces.append(word[start:])
     return pieces
+
+
+def _check_str(value: object, name: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, got {type(value).__name__}")
 
 
 def basic_tokenize(
