@@ -68,13 +68,14 @@ for module in public_modules():
     stem = Path(*parts[1:], "index") if is_package else Path(*parts[1:])
     doc_path = Path("reference") / stem.with_suffix(".md")
     with mkdocs_gen_files.open(doc_path, "w") as page:
-        if is_package:  # an overview: the docstring, what the package itself defines, the names it exports
-            own = [  # public, documented (the filters, show_if_no_docstring), defined here (not imported, no submodule)
+        if is_package:  # an overview: the docstring, its modules, what the package itself defines, its exports
+            own = [  # public; its submodules (listed, not rendered: show_submodules is off) and what it defines,
+                # documented (show_if_no_docstring is off); not what it imports: that has its own module's page
                 name
                 for name, member in package_node(module).members.items()
-                if not name.startswith("_") and not member.is_alias and not member.is_module and member.has_docstrings
+                if not name.startswith("_") and not member.is_alias and (member.is_module or member.has_docstrings)
             ]
-            members = "[" + ", ".join(own) + "]" if own else "false"  # not the imported ones: each has its own page
+            members = "[" + ", ".join(own) + "]" if own else "false"
             page.write(f"---\ntitle: {module}\n---\n\n::: {module}\n    options:\n      members: {members}\n\n")
             page.write(exports_table(module))
         else:

@@ -163,6 +163,10 @@ def test_package_pages_list_their_exports_and_document_each_object_once(site_dir
     assert (
         'href="lora_budget/#llmdocs.finetuning.lora_budget.lora_budget"' in page and 'class="llmdocs-exports"' in page
     )
+    root = (site_dir / "reference" / "index.html").read_text(encoding="utf-8")
+    for page_html in (root, page):  # each package lists its modules, linked to their pages
+        assert "Modules:" in page_html
+    assert 'href="serialization/#llmdocs.serialization"' in root and 'href="dpo/#llmdocs.finetuning.dpo"' in page
     cli = (site_dir / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert 'id="llmdocs.cli.main"' in cli and 'id="llmdocs.cli._HelpFormatter"' not in cli  # its own, public only
     anchors = re.findall(
