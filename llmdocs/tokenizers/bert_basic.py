@@ -177,8 +177,7 @@ def basic_tokenize(
         >>> basic_tokenize("Héllo [MASK]", do_lower_case=False, never_split={"[MASK]"})
         ['Héllo', '[MASK]']
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
+    _check_str(text, "text")
     if strip_accents is None:
         strip_accents = do_lower_case
     text = clean_text(text)
